@@ -1,0 +1,53 @@
+/* A growable byte buffer, always NUL-terminated (git's strbuf, curl's dynbuf).
+ *
+ * Use it for every string built from outside data. A zeroed mbq_buf (or
+ * MBQ_BUF_INIT) is empty and valid; mbq_buf_free releases it and leaves it
+ * empty again. Appends return 0 or MBQ_ENOMEM (with the message set). */
+#ifndef MBQ_BUF_H
+#define MBQ_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct mbq_buf {
+    char *ptr;  /* NUL-terminated data; NULL until the first append */
+    size_t len; /* bytes used, without the NUL */
+    size_t cap; /* bytes allocated */
+} mbq_buf;
+
+#define MBQ_BUF_INIT {NULL, 0, 0}
+
+/* Make room for `extra` more bytes (plus the NUL). */
+int mbq_buf_grow(mbq_buf *b, size_t extra);
+int mbq_buf_append(mbq_buf *b, const void *data, size_t len);
+int mbq_buf_puts(mbq_buf *b, const char *s);
+int mbq_buf_putc(mbq_buf *b, char c);
+int mbq_buf_printf(mbq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int mbq_buf_vprintf(mbq_buf *b, const char *fmt, va_list ap);
+
+/* The content as a C string: "" for an empty buffer, never NULL. */
+const char *mbq_buf_cstr(const mbq_buf *b);
+
+/* Empty the buffer, keeping its memory. */
+void mbq_buf_clear(mbq_buf *b);
+
+/* Hand the allocation to the caller (who frees it with free()); the buffer is
+ * left empty. Returns an allocated "" for an empty buffer, NULL on ENOMEM. */
+char *mbq_buf_detach(mbq_buf *b);
+
+void mbq_buf_free(mbq_buf *b);
+
+/* Identifier quoting. MySQL: backticks, a backtick inside doubled.
+ * BigQuery GoogleSQL: backticks, with backslash escapes for backslash and
+ * backtick (and control characters). Never use one for the other. */
+int mbq_buf_quote_mysql_ident(mbq_buf *b, const char *ident);
+int mbq_buf_quote_bq_ident(mbq_buf *b, const char *ident);
+
+/* A GoogleSQL string literal ('...' with backslash escapes). */
+int mbq_buf_quote_bq_string(mbq_buf *b, const char *s);
+
+/* Append `s` as a JSON string literal with quotes; bytes that are not valid
+ * UTF-8 are replaced by U+FFFD, so the output is always valid JSON. */
+int mbq_buf_json_string(mbq_buf *b, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,153 @@
+/* The configuration: YAML (libyaml) -> a validated mbq_config.
+ *
+ * Shape (config/mbq.example.yml is the commented sample):
+ *
+ *   tables:
+ *     - name: orders                 # MySQL table (required)
+ *       primary_key: id              # a name or a list of names (required)
+ *       updated_column: updated_at   # the cursor; absent => mode full
+ *       mode: incremental            # incremental (default with a cursor) | full
+ *       lookback: 5m                 # re-read window below the cursor
+ *       target: orders               # BigQuery table (default: name)
+ *       partition_by: created_at     # optional, for a newly created target
+ *       partition_type: DAY          # DAY|HOUR|MONTH|YEAR (default DAY)
+ *       cluster_by: [customer_id]    # optional, up to 4 columns
+ *       on_incompatible_change: fail # fail | rebuild
+ *   mysql: {host, port, socket, user, password, database, connect_timeout,
+ *           read_timeout, ssl: {mode, ca, cert, key, verify_server_cert}}
+ *   bigquery: {project_id, dataset, metadata_table, location, credentials,
+ *              endpoint, upload_chunk_size, compression, staging_expiration,
+ *              job_timeout, max_retries}
+ *   alerting: {email: {...}, telegram: {...}}
+ *   state: {dir}                     # journal and staging files
+ *   log: {level, format}
+ *
+ * ${ENV_VAR} (and ${ENV_VAR:-default}) is substituted in every scalar before
+ * it is parsed; an unset variable without a default is an error naming it.
+ *
+ * Every error names the file, line and column of the node at fault:
+ *   cannot load config 'mbq.yml': line 12, column 5: unknown key 'tabels'
+ *   in 'tables[0]' (did you mean 'tables'?) */
+#ifndef MBQ_CONFIG_H
+#define MBQ_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum mbq_sync_mode {
+    MBQ_MODE_INCREMENTAL = 0,
+    MBQ_MODE_FULL = 1,
+} mbq_sync_mode;
+
+typedef enum mbq_change_policy {
+    MBQ_POLICY_FAIL = 0,
+    MBQ_POLICY_REBUILD = 1,
+} mbq_change_policy;
+
+typedef enum mbq_alert_on {
+    MBQ_ALERT_FAILURE = 0, /* default: a run with a failed table */
+    MBQ_ALERT_ALWAYS = 1,  /* every run */
+    MBQ_ALERT_CHANGE = 2,  /* a table starts failing or recovers */
+} mbq_alert_on;
+
+typedef struct mbq_table_config {
+    char *name;            /* MySQL table */
+    char **primary_key;    /* n_primary_key names, in key order */
+    size_t n_primary_key;
+    char *updated_column;  /* cursor column; NULL when none */
+    mbq_sync_mode mode;    /* FULL when no updated_column */
+    int64_t lookback_ms;   /* 0 = none */
+    char *target;          /* BigQuery table name (defaults to name) */
+    char *partition_by;    /* NULL = not partitioned */
+    char *partition_type;  /* "DAY" (default), "HOUR", "MONTH", "YEAR" */
+    char **cluster_by;     /* up to 4 */
+    size_t n_cluster_by;
+    mbq_change_policy on_incompatible_change;
+    int line;              /* where the table's entry starts, for messages */
+} mbq_table_config;
+
+typedef struct mbq_mysql_config {
+    char *host;            /* default "127.0.0.1" (unless socket) */
+    unsigned port;         /* default 3306 */
+    char *socket;          /* unix socket path; NULL = TCP */
+    char *user;            /* required */
+    char *password;        /* may be NULL; registered as a secret */
+    char *database;        /* required */
+    int connect_timeout_s; /* default 10 */
+    int read_timeout_s;    /* default 600 */
+    bool ssl;              /* TLS on? (true when ssl: is given with mode != disabled) */
+    char *ssl_ca;
+    char *ssl_cert;
+    char *ssl_key;
+    bool ssl_verify_server_cert; /* default true; false logs a warning */
+} mbq_mysql_config;
+
+typedef struct mbq_bigquery_config {
+    char *project_id;          /* required */
+    char *dataset;             /* required */
+    char *metadata_table;      /* default "sync_metadata" */
+    char *location;            /* default "US" */
+    char *credentials;         /* key file; NULL = GOOGLE_APPLICATION_CREDENTIALS */
+    char *endpoint;            /* NULL = https://bigquery.googleapis.com (or BIGQUERY_EMULATOR_HOST) */
+    int64_t upload_chunk_bytes;     /* resumable chunk size, multiple of 256 KiB; 0 = one request; default 8 MiB */
+    int64_t multipart_max_bytes;    /* files up to this go by multipart upload; default 5 MiB */
+    bool compress;                  /* gzip staging files (default true) */
+    int64_t staging_expiration_ms;  /* default 7 days */
+    int64_t job_timeout_ms;         /* default 6 h */
+    int max_retries;                /* default 8 */
+    int64_t retry_max_elapsed_ms;   /* default 10 min */
+    bool tls_verify;                /* default true; false needs tls_insecure: true and warns */
+} mbq_bigquery_config;
+
+typedef struct mbq_email_config {
+    bool enabled;
+    char *smtp_url;        /* e.g. smtp://mail:587 or smtps://mail:465 (built from host/port/tls if absent) */
+    char *host;
+    unsigned port;         /* default 587 */
+    char *tls;             /* "starttls" (default), "implicit", "none" */
+    char *username;
+    char *password;        /* registered as a secret */
+    char *from;            /* required when enabled */
+    char **to;             /* one or more */
+    size_t n_to;
+    mbq_alert_on on;
+    bool tls_verify;       /* default true */
+} mbq_email_config;
+
+typedef struct mbq_telegram_config {
+    bool enabled;
+    char *bot_token;       /* registered as a secret */
+    char *chat_id;
+    char *api_url;         /* default https://api.telegram.org */
+    mbq_alert_on on;
+} mbq_telegram_config;
+
+typedef struct mbq_config {
+    char *path;            /* the file it came from */
+    mbq_table_config *tables;
+    size_t n_tables;
+    mbq_mysql_config mysql;
+    mbq_bigquery_config bigquery;
+    mbq_email_config email;
+    mbq_telegram_config telegram;
+    char *state_dir;       /* default "./.mbq-state" relative to the config file's directory */
+    char *log_level;       /* NULL = info */
+    char *log_format;      /* NULL = text */
+} mbq_config;
+
+/* Load and validate `path`. On success *out is a new config (free with
+ * mbq_config_free). On failure returns MBQ_ECONFIG (or MBQ_ENOTFOUND/MBQ_EIO
+ * for an unreadable file) with a message naming file, line and column.
+ * Secrets found (passwords, tokens) are registered with mbq_secret_register. */
+int mbq_config_load(mbq_config **out, const char *path);
+
+/* The same from a string; `name` is used in messages in place of a path. */
+int mbq_config_parse(mbq_config **out, const char *yaml, size_t len, const char *name);
+
+void mbq_config_free(mbq_config *cfg);
+
+/* The configured table named `name` (MySQL name or target name), or NULL. */
+const mbq_table_config *mbq_config_table(const mbq_config *cfg, const char *name);
+
+#endif

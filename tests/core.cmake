@@ -1,0 +1,1 @@
+mbq_add_test(NAME core_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_core.c LABELS unit)
