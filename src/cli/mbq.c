@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mbq/commands.h"
 #include "mbq/exitcode.h"
 #include "mbq/banned.h"
 
@@ -14,14 +15,11 @@ struct command {
     const char *summary;
 };
 
-static int cmd_sync(int argc, char **argv);
-static int cmd_check(int argc, char **argv);
-static int cmd_extract(int argc, char **argv);
 
 static const struct command commands[] = {
-    {"sync", cmd_sync, "run one sync of every configured table (resumes unfinished runs first)"},
-    {"check", cmd_check, "validate config, credentials and connectivity; change nothing"},
-    {"extract", cmd_extract, "extract one table to a load-ready NDJSON file and print figures"},
+    {"sync", mbq_cmd_sync, "run one sync of every configured table (resumes unfinished runs first)"},
+    {"check", mbq_cmd_check, "validate config, credentials and connectivity; change nothing"},
+    {"extract", mbq_cmd_extract, "extract one table to a load-ready NDJSON file and print figures"},
 };
 
 static void usage(FILE *out)
@@ -33,29 +31,8 @@ static void usage(FILE *out)
                  "options: --help, --version\n");
 }
 
-static int cmd_sync(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "mbq sync: not implemented yet\n");
-    return MBQ_EXIT_SOFTWARE;
-}
 
-static int cmd_check(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "mbq check: not implemented yet\n");
-    return MBQ_EXIT_SOFTWARE;
-}
 
-static int cmd_extract(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "mbq extract: not implemented yet\n");
-    return MBQ_EXIT_SOFTWARE;
-}
 
 int main(int argc, char **argv)
 {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mbq/commands.h"
 #include "mbq/exitcode.h"
 #include "mbq/banned.h"
 
@@ -14,12 +15,10 @@ struct command {
     const char *summary;
 };
 
-static int cmd_inspect(int argc, char **argv);
-static int cmd_reset(int argc, char **argv);
 
 static const struct command commands[] = {
-    {"inspect", cmd_inspect, "show committed cursors, in-flight runs, failures and events"},
-    {"reset", cmd_reset, "abandon a table's in-flight run and move or clear its cursor"},
+    {"inspect", mbq_cmd_inspect, "show committed cursors, in-flight runs, failures and events"},
+    {"reset", mbq_cmd_reset, "abandon a table's in-flight run and move or clear its cursor"},
 };
 
 static void usage(FILE *out)
@@ -30,21 +29,7 @@ static void usage(FILE *out)
     fprintf(out, "\noptions: --help, --version\n");
 }
 
-static int cmd_inspect(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "mbq-state inspect: not implemented yet\n");
-    return MBQ_EXIT_SOFTWARE;
-}
 
-static int cmd_reset(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "mbq-state reset: not implemented yet\n");
-    return MBQ_EXIT_SOFTWARE;
-}
 
 int main(int argc, char **argv)
 {

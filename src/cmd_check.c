@@ -1,0 +1,13 @@
+/* `check` subcommand (stub until its issue lands). */
+#include <stdio.h>
+
+#include "mbq/commands.h"
+#include "mbq/exitcode.h"
+
+int mbq_cmd_check(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "check: not implemented yet\n");
+    return MBQ_EXIT_SOFTWARE;
+}

@@ -1,0 +1,13 @@
+/* `extract` subcommand (stub until its issue lands). */
+#include <stdio.h>
+
+#include "mbq/commands.h"
+#include "mbq/exitcode.h"
+
+int mbq_cmd_extract(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "extract: not implemented yet\n");
+    return MBQ_EXIT_SOFTWARE;
+}

@@ -1,0 +1,13 @@
+/* `reset` subcommand (stub until its issue lands). */
+#include <stdio.h>
+
+#include "mbq/commands.h"
+#include "mbq/exitcode.h"
+
+int mbq_cmd_reset(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "reset: not implemented yet\n");
+    return MBQ_EXIT_SOFTWARE;
+}
