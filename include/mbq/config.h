@@ -17,13 +17,22 @@
  *           read_timeout, ssl: {mode, ca, cert, key, verify_server_cert}}
  *   bigquery: {project_id, dataset, metadata_table, location, credentials,
  *              endpoint, upload_chunk_size, compression, staging_expiration,
- *              job_timeout, max_retries}
- *   alerting: {email: {...}, telegram: {...}}
+ *              job_timeout, max_retries, multipart_max, retry_max_elapsed,
+ *              tls_insecure}
+ *   alerting: {email: {enabled, smtp_url, host, port, tls, username, password,
+ *                      from, to, on, tls_insecure},
+ *              telegram: {enabled, bot_token, chat_id, api_url, on}}
  *   state: {dir}                     # journal and staging files
  *   log: {level, format}
  *
  * ${ENV_VAR} (and ${ENV_VAR:-default}) is substituted in every scalar before
  * it is parsed; an unset variable without a default is an error naming it.
+ * `$$` is a literal `$`. docs/configuration.md is the reference of every key.
+ *
+ * Relative paths (state.dir, bigquery.credentials, mysql.ssl.{ca,cert,key})
+ * are made absolute against the config file's directory by mbq_config_load;
+ * mbq_config_parse leaves them as written. When alerting.email is enabled,
+ * smtp_url is always set (built from host, port and tls when not given).
  *
  * Every error names the file, line and column of the node at fault:
  *   cannot load config 'mbq.yml': line 12, column 5: unknown key 'tabels'

@@ -1,0 +1,616 @@
+/* The per-table state machine (see mbq/machine.h for the diagram).
+ *
+ * Every state's step reads what the journal says, performs one side effect,
+ * and reports an event; transition() looks the (state, event) pair up in the
+ * table below, checks the invariant of the state it enters, and commits the
+ * table run to the journal BEFORE the caller goes on to the next side
+ * effect. A process killed anywhere therefore resumes at a state whose side
+ * effect is either not done yet or safe to repeat:
+ *
+ *   schema-check   reads both schemas; ADD COLUMN only for columns still
+ *                  missing. Always re-run on resume (it also rebuilds the
+ *                  in-memory schemas the later states use).
+ *   extract        a new consistent snapshot into a new file; the old file is
+ *                  discarded. The attempt number goes up, so every job id
+ *                  derived from it is new.
+ *   stage          a load job whose id is derived from the run, table run and
+ *                  attempt: re-submitting finds the job that already ran.
+ *   merge          likewise; a MERGE of the same staged rows is idempotent.
+ *   commit-metadata one local transaction: cursor := high, run done.
+ *
+ * A job that BigQuery reports as failed (MBQ_EBQ) bumps the attempt, so the
+ * retry in the next run uses a new job id rather than finding the failed
+ * job again; a network error keeps the id, because the job may exist. */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mbq/bq.h"
+#include "mbq/error.h"
+#include "mbq/fault.h"
+#include "mbq/journal.h"
+#include "mbq/log.h"
+#include "mbq/machine.h"
+#include "mbq/mysql_source.h"
+#include "mbq/util.h"
+#include "sync_internal.h"
+#include "mbq/banned.h"
+
+static const char *const state_names[MBQ_ST__COUNT] = {
+    [MBQ_ST_SCHEMA_CHECK] = "schema-check", [MBQ_ST_EXTRACT] = "extract",
+    [MBQ_ST_STAGE] = "stage",               [MBQ_ST_MERGE] = "merge",
+    [MBQ_ST_COMMIT] = "commit-metadata",    [MBQ_ST_DONE] = "done",
+    [MBQ_ST_FAILED] = "failed",             [MBQ_ST_ABANDONED] = "abandoned",
+};
+
+const char *mbq_state_name(mbq_state s)
+{
+    return s < MBQ_ST__COUNT ? state_names[s] : "?";
+}
+
+int mbq_state_parse(mbq_state *out, const char *name)
+{
+    for (int i = 0; i < MBQ_ST__COUNT; i++) {
+        if (name && strcmp(name, state_names[i]) == 0) {
+            *out = (mbq_state)i;
+            return 0;
+        }
+    }
+    return mbq_error_set(MBQ_EJOURNAL, "unknown table-run state '%s' in the journal",
+                         name ? name : "(null)");
+}
+
+/* ---- the transition table ---------------------------------------------- */
+
+typedef enum step_event {
+    EV_OK = 0,     /* the state's side effect is done */
+    EV_MERGE,      /* extract: rows staged for a MERGE into the target */
+    EV_REPLACE,    /* extract: rows replace the target's content (first or full load) */
+    EV_NO_ROWS,    /* extract: nothing to load */
+    EV_UNCHANGED,  /* extract: the same window and content as the last commit */
+    EV_REEXTRACT,  /* stage: the staged file is gone or its load failed: extract again */
+    EV__COUNT
+} step_event;
+
+static const char *const event_names[EV__COUNT] = {"ok",        "merge",     "replace",
+                                                   "no-rows",   "unchanged", "re-extract"};
+
+static const struct transition {
+    mbq_state from;
+    step_event event;
+    mbq_state to;
+} transitions[] = {
+    {MBQ_ST_SCHEMA_CHECK, EV_OK, MBQ_ST_EXTRACT},
+    {MBQ_ST_EXTRACT, EV_MERGE, MBQ_ST_STAGE},
+    {MBQ_ST_EXTRACT, EV_REPLACE, MBQ_ST_STAGE},
+    {MBQ_ST_EXTRACT, EV_NO_ROWS, MBQ_ST_COMMIT},
+    {MBQ_ST_EXTRACT, EV_UNCHANGED, MBQ_ST_COMMIT},
+    {MBQ_ST_STAGE, EV_MERGE, MBQ_ST_MERGE},
+    {MBQ_ST_STAGE, EV_REPLACE, MBQ_ST_COMMIT},
+    {MBQ_ST_STAGE, EV_REEXTRACT, MBQ_ST_EXTRACT},
+    {MBQ_ST_MERGE, EV_OK, MBQ_ST_COMMIT},
+    {MBQ_ST_COMMIT, EV_OK, MBQ_ST_DONE},
+};
+
+/* Fault points, in the order a run meets them; tests walk this list. */
+const char *const mbq_fault_points[] = {
+    "schema-check.enter", "schema-check.done", "extract.enter",  "extract.mid",
+    "extract.done",       "stage.enter",       "stage.done",     "merge.enter",
+    "merge.done",         "commit-metadata.enter", "commit-metadata.done", "cleanup.done",
+    "mirror.done",        NULL,
+};
+
+static int lookup_transition(mbq_state *to, mbq_state from, step_event ev)
+{
+    for (size_t i = 0; i < sizeof transitions / sizeof transitions[0]; i++) {
+        if (transitions[i].from == from && transitions[i].event == ev) {
+            *to = transitions[i].to;
+            return 0;
+        }
+    }
+    return mbq_error_set(MBQ_EINTERNAL, "no transition from '%s' on event '%s'",
+                         mbq_state_name(from), event_names[ev]);
+}
+
+/* What must hold when a table run enters `s` (SQLite's assert_pager_state
+ * idea). Checked on every transition, also in release builds: a broken
+ * invariant here would be a bug that could lose rows, so it stops the table
+ * with an internal error instead of going on. */
+static int check_invariant(const mbq_table_run *r, mbq_state s)
+{
+    const char *why = NULL;
+    switch (s) {
+    case MBQ_ST_STAGE:
+        if (!r->load_job_id || !r->load_mode)
+            why = "a load job id and a load mode";
+        else if (r->staged_rows > 0 ? !r->staged_path : strcmp(r->load_mode, "replace") != 0)
+            why = "a staged file with rows (only a replace may stage nothing)";
+        else if (strcmp(r->load_mode, "merge") == 0 && !r->staging_table)
+            why = "a staging table for a merge";
+        break;
+    case MBQ_ST_MERGE:
+        if (!r->load_mode || strcmp(r->load_mode, "merge") != 0 || !r->staging_table ||
+            !r->merge_job_id)
+            why = "merge mode with a staging table and a merge job id";
+        break;
+    case MBQ_ST_COMMIT:
+        if (r->staged_rows > 0 && !r->load_job_id)
+            why = "a load job for staged rows";
+        break;
+    default:
+        break;
+    }
+    if (why)
+        return mbq_error_set(MBQ_EINTERNAL, "table run %" PRId64 " entering '%s' lacks %s",
+                             r->id, mbq_state_name(s), why);
+    return 0;
+}
+
+static int set_str(char **field, const char *value)
+{
+    char *copy = NULL;
+    if (value && !(copy = mbq_strdup(value)))
+        return MBQ_ENOMEM;
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+/* Journal the move of `t` from its state on event `ev`. */
+static int transition(sync_ctx *ctx, table_job *t, step_event ev)
+{
+    mbq_state from = MBQ_ST_SCHEMA_CHECK, to = MBQ_ST_SCHEMA_CHECK;
+    int rc;
+    if ((rc = mbq_state_parse(&from, t->run.state)) < 0 ||
+        (rc = lookup_transition(&to, from, ev)) < 0 || (rc = check_invariant(&t->run, to)) < 0)
+        return rc;
+    char fp[64];
+    snprintf(fp, sizeof fp, "%s.done", mbq_state_name(from));
+    mbq_fault_point(fp);
+    if ((rc = set_str(&t->run.state, mbq_state_name(to))) < 0)
+        return rc;
+    t->run.updated_ms = mbq_now_ms();
+    if ((rc = set_str(&t->run.last_run_id, ctx->run_id)) < 0 ||
+        (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+        return rc;
+    mbq_log(MBQ_LOG_DEBUG, t->tc->name, mbq_state_name(to), "entered on '%s'", event_names[ev]);
+    snprintf(fp, sizeof fp, "%s.enter", mbq_state_name(to));
+    mbq_fault_point(fp);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* `project`.`dataset`.`table`, each part quoted for GoogleSQL. */
+int mbq_bq_table_ref(mbq_buf *b, const sync_ctx *ctx, const char *table)
+{
+    int rc;
+    if ((rc = mbq_buf_quote_bq_ident(b, ctx->cfg->bigquery.project_id)) < 0 ||
+        (rc = mbq_buf_putc(b, '.')) < 0 ||
+        (rc = mbq_buf_quote_bq_ident(b, ctx->cfg->bigquery.dataset)) < 0 ||
+        (rc = mbq_buf_putc(b, '.')) < 0)
+        return rc;
+    return mbq_buf_quote_bq_ident(b, table);
+}
+
+/* A deterministic job id: kind, the run that started the table run (a uuid,
+ * so two mbq installations writing to one project never share ids), the
+ * table run and the attempt. */
+static int make_job_id(char **out, const char *kind, const table_job *t)
+{
+    mbq_buf b = MBQ_BUF_INIT;
+    char trid[32], att[16];
+    snprintf(trid, sizeof trid, "%" PRId64, t->run.id);
+    snprintf(att, sizeof att, "%d", t->run.attempt);
+    int rc = mbq_bq_job_id(&b, kind, t->run.run_id, trid, att, (const char *)NULL);
+    if (rc == 0 && !(*out = mbq_buf_detach(&b)))
+        rc = MBQ_ENOMEM;
+    mbq_buf_free(&b);
+    return rc;
+}
+
+static void remove_staged_file(table_job *t)
+{
+    if (t->run.staged_path && unlink(t->run.staged_path) < 0 && errno != ENOENT)
+        mbq_log(MBQ_LOG_WARN, t->tc->name, t->run.state, "cannot remove '%s': %s",
+                t->run.staged_path, strerror(errno));
+}
+
+/* ---- states ----------------------------------------------------------- */
+
+/* extract: one consistent snapshot of the window into a new file. */
+static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
+{
+    int rc;
+    mbq_extract_result res = {0};
+    mbq_buf path = MBQ_BUF_INIT;
+    char *low = NULL;
+
+    /* A previous attempt's file is never reused: the attempt (and so every
+     * job id) changes with the data. */
+    remove_staged_file(t);
+    t->run.attempt++;
+    const char *cursor = t->tc->mode == MBQ_MODE_FULL ? NULL : t->tc->updated_column;
+    bool replace = !cursor || !t->committed.cursor_value;
+    if (cursor && !replace &&
+        (rc = mbq_cursor_minus(&low, t->committed.cursor_kind, t->committed.cursor_value,
+                               t->tc->lookback_ms)) < 0)
+        goto done;
+    if ((rc = mbq_buf_printf(&path, "%s/%s.%" PRId64 ".%d.ndjson%s", ctx->staging_dir,
+                             t->tc->target, t->run.id, t->run.attempt,
+                             ctx->cfg->bigquery.compress ? ".gz" : "")) < 0)
+        goto done;
+
+    mbq_extract_options eo = MBQ_EXTRACT_OPTIONS_INIT;
+    eo.schema = t->src;
+    eo.pk = (const char *const *)t->tc->primary_key;
+    eo.n_pk = t->tc->n_primary_key;
+    eo.cursor = cursor;
+    eo.cursor_kind = t->kind;
+    eo.low = low;
+    eo.path = path.ptr;
+    eo.compress = ctx->cfg->bigquery.compress;
+    eo.log_table = t->tc->name;
+    int64_t t0 = mbq_monotonic_ms();
+    if ((rc = mbq_mysql_extract(&res, ctx->my, &eo)) < 0)
+        goto done;
+    t->run.t_extract_ms += mbq_monotonic_ms() - t0;
+    mbq_log(MBQ_LOG_INFO, t->tc->name, "extract",
+            "extracted %" PRIu64 " rows (%" PRIu64 " bytes) with cursor in [%s .. %s] in %" PRId64
+            " ms",
+            res.rows, res.bytes, low ? low : "start", res.high ? res.high : "-", res.elapsed_ms);
+    if (res.zero_dates)
+        mbq_log(MBQ_LOG_WARN, t->tc->name, "extract",
+                "%" PRIu64 " zero dates written as NULL (BigQuery has no such date)",
+                res.zero_dates);
+
+    if ((rc = set_str(&t->run.low, low)) < 0 || (rc = set_str(&t->run.high, res.high)) < 0 ||
+        (rc = set_str(&t->run.staged_checksum, res.checksum)) < 0 ||
+        (rc = set_str(&t->run.load_mode, replace ? "replace" : "merge")) < 0)
+        goto done;
+    t->run.staged_rows = (int64_t)res.rows;
+    t->run.staged_bytes = (int64_t)res.bytes;
+    free(t->run.load_job_id);
+    free(t->run.merge_job_id);
+    free(t->run.staging_table);
+    t->run.load_job_id = t->run.merge_job_id = t->run.staging_table = NULL;
+
+    if (res.rows == 0) {
+        if ((rc = set_str(&t->run.staged_path, NULL)) < 0)
+            goto done;
+        *ev = EV_NO_ROWS;
+        /* A full refresh of an empty source must still empty the target. */
+        if (replace && t->target_rows > 0)
+            *ev = EV_REPLACE;
+        if (*ev == EV_NO_ROWS)
+            goto done;
+    }
+    if (res.rows > 0 && !replace && mbq_streq(low, t->committed.last_low) &&
+        mbq_streq(res.high, t->committed.last_high) &&
+        mbq_streq(res.checksum, t->committed.last_checksum)) {
+        /* The same window with the same bytes was committed last time: those
+         * rows are in BigQuery already. Costs no job (DESIGN.md: a table
+         * with no changes runs no job). */
+        unlink(path.ptr);
+        if ((rc = set_str(&t->run.staged_path, NULL)) < 0)
+            goto done;
+        t->run.staged_rows = 0;
+        t->unchanged = true;
+        *ev = EV_UNCHANGED;
+        goto done;
+    }
+    if ((rc = set_str(&t->run.staged_path, res.rows > 0 ? path.ptr : NULL)) < 0 ||
+        (rc = make_job_id(&t->run.load_job_id, replace ? "mbq_replace" : "mbq_load", t)) < 0)
+        goto done;
+    if (!replace) {
+        mbq_buf st = MBQ_BUF_INIT;
+        if ((rc = mbq_buf_printf(&st, "%s__mbq_stage_%" PRId64 "_%d", t->tc->target, t->run.id,
+                                 t->run.attempt)) < 0 ||
+            !(t->run.staging_table = mbq_buf_detach(&st))) {
+            mbq_buf_free(&st);
+            rc = rc < 0 ? rc : MBQ_ENOMEM;
+            goto done;
+        }
+    }
+    if (res.rows == 0) {
+        /* replace with no rows: the "load" is a DELETE of every target row,
+         * carried by the stage state with its own job id. */
+        t->run.staged_rows = 0;
+    }
+    *ev = replace ? EV_REPLACE : EV_MERGE;
+done:
+    if (rc < 0)
+        unlink(path.ptr ? path.ptr : "");
+    free(low);
+    mbq_buf_free(&path);
+    mbq_extract_result_free(&res);
+    return rc;
+}
+
+/* A failed BigQuery job (MBQ_EBQ) must not be found again by the retry:
+ * bump the attempt so that the next job id is new. Journaled with the error
+ * by the caller. Network errors keep the id: the job may exist. */
+static void note_job_failure(table_job *t, int rc)
+{
+    if (rc == MBQ_EBQ)
+        t->run.attempt++;
+}
+
+/* stage: load the staged file into the staging table (merge) or straight
+ * into the target (replace), as a job with a deterministic id. */
+static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
+{
+    int rc;
+    mbq_bq_job *job = NULL;
+    mbq_buf sql = MBQ_BUF_INIT;
+    const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
+    bool replace = strcmp(t->run.load_mode, "replace") == 0;
+    int64_t t0 = mbq_monotonic_ms();
+
+    if (t->run.staged_rows == 0) {
+        /* A full refresh of a source that is now empty: empty the target,
+         * idempotently, under the stage's job id. */
+        if ((rc = mbq_buf_puts(&sql, "DELETE FROM ")) < 0 ||
+            (rc = mbq_bq_table_ref(&sql, ctx, t->tc->target)) < 0 ||
+            (rc = mbq_buf_puts(&sql, " WHERE TRUE")) < 0)
+            goto done;
+        if ((rc = mbq_bq_query(&job, ctx->bq, t->run.load_job_id, sql.ptr, NULL)) < 0)
+            goto failed_job;
+        *ev = EV_REPLACE;
+        goto done;
+    }
+    if (!mbq_file_exists(t->run.staged_path)) {
+        /* The file is gone (cleaned by hand, another disk): if its load job
+         * ran, the data is in BigQuery; otherwise extract again. */
+        mbq_bq_job *prior = NULL;
+        rc = mbq_bq_job_get(&prior, ctx->bq, t->run.load_job_id, NULL);
+        bool loaded = rc == 0 && prior && prior->state && strcmp(prior->state, "DONE") == 0 &&
+                      !prior->error_reason;
+        mbq_bq_job_free(prior);
+        if (rc < 0 && rc != MBQ_ENOTFOUND)
+            goto done;
+        rc = 0;
+        if (!loaded) {
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "stage",
+                    "staged file '%s' is missing and was never loaded: extracting again",
+                    t->run.staged_path);
+            *ev = EV_REEXTRACT;
+            goto done;
+        }
+    } else {
+        if (!replace) {
+            mbq_bq_table_options to = MBQ_BQ_TABLE_OPTIONS_INIT;
+            to.expiration_ms = bc->staging_expiration_ms;
+            to.description = "mbq staging table: one extract, dropped after its MERGE";
+            rc = mbq_bq_table_create(ctx->bq, bc->dataset, t->run.staging_table,
+                                     t->stage_schema, &to);
+            if (rc < 0 && rc != MBQ_EEXISTS)
+                goto done;
+        }
+        mbq_bq_load_options lo = MBQ_BQ_LOAD_OPTIONS_INIT;
+        lo.dataset = bc->dataset;
+        lo.table = replace ? t->tc->target : t->run.staging_table;
+        lo.path = t->run.staged_path;
+        lo.schema = replace ? t->load_schema : t->stage_schema;
+        lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+        lo.create_disposition = replace ? MBQ_BQ_CREATE_NEVER : MBQ_BQ_CREATE_IF_NEEDED;
+        if ((rc = mbq_bq_load_file(&job, ctx->bq, t->run.load_job_id, &lo)) < 0)
+            goto failed_job;
+        if (job->output_rows >= 0 && job->output_rows != t->run.staged_rows) {
+            rc = mbq_error_set(MBQ_EBQ,
+                               "load job '%s' wrote %" PRId64 " rows but %" PRId64
+                               " were staged",
+                               t->run.load_job_id, job->output_rows, t->run.staged_rows);
+            goto failed_job;
+        }
+        mbq_log(MBQ_LOG_INFO, t->tc->name, "stage", "loaded %" PRId64 " rows into '%s'%s",
+                t->run.staged_rows, lo.table, job->existed ? " (job found from an earlier try)" : "");
+    }
+    if (replace)
+        t->rows_synced = t->run.staged_rows;
+    if (!replace && (rc = make_job_id(&t->run.merge_job_id, "mbq_merge", t)) < 0)
+        goto done;
+    *ev = replace ? EV_REPLACE : EV_MERGE;
+    goto done;
+failed_job:
+    if (rc == MBQ_EBQ) {
+        /* BigQuery refused these rows: the next run re-extracts (attempt
+         * bumped by the extract) and loads under a new job id. */
+        mbq_state back = MBQ_ST_EXTRACT;
+        set_str(&t->run.state, mbq_state_name(back));
+    }
+done:
+    t->run.t_stage_ms += mbq_monotonic_ms() - t0;
+    mbq_bq_job_free(job);
+    mbq_buf_free(&sql);
+    return rc;
+}
+
+/* merge: upsert the staging table into the target by primary key; the row
+ * with the later cursor wins, so a replayed older snapshot never overwrites
+ * newer data. */
+static int build_merge_sql(mbq_buf *sql, const sync_ctx *ctx, const table_job *t)
+{
+    int rc = 0;
+    const mbq_table_schema *s = t->src;
+    const mbq_column *cur = t->tc->updated_column
+                                ? mbq_table_schema_column(s, t->tc->updated_column)
+                                : NULL;
+#define P(x)                                                                                       \
+    do {                                                                                           \
+        if ((rc = (x)) < 0)                                                                        \
+            return rc;                                                                             \
+    } while (0)
+    P(mbq_buf_puts(sql, "MERGE "));
+    P(mbq_bq_table_ref(sql, ctx, t->tc->target));
+    P(mbq_buf_puts(sql, " AS T USING "));
+    P(mbq_bq_table_ref(sql, ctx, t->run.staging_table));
+    P(mbq_buf_puts(sql, " AS S ON "));
+    for (size_t i = 0; i < t->tc->n_primary_key; i++) {
+        const mbq_column *c = mbq_table_schema_column(s, t->tc->primary_key[i]);
+        if (!c)
+            return mbq_error_set(MBQ_ESCHEMA, "table '%s': primary key column '%s' is gone",
+                                 t->tc->name, t->tc->primary_key[i]);
+        P(mbq_buf_puts(sql, i ? " AND T." : "T."));
+        P(mbq_buf_quote_bq_ident(sql, c->bq_name));
+        P(mbq_buf_puts(sql, " = S."));
+        P(mbq_buf_quote_bq_ident(sql, c->bq_name));
+    }
+    P(mbq_buf_puts(sql, " WHEN MATCHED"));
+    if (cur) {
+        P(mbq_buf_puts(sql, " AND (T."));
+        P(mbq_buf_quote_bq_ident(sql, cur->bq_name));
+        P(mbq_buf_puts(sql, " IS NULL OR S."));
+        P(mbq_buf_quote_bq_ident(sql, cur->bq_name));
+        P(mbq_buf_puts(sql, " >= T."));
+        P(mbq_buf_quote_bq_ident(sql, cur->bq_name));
+        P(mbq_buf_puts(sql, ")"));
+    }
+    P(mbq_buf_puts(sql, " THEN UPDATE SET "));
+    for (size_t i = 0; i < s->n_columns; i++) {
+        P(mbq_buf_puts(sql, i ? ", " : ""));
+        P(mbq_buf_quote_bq_ident(sql, s->columns[i].bq_name));
+        P(mbq_buf_puts(sql, " = S."));
+        P(mbq_buf_quote_bq_ident(sql, s->columns[i].bq_name));
+    }
+    P(mbq_buf_puts(sql, " WHEN NOT MATCHED THEN INSERT ("));
+    for (size_t i = 0; i < s->n_columns; i++) {
+        P(mbq_buf_puts(sql, i ? ", " : ""));
+        P(mbq_buf_quote_bq_ident(sql, s->columns[i].bq_name));
+    }
+    P(mbq_buf_puts(sql, ") VALUES ("));
+    for (size_t i = 0; i < s->n_columns; i++) {
+        P(mbq_buf_puts(sql, i ? ", S." : "S."));
+        P(mbq_buf_quote_bq_ident(sql, s->columns[i].bq_name));
+    }
+    P(mbq_buf_puts(sql, ")"));
+#undef P
+    return rc;
+}
+
+static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
+{
+    mbq_buf sql = MBQ_BUF_INIT;
+    mbq_bq_job *job = NULL;
+    int64_t t0 = mbq_monotonic_ms();
+    int rc = build_merge_sql(&sql, ctx, t);
+    if (rc == 0)
+        rc = mbq_bq_query(&job, ctx->bq, t->run.merge_job_id, sql.ptr, NULL);
+    if (rc < 0) {
+        if (rc == MBQ_EBQ) {
+            /* A new merge job id for the retry; the staged rows stay. */
+            note_job_failure(t, rc);
+            char *id = NULL;
+            if (make_job_id(&id, "mbq_merge", t) == 0) {
+                free(t->run.merge_job_id);
+                t->run.merge_job_id = id;
+            }
+        }
+        goto done;
+    }
+    t->run.rows_merged = job->dml_affected_rows >= 0 ? job->dml_affected_rows : 0;
+    t->rows_synced = t->run.staged_rows;
+    mbq_log(MBQ_LOG_INFO, t->tc->name, "merge",
+            "merged %" PRId64 " staged rows (%" PRId64 " target rows changed)%s",
+            t->run.staged_rows, t->run.rows_merged,
+            job->existed ? " (job found from an earlier try)" : "");
+    *ev = EV_OK;
+done:
+    t->run.t_merge_ms += mbq_monotonic_ms() - t0;
+    mbq_bq_job_free(job);
+    mbq_buf_free(&sql);
+    return rc;
+}
+
+/* commit-metadata: cursor := high, the run done, in one local transaction.
+ * Cleanup (staging table, file) follows; it is safe to skip, since staging
+ * tables expire by themselves. */
+static int step_commit(sync_ctx *ctx, table_job *t, step_event *ev)
+{
+    int64_t t0 = mbq_monotonic_ms();
+    const char *cursor = t->run.high ? t->run.high : t->committed.cursor_value;
+    const char *kind = t->kind == MBQ_CURSOR_INTEGER     ? "integer"
+                       : t->kind == MBQ_CURSOR_TIMESTAMP ? "timestamp"
+                                                         : NULL;
+    if (t->tc->mode == MBQ_MODE_FULL || !t->tc->updated_column) {
+        cursor = NULL;
+        kind = NULL;
+    }
+    t->run.t_commit_ms += mbq_monotonic_ms() - t0;
+    mbq_fault_point("commit-metadata.done");
+    int rc = mbq_journal_table_run_commit(ctx->j, &t->run, cursor, kind, t->rows_synced,
+                                          mbq_now_ms());
+    if (rc < 0)
+        return rc;
+    mbq_log(MBQ_LOG_INFO, t->tc->name, "commit-metadata", "committed cursor %s (%" PRId64 " rows)",
+            cursor ? cursor : "(none)", t->rows_synced);
+    if (t->run.staging_table) {
+        rc = mbq_bq_table_delete(ctx->bq, ctx->cfg->bigquery.dataset, t->run.staging_table);
+        if (rc < 0)
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "cleanup",
+                    "cannot drop staging table '%s' (it expires by itself): %s",
+                    t->run.staging_table, mbq_error_last());
+    }
+    remove_staged_file(t);
+    mbq_fault_point("cleanup.done");
+    *ev = EV_OK;
+    return 0;
+}
+
+typedef int (*step_fn)(sync_ctx *ctx, table_job *t, step_event *ev);
+
+static const step_fn steps[MBQ_ST__COUNT] = {
+    [MBQ_ST_EXTRACT] = step_extract,
+    [MBQ_ST_STAGE] = step_stage,
+    [MBQ_ST_MERGE] = step_merge,
+    [MBQ_ST_COMMIT] = step_commit,
+};
+
+int mbq_machine_drive(sync_ctx *ctx, table_job *t)
+{
+    int rc = 0;
+    mbq_state s;
+    int64_t t0 = mbq_monotonic_ms();
+
+    /* schema-check always runs, also on resume: it is idempotent and builds
+     * the schemas the later states need. A resumed run whose staged file no
+     * longer matches the source's columns goes back to extract. */
+    if ((rc = mbq_state_parse(&s, t->run.state)) < 0)
+        return rc;
+    rc = mbq_schema_check(ctx, t);
+    t->run.t_schema_ms += mbq_monotonic_ms() - t0;
+    if (rc < 0)
+        return rc;
+    if (s == MBQ_ST_SCHEMA_CHECK) {
+        if ((rc = transition(ctx, t, EV_OK)) < 0)
+            return rc;
+    } else if (t->schema_changed_since_extract && (s == MBQ_ST_STAGE || s == MBQ_ST_MERGE)) {
+        mbq_log(MBQ_LOG_WARN, t->tc->name, t->run.state,
+                "the source's columns changed since this run's extract: extracting again");
+        if ((rc = set_str(&t->run.state, "extract")) < 0 ||
+            (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+            return rc;
+    }
+
+    for (;;) {
+        if ((rc = mbq_state_parse(&s, t->run.state)) < 0)
+            return rc;
+        if (s == MBQ_ST_DONE)
+            return 0;
+        if (!steps[s])
+            return mbq_error_set(MBQ_EINTERNAL, "table '%s': no step for state '%s'",
+                                 t->tc->name, t->run.state);
+        step_event ev = EV__COUNT;
+        if ((rc = steps[s](ctx, t, &ev)) < 0)
+            return rc;
+        if (s == MBQ_ST_COMMIT)
+            return 0; /* the commit journaled 'done' in its own transaction */
+        if ((rc = transition(ctx, t, ev)) < 0)
+            return rc;
+    }
+}

@@ -1,0 +1,415 @@
+/* The schema-check state: make the BigQuery target able to take what the
+ * MySQL table now holds, and report every change (issue: schema monitoring).
+ *
+ * What BigQuery allows is applied; what it does not is stopped with an error
+ * that says what changed and how to recover:
+ *   - new MySQL columns: added to the target as NULLABLE (tables.patch),
+ *     then proven queryable before any row is loaded into them;
+ *   - a type whose mapping widens (INT64 -> NUMERIC/BIGNUMERIC/FLOAT64,
+ *     NUMERIC -> BIGNUMERIC/FLOAT64): ALTER COLUMN SET DATA TYPE;
+ *   - any other type change: the table stops (policy 'fail');
+ *   - dropped columns: kept in BigQuery (history), NULL from then on;
+ *   - a drop and an add of the same type in one run: reported as a probable
+ *     rename, nothing moved;
+ *   - primary key or cursor column changed or gone: the table stops with the
+ *     `mbq-state reset` command that recovers it.
+ * Each change is journaled as an event once, when first seen. */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mbq/bq.h"
+#include "mbq/error.h"
+#include "mbq/journal.h"
+#include "mbq/log.h"
+#include "mbq/util.h"
+#include "sync_internal.h"
+#include "mbq/banned.h"
+
+int mbq_schema_note(table_job *t, const char *fmt, ...)
+{
+    mbq_buf b = MBQ_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = mbq_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    char **grown = rc == 0 ? mbq_realloc(t->changes, (t->n_changes + 1) * sizeof *grown) : NULL;
+    if (!grown) {
+        mbq_buf_free(&b);
+        return MBQ_ENOMEM;
+    }
+    t->changes = grown;
+    t->changes[t->n_changes++] = mbq_buf_detach(&b);
+    return 0;
+}
+
+static int event(sync_ctx *ctx, table_job *t, const char *kind, const char *column,
+                 const char *old_type, const char *new_type, const char *action,
+                 const char *detail)
+{
+    if (ctx->dry_run || !ctx->j)
+        return 0;
+    mbq_event e = {0};
+    e.run_id = (char *)ctx->run_id;
+    e.table_name = (char *)t->tc->name;
+    e.kind = (char *)kind;
+    e.column_name = (char *)column;
+    e.old_type = (char *)old_type;
+    e.new_type = (char *)new_type;
+    e.action = (char *)action;
+    e.detail = (char *)detail;
+    return mbq_journal_event_add(ctx->j, &e);
+}
+
+/* The journaled form of a source schema: enough to tell, next time, which
+ * columns were added, dropped or changed type, and whether the key moved. */
+static char *schema_json(const mbq_table_schema *s, const table_job *t)
+{
+    json_object *root = json_object_new_object(), *cols = json_object_new_array();
+    for (size_t i = 0; i < s->n_columns; i++) {
+        const mbq_column *c = &s->columns[i];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "name", json_object_new_string(c->name));
+        json_object_object_add(o, "type", json_object_new_string(c->column_type));
+        json_object_object_add(o, "bq_type",
+                               json_object_new_string(mbq_bq_type_name(c->map.bq_type)));
+        json_object_array_add(cols, o);
+    }
+    json_object_object_add(root, "columns", cols);
+    json_object *pk = json_object_new_array();
+    for (size_t i = 0; i < t->tc->n_primary_key; i++)
+        json_object_array_add(pk, json_object_new_string(t->tc->primary_key[i]));
+    json_object_object_add(root, "primary_key", pk);
+    json_object_object_add(root, "cursor", t->tc->updated_column
+                                               ? json_object_new_string(t->tc->updated_column)
+                                               : NULL);
+    char *out = mbq_strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+    json_object_put(root);
+    return out;
+}
+
+static const char *jget(json_object *o, const char *key)
+{
+    json_object *v;
+    return o && json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
+}
+
+/* Can BigQuery's ALTER COLUMN SET DATA TYPE turn `from` into `to`? (Its
+ * documented coercions: INT64 -> NUMERIC, BIGNUMERIC, FLOAT64; NUMERIC ->
+ * BIGNUMERIC, FLOAT64.) */
+static bool bq_can_widen(const char *from, const char *to)
+{
+    if (strcmp(from, "INT64") == 0)
+        return !strcmp(to, "NUMERIC") || !strcmp(to, "BIGNUMERIC") || !strcmp(to, "FLOAT64");
+    if (strcmp(from, "NUMERIC") == 0)
+        return !strcmp(to, "BIGNUMERIC") || !strcmp(to, "FLOAT64");
+    return false;
+}
+
+/* A key or cursor change cannot be followed by MERGE: stop with the command
+ * that recovers. */
+static int check_key_and_cursor(sync_ctx *ctx, table_job *t, json_object *prev)
+{
+    json_object *pk;
+    if (!prev || !json_object_object_get_ex(prev, "primary_key", &pk))
+        return 0;
+    bool same = json_object_array_length(pk) == t->tc->n_primary_key;
+    for (size_t i = 0; same && i < t->tc->n_primary_key; i++)
+        same = strcasecmp(json_object_get_string(json_object_array_get_idx(pk, i)),
+                          t->tc->primary_key[i]) == 0;
+    const char *prev_cursor = jget(prev, "cursor");
+    bool cursor_same = (!prev_cursor && !t->tc->updated_column) ||
+                       (prev_cursor && t->tc->updated_column &&
+                        strcasecmp(prev_cursor, t->tc->updated_column) == 0);
+    if (same && cursor_same)
+        return 0;
+    const char *what = !same ? "primary key" : "cursor column";
+    event(ctx, t, !same ? "schema.key_changed" : "schema.cursor_changed", NULL, NULL, NULL,
+          "stopped", NULL);
+    return mbq_error_set(MBQ_ESCHEMA,
+                         "table '%s': the %s changed since the last sync; rows already in "
+                         "BigQuery are keyed by the old one, so mbq stops. To recover: check "
+                         "the target, then run 'mbq-state reset %s --full --yes' for a full "
+                         "resync",
+                         t->tc->name, what, t->tc->name);
+}
+
+/* Prove that queries see the columns just added (on BigQuery they do at
+ * once; the local emulator only changes the metadata, EMULATOR.md 5), so a
+ * load never writes into a column that MERGE cannot read. */
+static int verify_columns_queryable(sync_ctx *ctx, table_job *t, const mbq_bq_schema *added)
+{
+    mbq_buf sql = MBQ_BUF_INIT, id = MBQ_BUF_INIT;
+    mbq_bq_job *job = NULL;
+    char trid[32], n[32];
+    snprintf(trid, sizeof trid, "%" PRId64, t->run.id);
+    snprintf(n, sizeof n, "%" PRId64, mbq_now_ms());
+    int rc = mbq_buf_puts(&sql, "SELECT ");
+    for (size_t i = 0; rc == 0 && i < added->n_fields; i++) {
+        if (i)
+            rc = mbq_buf_puts(&sql, ", ");
+        if (rc == 0)
+            rc = mbq_buf_quote_bq_ident(&sql, added->fields[i].name);
+    }
+    if (rc == 0)
+        rc = mbq_buf_puts(&sql, " FROM ");
+    if (rc == 0)
+        rc = mbq_bq_table_ref(&sql, ctx, t->tc->target);
+    if (rc == 0)
+        rc = mbq_buf_puts(&sql, " LIMIT 0");
+    if (rc == 0)
+        rc = mbq_bq_job_id(&id, "mbq_verify", ctx->run_id, trid, n, (const char *)NULL);
+    if (rc == 0 && (rc = mbq_bq_query(&job, ctx->bq, id.ptr, sql.ptr, NULL)) < 0)
+        rc = mbq_error_set(MBQ_ESCHEMA,
+                           "table '%s': BigQuery accepted the new column(s) on '%s' but a query "
+                           "cannot read them (%s); no rows were loaded. This is a known "
+                           "limitation of the local BigQuery emulator (README, emulator "
+                           "divergences); on BigQuery it does not happen",
+                           t->tc->name, t->tc->target, mbq_error_last());
+    mbq_bq_job_free(job);
+    mbq_buf_free(&sql);
+    mbq_buf_free(&id);
+    return rc;
+}
+
+static int alter_type(sync_ctx *ctx, table_job *t, const char *column, const char *type)
+{
+    mbq_buf sql = MBQ_BUF_INIT, id = MBQ_BUF_INIT;
+    mbq_bq_job *job = NULL;
+    int rc = mbq_buf_puts(&sql, "ALTER TABLE ");
+    if (rc == 0)
+        rc = mbq_bq_table_ref(&sql, ctx, t->tc->target);
+    if (rc == 0)
+        rc = mbq_buf_puts(&sql, " ALTER COLUMN ");
+    if (rc == 0)
+        rc = mbq_buf_quote_bq_ident(&sql, column);
+    if (rc == 0)
+        rc = mbq_buf_printf(&sql, " SET DATA TYPE %s", type);
+    /* The id names the change itself: repeating it after a crash finds the
+     * job that already altered the column. */
+    if (rc == 0)
+        rc = mbq_bq_job_id(&id, "mbq_alter", t->tc->target, column, type, ctx->run_id,
+                           (const char *)NULL);
+    if (rc == 0)
+        rc = mbq_bq_query(&job, ctx->bq, id.ptr, sql.ptr, NULL);
+    mbq_bq_job_free(job);
+    mbq_buf_free(&sql);
+    mbq_buf_free(&id);
+    return rc;
+}
+
+int mbq_schema_check(sync_ctx *ctx, table_job *t)
+{
+    int rc;
+    const mbq_table_config *tc = t->tc;
+    const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
+    mbq_bq_table_info *target = NULL;
+    mbq_bq_schema *to_add = NULL;
+    json_object *prev = NULL;
+    char *now_json = NULL;
+
+    mbq_table_schema_free(t->src);
+    t->src = NULL;
+    mbq_bq_schema_free(t->stage_schema);
+    mbq_bq_schema_free(t->load_schema);
+    t->stage_schema = t->load_schema = NULL;
+
+    if ((rc = mbq_mysql_table_schema(&t->src, ctx->my, ctx->cfg->mysql.database, tc->name)) < 0)
+        goto done;
+    const char *cursor = tc->mode == MBQ_MODE_FULL ? NULL : tc->updated_column;
+    if ((rc = mbq_mysql_check_table(&t->kind, t->src, (const char *const *)tc->primary_key,
+                                    tc->n_primary_key, cursor)) < 0)
+        goto done;
+    const char *kind_name = t->kind == MBQ_CURSOR_INTEGER     ? "integer"
+                            : t->kind == MBQ_CURSOR_TIMESTAMP ? "timestamp"
+                                                              : NULL;
+    if (kind_name && t->committed.cursor_kind && t->committed.cursor_value &&
+        strcmp(kind_name, t->committed.cursor_kind) != 0) {
+        event(ctx, t, "schema.cursor_changed", tc->updated_column, t->committed.cursor_kind,
+              kind_name, "stopped", NULL);
+        rc = mbq_error_set(MBQ_ESCHEMA,
+                           "table '%s': cursor column '%s' is now of %s kind, the committed "
+                           "cursor '%s' is %s; run 'mbq-state reset %s --full --yes' (or "
+                           "--cursor VALUE) to recover",
+                           tc->name, tc->updated_column, kind_name, t->committed.cursor_value,
+                           t->committed.cursor_kind, tc->name);
+        goto done;
+    }
+
+    if ((rc = mbq_bq_schema_new(&t->stage_schema)) < 0 || (rc = mbq_bq_schema_new(&to_add)) < 0)
+        goto done;
+    for (size_t i = 0; i < t->src->n_columns; i++) {
+        const mbq_column *c = &t->src->columns[i];
+        /* Every column NULLABLE: zero dates become NULL, and a MySQL column
+         * made NULL-able later needs no BigQuery change. */
+        if ((rc = mbq_bq_schema_add(t->stage_schema, c->bq_name, mbq_bq_type_name(c->map.bq_type),
+                                    MBQ_BQ_NULLABLE, NULL)) < 0)
+            goto done;
+    }
+
+    if (t->committed.source_schema)
+        prev = json_tokener_parse(t->committed.source_schema);
+    if ((rc = check_key_and_cursor(ctx, t, prev)) < 0)
+        goto done;
+    if (!(now_json = schema_json(t->src, t))) {
+        rc = MBQ_ENOMEM;
+        goto done;
+    }
+    t->schema_changed_since_extract =
+        t->committed.source_schema && strcmp(t->committed.source_schema, now_json) != 0;
+
+    /* Changes of the MySQL side since the last sync: type changes that keep
+     * the mapping, drops, renames. */
+    const char *dropped_type = NULL, *dropped_name = NULL;
+    json_object *pcols;
+    if (prev && json_object_object_get_ex(prev, "columns", &pcols)) {
+        for (size_t i = 0; i < json_object_array_length(pcols); i++) {
+            json_object *pc = json_object_array_get_idx(pcols, i);
+            const char *name = jget(pc, "name");
+            const mbq_column *c = name ? mbq_table_schema_column(t->src, name) : NULL;
+            if (!c) {
+                dropped_name = name;
+                dropped_type = jget(pc, "bq_type");
+                event(ctx, t, "schema.drop_column", name, jget(pc, "type"), NULL, "kept",
+                      "kept in BigQuery with its history; NULL in new rows");
+                mbq_schema_note(t, "dropped column '%s' (kept in BigQuery, NULL from now on)",
+                                name);
+                mbq_log(MBQ_LOG_WARN, tc->name, "schema-check",
+                        "column '%s' was dropped in MySQL: kept in BigQuery, NULL in new rows",
+                        name);
+            } else if (jget(pc, "type") && strcmp(jget(pc, "type"), c->column_type) != 0 &&
+                       jget(pc, "bq_type") &&
+                       strcmp(jget(pc, "bq_type"), mbq_bq_type_name(c->map.bq_type)) == 0) {
+                event(ctx, t, "schema.type_change", c->name, jget(pc, "type"), c->column_type,
+                      "compatible", "the BigQuery type stays the same");
+                mbq_schema_note(t, "column '%s' changed type %s -> %s (same BigQuery type)",
+                                c->name, jget(pc, "type"), c->column_type);
+            }
+        }
+    }
+
+    rc = mbq_bq_table_get(&target, ctx->bq, bc->dataset, tc->target);
+    if (rc == MBQ_ENOTFOUND) {
+        t->target_rows = 0;
+        if (ctx->dry_run) {
+            mbq_schema_note(t, "would create table '%s' with %zu columns", tc->target,
+                            t->stage_schema->n_fields);
+            rc = mbq_bq_schema_new(&t->load_schema);
+            goto done;
+        }
+        mbq_bq_table_options to = MBQ_BQ_TABLE_OPTIONS_INIT;
+        const mbq_column *pcol = tc->partition_by ? mbq_table_schema_column(t->src, tc->partition_by)
+                                                  : NULL;
+        if (tc->partition_by && !pcol) {
+            rc = mbq_error_set(MBQ_ECONFIG, "table '%s': partition_by column '%s' does not exist",
+                               tc->name, tc->partition_by);
+            goto done;
+        }
+        to.partition_field = pcol ? pcol->bq_name : NULL;
+        to.partition_type = pcol ? (tc->partition_type ? tc->partition_type : "DAY") : NULL;
+        to.clustering = (const char *const *)tc->cluster_by;
+        to.n_clustering = tc->n_cluster_by;
+        rc = mbq_bq_table_create(ctx->bq, bc->dataset, tc->target, t->stage_schema, &to);
+        if (rc < 0 && rc != MBQ_EEXISTS)
+            goto done;
+        mbq_log(MBQ_LOG_INFO, tc->name, "schema-check", "created target table '%s'", tc->target);
+        event(ctx, t, "schema.create_table", NULL, NULL, NULL, "created", tc->target);
+        rc = mbq_bq_table_get(&target, ctx->bq, bc->dataset, tc->target);
+    }
+    if (rc < 0)
+        goto done;
+    t->target_rows = target->num_rows;
+
+    for (size_t i = 0; i < t->stage_schema->n_fields; i++) {
+        const mbq_bq_field *want = &t->stage_schema->fields[i];
+        const mbq_bq_field *have = mbq_bq_schema_find(target->schema, want->name);
+        if (!have) {
+            if ((rc = mbq_bq_schema_add(to_add, want->name, want->type, MBQ_BQ_NULLABLE, NULL)) < 0)
+                goto done;
+            continue;
+        }
+        if (strcmp(have->type, want->type) == 0)
+            continue;
+        if (bq_can_widen(have->type, want->type)) {
+            mbq_schema_note(t, "%scolumn '%s' widened %s -> %s", ctx->dry_run ? "would widen: " : "",
+                            want->name, have->type, want->type);
+            if (ctx->dry_run)
+                continue;
+            if ((rc = alter_type(ctx, t, want->name, want->type)) < 0)
+                goto done;
+            event(ctx, t, "schema.type_change", want->name, have->type, want->type, "widened",
+                  NULL);
+            mbq_log(MBQ_LOG_INFO, tc->name, "schema-check", "widened column '%s' %s -> %s",
+                    want->name, have->type, want->type);
+            continue;
+        }
+        event(ctx, t, "schema.type_change", want->name, have->type, want->type, "stopped",
+              "BigQuery cannot change this type in place");
+        rc = mbq_error_set(MBQ_ESCHEMA,
+                           "table '%s': column '%s' changed type: BigQuery has %s, MySQL now "
+                           "maps to %s, which BigQuery cannot alter in place. To recover: drop "
+                           "or rename the target table '%s' in BigQuery, then run 'mbq-state "
+                           "reset %s --full --yes' to resync it",
+                           tc->name, want->name, have->type, want->type, tc->target, tc->name);
+        goto done;
+    }
+
+    if (to_add->n_fields > 0) {
+        for (size_t i = 0; i < to_add->n_fields; i++) {
+            const mbq_bq_field *f = &to_add->fields[i];
+            bool rename = dropped_name && dropped_type && strcmp(dropped_type, f->type) == 0;
+            mbq_schema_note(t, "%sadded column '%s' %s%s%s%s", ctx->dry_run ? "would add: " : "",
+                            f->name, f->type, rename ? " (probably a rename of '" : "",
+                            rename ? dropped_name : "", rename ? "': no data moved)" : "");
+            if (rename)
+                event(ctx, t, "schema.probable_rename", f->name, dropped_name, f->name, "reported",
+                      "a drop and an add of the same type: no data was moved");
+        }
+        if (!ctx->dry_run) {
+            size_t added = 0;
+            if ((rc = mbq_bq_table_add_columns(ctx->bq, &added, bc->dataset, tc->target, to_add)) <
+                0)
+                goto done;
+            for (size_t i = 0; i < to_add->n_fields; i++) {
+                event(ctx, t, "schema.add_column", to_add->fields[i].name, NULL,
+                      to_add->fields[i].type, "added", NULL);
+                mbq_log(MBQ_LOG_INFO, tc->name, "schema-check", "added column '%s' %s",
+                        to_add->fields[i].name, to_add->fields[i].type);
+            }
+            if ((rc = verify_columns_queryable(ctx, t, to_add)) < 0)
+                goto done;
+        }
+    }
+
+    /* A replace load writes the target's whole schema: its fields (dropped
+     * columns included, so their history stays) plus the new ones. */
+    if ((rc = mbq_bq_schema_new(&t->load_schema)) < 0)
+        goto done;
+    for (size_t i = 0; i < target->schema->n_fields; i++) {
+        const mbq_bq_field *f = &target->schema->fields[i];
+        const mbq_bq_field *w = mbq_bq_schema_find(t->stage_schema, f->name);
+        if ((rc = mbq_bq_schema_add(t->load_schema, f->name, w ? w->type : f->type,
+                                    MBQ_BQ_NULLABLE, NULL)) < 0)
+            goto done;
+    }
+    for (size_t i = 0; i < to_add->n_fields; i++) {
+        if (!mbq_bq_schema_find(t->load_schema, to_add->fields[i].name) &&
+            (rc = mbq_bq_schema_add(t->load_schema, to_add->fields[i].name, to_add->fields[i].type,
+                                    MBQ_BQ_NULLABLE, NULL)) < 0)
+            goto done;
+    }
+    if (!ctx->dry_run && ctx->j &&
+        (rc = mbq_journal_table_set_schema(ctx->j, tc->name, now_json, mbq_now_ms())) < 0)
+        goto done;
+done:
+    if (prev)
+        json_object_put(prev);
+    free(now_json);
+    mbq_bq_schema_free(to_add);
+    mbq_bq_table_info_free(target);
+    return rc;
+}

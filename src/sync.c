@@ -1,0 +1,545 @@
+/* One `mbq sync`: the run that drives every table through the state machine
+ * (machine.c), then mirrors metadata, alerts and writes metrics.
+ *
+ * Order matters for safety:
+ *   1. the lock (journal open) before anything else: one writer at a time;
+ *   2. table runs left in flight by a killed process are resumed from their
+ *      journaled state before any new run starts for that table;
+ *   3. the BigQuery metadata mirror only after the local commit, and its
+ *      failure never fails a table (it is retried by the next run);
+ *   4. alerts last: a failing notifier is logged and journaled, never fatal. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mbq/bq.h"
+#include "mbq/error.h"
+#include "mbq/exitcode.h"
+#include "mbq/fault.h"
+#include "mbq/journal.h"
+#include "mbq/log.h"
+#include "mbq/machine.h"
+#include "mbq/metrics.h"
+#include "mbq/mysql_source.h"
+#include "mbq/notify.h"
+#include "mbq/util.h"
+#include "sync_internal.h"
+#include "mbq/banned.h"
+
+static void table_job_clear(table_job *t)
+{
+    mbq_table_state_clear(&t->committed);
+    mbq_table_run_clear(&t->run);
+    mbq_table_schema_free(t->src);
+    mbq_bq_schema_free(t->stage_schema);
+    mbq_bq_schema_free(t->load_schema);
+    for (size_t i = 0; i < t->n_changes; i++)
+        free(t->changes[i]);
+    free(t->changes);
+    free(t->error);
+    free(t->failed_state);
+    memset(t, 0, sizeof *t);
+}
+
+/* Remove staged files that no in-flight table run refers to: leftovers of a
+ * run killed after its commit but before its cleanup. */
+static void remove_orphan_files(sync_ctx *ctx, table_job *jobs, size_t n)
+{
+    DIR *d = opendir(ctx->staging_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    mbq_buf path = MBQ_BUF_INIT;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        mbq_buf_clear(&path);
+        if (mbq_buf_printf(&path, "%s/%s", ctx->staging_dir, e->d_name) < 0)
+            break;
+        bool used = false;
+        for (size_t i = 0; i < n && !used; i++)
+            used = jobs[i].run.staged_path && strcmp(jobs[i].run.staged_path, path.ptr) == 0;
+        if (!used && unlink(path.ptr) == 0)
+            mbq_log(MBQ_LOG_DEBUG, NULL, NULL, "removed orphan staging file '%s'", path.ptr);
+    }
+    closedir(d);
+    mbq_buf_free(&path);
+}
+
+/* Load a table's committed state and its in-flight run, or start a new run
+ * in schema-check. */
+static int table_job_open(sync_ctx *ctx, table_job *t, const mbq_table_config *tc)
+{
+    int rc;
+    bool found = false;
+    t->tc = tc;
+    t->started_ms = mbq_now_ms();
+    t->target_rows = -1;
+    if (!ctx->j) {
+        t->committed.table_name = mbq_strdup(tc->name);
+        t->run.state = mbq_strdup("schema-check");
+        return t->run.state ? 0 : MBQ_ENOMEM;
+    }
+    if ((rc = mbq_journal_table_get(ctx->j, &t->committed, tc->name)) < 0)
+        return rc;
+    t->prev_failures = t->committed.consecutive_failures;
+    if ((rc = mbq_journal_table_run_in_flight(ctx->j, &t->run, &found, tc->name)) < 0)
+        return rc;
+    if (found) {
+        t->resumed = true;
+        mbq_log(MBQ_LOG_INFO, tc->name, t->run.state,
+                "resuming table run %" PRId64 " (started by run %s, attempt %d)", t->run.id,
+                t->run.run_id, t->run.attempt);
+        return 0;
+    }
+    t->run.run_id = mbq_strdup(ctx->run_id);
+    t->run.last_run_id = mbq_strdup(ctx->run_id);
+    t->run.table_name = mbq_strdup(tc->name);
+    t->run.state = mbq_strdup("schema-check");
+    if (!t->run.run_id || !t->run.last_run_id || !t->run.table_name || !t->run.state)
+        return MBQ_ENOMEM;
+    t->run.started_ms = t->run.updated_ms = mbq_now_ms();
+    return mbq_journal_table_run_create(ctx->j, &t->run);
+}
+
+/* Journal a table's failure: the run stays in flight at the state where it
+ * failed (so the next run resumes there), with the error. */
+static void table_job_fail(sync_ctx *ctx, table_job *t, int err)
+{
+    t->result = err;
+    t->error = mbq_strdup(mbq_error_last());
+    t->failed_state = mbq_strdup(t->run.state ? t->run.state : "schema-check");
+    mbq_log(MBQ_LOG_ERROR, t->tc->name, t->failed_state, "%s", mbq_error_last());
+    if (!ctx->j || ctx->dry_run)
+        return;
+    free(t->run.error);
+    free(t->run.error_state);
+    t->run.error = mbq_strdup(t->error);
+    t->run.error_state = mbq_strdup(t->failed_state);
+    t->run.updated_ms = mbq_now_ms();
+    if (t->run.id && mbq_journal_table_run_save(ctx->j, &t->run) < 0)
+        mbq_log(MBQ_LOG_ERROR, t->tc->name, NULL, "cannot journal the failure: %s",
+                mbq_error_last());
+    if (mbq_journal_table_failed(ctx->j, t->tc->name, t->failed_state, t->error, mbq_now_ms()) < 0)
+        mbq_log(MBQ_LOG_ERROR, t->tc->name, NULL, "cannot journal the failure: %s",
+                mbq_error_last());
+}
+
+static const mbq_bq_schema *metadata_schema(void)
+{
+    static mbq_bq_schema *s;
+    if (!s && mbq_bq_schema_new(&s) == 0) {
+        mbq_bq_schema_add(s, "table_name", "STRING", MBQ_BQ_REQUIRED, "MySQL table");
+        mbq_bq_schema_add(s, "target_table", "STRING", MBQ_BQ_NULLABLE, "BigQuery table");
+        mbq_bq_schema_add(s, "last_sync_timestamp", "STRING", MBQ_BQ_NULLABLE,
+                          "committed cursor (MySQL text form)");
+        mbq_bq_schema_add(s, "cursor_kind", "STRING", MBQ_BQ_NULLABLE, "timestamp or integer");
+        mbq_bq_schema_add(s, "rows_synced", "INT64", MBQ_BQ_NULLABLE, NULL);
+        mbq_bq_schema_add(s, "sync_duration_seconds", "FLOAT64", MBQ_BQ_NULLABLE, NULL);
+        mbq_bq_schema_add(s, "updated_at", "TIMESTAMP", MBQ_BQ_NULLABLE, "commit time");
+        mbq_bq_schema_add(s, "run_id", "STRING", MBQ_BQ_NULLABLE, NULL);
+        mbq_bq_schema_add(s, "table_run_id", "INT64", MBQ_BQ_NULLABLE, NULL);
+        mbq_bq_schema_add(s, "load_mode", "STRING", MBQ_BQ_NULLABLE, "merge or replace");
+        mbq_bq_schema_add(s, "status", "STRING", MBQ_BQ_NULLABLE, NULL);
+    }
+    return s;
+}
+
+/* Mirror every committed table run whose metadata is not in BigQuery yet, in
+ * one INSERT job (append-only history: one row per committed table run). */
+static int mirror_metadata(sync_ctx *ctx)
+{
+    int rc, n = 0;
+    mbq_table_run *pending = NULL;
+    mbq_buf sql = MBQ_BUF_INIT, id = MBQ_BUF_INIT;
+    mbq_bq_job *job = NULL;
+    mbq_bq_table_info *info = NULL;
+    const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
+
+    if ((rc = mbq_journal_mirror_pending(ctx->j, &pending, &n)) < 0 || n == 0)
+        goto done;
+    /* A mirror job from an earlier run may have landed before the process
+     * died: look it up rather than insert the rows twice. */
+    for (int i = 0; i < n; i++) {
+        if (!pending[i].mirror_job_id)
+            continue;
+        mbq_bq_job *prior = NULL;
+        int grc = mbq_bq_job_get(&prior, ctx->bq, pending[i].mirror_job_id, NULL);
+        bool landed = grc == 0 && prior->state && strcmp(prior->state, "DONE") == 0 &&
+                      !prior->error_reason;
+        mbq_bq_job_free(prior);
+        if (landed) {
+            if ((rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "done", NULL)) < 0)
+                goto done;
+            free(pending[i].mirror_state);
+            pending[i].mirror_state = mbq_strdup("done");
+        }
+    }
+    rc = mbq_bq_table_get(&info, ctx->bq, bc->dataset, bc->metadata_table);
+    if (rc == MBQ_ENOTFOUND)
+        rc = mbq_bq_table_create(ctx->bq, bc->dataset, bc->metadata_table, metadata_schema(),
+                                 NULL);
+    if (rc < 0 && rc != MBQ_EEXISTS)
+        goto done;
+    rc = 0;
+    if ((rc = mbq_buf_puts(&sql, "INSERT INTO ")) < 0 ||
+        (rc = mbq_bq_table_ref(&sql, ctx, bc->metadata_table)) < 0 ||
+        (rc = mbq_buf_puts(&sql, " (table_name, target_table, last_sync_timestamp, cursor_kind, "
+                                 "rows_synced, sync_duration_seconds, updated_at, run_id, "
+                                 "table_run_id, load_mode, status) VALUES ")) < 0)
+        goto done;
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        const mbq_table_run *r = &pending[i];
+        if (mbq_streq(r->mirror_state, "done"))
+            continue;
+        mbq_table_state ts;
+        if ((rc = mbq_journal_table_get(ctx->j, &ts, r->table_name)) < 0)
+            goto done;
+        const mbq_table_config *tc = mbq_config_table(ctx->cfg, r->table_name);
+        rc = mbq_buf_puts(&sql, rows++ ? ", (" : "(");
+        if (rc == 0)
+            rc = mbq_buf_quote_bq_string(&sql, r->table_name);
+        if (rc == 0)
+            rc = mbq_buf_puts(&sql, ", ");
+        if (rc == 0)
+            rc = mbq_buf_quote_bq_string(&sql, tc ? tc->target : r->table_name);
+        if (rc == 0)
+            rc = mbq_buf_puts(&sql, ", ");
+        /* The cursor this run committed: its high, else the one before. */
+        const char *cur = r->high ? r->high : ts.cursor_value;
+        if (rc == 0)
+            rc = cur ? mbq_buf_quote_bq_string(&sql, cur) : mbq_buf_puts(&sql, "NULL");
+        if (rc == 0)
+            rc = mbq_buf_puts(&sql, ", ");
+        if (rc == 0)
+            rc = ts.cursor_kind ? mbq_buf_quote_bq_string(&sql, ts.cursor_kind)
+                                : mbq_buf_puts(&sql, "NULL");
+        if (rc == 0)
+            rc = mbq_buf_printf(&sql, ", %" PRId64 ", %.3f, TIMESTAMP_MILLIS(%" PRId64 "), ",
+                                r->staged_rows, (double)(r->finished_ms - r->started_ms) / 1000.0,
+                                r->finished_ms);
+        if (rc == 0)
+            rc = mbq_buf_quote_bq_string(&sql, r->last_run_id);
+        if (rc == 0)
+            rc = mbq_buf_printf(&sql, ", %" PRId64 ", ", r->id);
+        if (rc == 0)
+            rc = r->load_mode ? mbq_buf_quote_bq_string(&sql, r->load_mode)
+                              : mbq_buf_puts(&sql, "NULL");
+        if (rc == 0)
+            rc = mbq_buf_printf(&sql, ", '%s')", r->staged_rows > 0 ? "synced" : "no_changes");
+        mbq_table_state_clear(&ts);
+        if (rc < 0)
+            goto done;
+    }
+    if (rows == 0)
+        goto done;
+    char first[32], last[32];
+    snprintf(first, sizeof first, "%" PRId64, pending[0].id);
+    snprintf(last, sizeof last, "%" PRId64, pending[n - 1].id);
+    if ((rc = mbq_bq_job_id(&id, "mbq_meta", ctx->run_id, first, last, (const char *)NULL)) < 0)
+        goto done;
+    /* Journal the job id first: if we die after the job ran, the next run
+     * finds it instead of inserting the rows again. */
+    if ((rc = mbq_journal_begin(ctx->j)) < 0)
+        goto done;
+    for (int i = 0; i < n && rc == 0; i++)
+        if (!mbq_streq(pending[i].mirror_state, "done"))
+            rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "pending", id.ptr);
+    if (rc < 0) {
+        mbq_journal_rollback(ctx->j);
+        goto done;
+    }
+    if ((rc = mbq_journal_commit(ctx->j)) < 0)
+        goto done;
+    if ((rc = mbq_bq_query(&job, ctx->bq, id.ptr, sql.ptr, NULL)) < 0)
+        goto done;
+    mbq_fault_point("mirror.done");
+    for (int i = 0; i < n && rc == 0; i++)
+        if (!mbq_streq(pending[i].mirror_state, "done"))
+            rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "done", NULL);
+    if (rc == 0)
+        mbq_log(MBQ_LOG_INFO, NULL, "mirror", "mirrored %d table run(s) into '%s'", rows,
+                bc->metadata_table);
+done:
+    mbq_bq_table_info_free(info);
+    mbq_bq_job_free(job);
+    mbq_table_runs_free(pending, n);
+    mbq_buf_free(&sql);
+    mbq_buf_free(&id);
+    return rc;
+}
+
+/* Journal what the notifiers did: every alert sent, and every failure. */
+static void journal_alerts(sync_ctx *ctx, const mbq_notify_report *rep)
+{
+    const struct {
+        const char *channel;
+        const mbq_notify_result *r;
+    } ch[] = {{"email", &rep->email}, {"telegram", &rep->telegram}};
+    for (size_t i = 0; i < 2; i++) {
+        if (!ch[i].r->attempted)
+            continue;
+        mbq_event e = {0};
+        e.run_id = (char *)ctx->run_id;
+        e.kind = ch[i].r->sent ? "alert.sent" : "alert.failed";
+        e.action = (char *)ch[i].channel;
+        e.detail = ch[i].r->sent ? ch[i].r->subject : ch[i].r->message;
+        if (ch[i].r->sent)
+            mbq_log(MBQ_LOG_INFO, NULL, "alert", "%s alert sent: %s", ch[i].channel,
+                    ch[i].r->subject ? ch[i].r->subject : "");
+        else
+            mbq_log(MBQ_LOG_WARN, NULL, "alert", "%s alert failed (the sync is not affected): %s",
+                    ch[i].channel, ch[i].r->message ? ch[i].r->message : "");
+        if (mbq_journal_event_add(ctx->j, &e) < 0)
+            mbq_log(MBQ_LOG_WARN, NULL, "alert", "cannot journal the alert: %s",
+                    mbq_error_last());
+    }
+}
+
+static void print_dry_run(const sync_ctx *ctx, const table_job *t)
+{
+    printf("table %s -> %s.%s\n", t->tc->name, ctx->cfg->bigquery.dataset, t->tc->target);
+    if (t->result < 0) {
+        printf("  would fail at %s: %s\n", t->failed_state ? t->failed_state : "?",
+               t->error ? t->error : "");
+        return;
+    }
+    if (t->tc->mode == MBQ_MODE_FULL || !t->tc->updated_column)
+        printf("  mode: full refresh (every row, loaded with WRITE_TRUNCATE into the target)\n");
+    else if (!t->committed.cursor_value)
+        printf("  mode: incremental; first sync: every row, loaded straight into the target\n");
+    else {
+        char *low = NULL;
+        mbq_cursor_minus(&low, t->committed.cursor_kind, t->committed.cursor_value,
+                         t->tc->lookback_ms);
+        printf("  mode: incremental; window: %s >= '%s' (committed cursor '%s'), then MERGE\n",
+               t->tc->updated_column, low ? low : "?", t->committed.cursor_value);
+        free(low);
+    }
+    if (t->resumed)
+        printf("  would resume the in-flight run %" PRId64 " at state '%s'\n", t->run.id,
+               t->run.state);
+    if (t->n_changes == 0)
+        printf("  schema: no changes\n");
+    for (size_t i = 0; i < t->n_changes; i++)
+        printf("  schema: %s\n", t->changes[i]);
+}
+
+static bool table_selected(const mbq_sync_options *opts, const char *name)
+{
+    if (!opts->tables)
+        return true;
+    for (size_t i = 0; i < opts->n_tables; i++)
+        if (strcmp(opts->tables[i], name) == 0)
+            return true;
+    return false;
+}
+
+int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
+{
+    int rc = 0, exit_code = MBQ_EXIT_OK;
+    char run_id[37];
+    sync_ctx ctx = {0};
+    table_job *jobs = NULL;
+    size_t n_jobs = 0;
+    mbq_table_summary *sums = NULL;
+    mbq_notify_report report = {0};
+    int64_t started = mbq_now_ms();
+    const mbq_bigquery_config *bc = &cfg->bigquery;
+
+    mbq_uuid(run_id);
+    ctx.cfg = cfg;
+    ctx.run_id = run_id;
+    ctx.dry_run = opts->dry_run;
+
+    for (size_t i = 0; opts->tables && i < opts->n_tables; i++) {
+        if (!mbq_config_table(cfg, opts->tables[i])) {
+            mbq_error_set(MBQ_ECONFIG, "table '%s' is not in the config '%s'", opts->tables[i],
+                          cfg->path);
+            return mbq_exit_for_error(MBQ_ECONFIG);
+        }
+    }
+
+    if (opts->dry_run) {
+        rc = mbq_journal_open(&ctx.j, cfg->state_dir, MBQ_JOURNAL_READONLY);
+        if (rc == MBQ_ENOTFOUND)
+            rc = 0;
+    } else {
+        rc = mbq_journal_open(&ctx.j, cfg->state_dir, MBQ_JOURNAL_WRITE);
+    }
+    if (rc < 0) {
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
+    }
+    if (!opts->dry_run) {
+        int interrupted = 0;
+        if ((rc = mbq_journal_runs_mark_interrupted(ctx.j, &interrupted)) < 0 ||
+            (rc = mbq_journal_run_start(ctx.j, run_id, started)) < 0) {
+            exit_code = mbq_exit_for_error(rc);
+            goto done;
+        }
+        if (interrupted)
+            mbq_log(MBQ_LOG_WARN, NULL, NULL,
+                    "%d earlier run(s) did not finish (killed?): their tables resume now",
+                    interrupted);
+    }
+    mbq_log(MBQ_LOG_INFO, NULL, NULL, "run %s started%s", run_id,
+            opts->dry_run ? " (dry run: nothing is changed)" : "");
+
+    mbq_buf sd = MBQ_BUF_INIT;
+    if ((rc = mbq_buf_printf(&sd, "%s/staging", cfg->state_dir)) < 0 ||
+        !(ctx.staging_dir = mbq_buf_detach(&sd)) ||
+        (!opts->dry_run && (rc = mbq_mkdir_p(ctx.staging_dir)) < 0)) {
+        mbq_buf_free(&sd);
+        exit_code = mbq_exit_for_error(rc < 0 ? rc : MBQ_ENOMEM);
+        goto done;
+    }
+
+    jobs = mbq_calloc(cfg->n_tables ? cfg->n_tables : 1, sizeof *jobs);
+    if (!jobs) {
+        exit_code = MBQ_EXIT_SOFTWARE;
+        goto done;
+    }
+    for (size_t i = 0; i < cfg->n_tables; i++) {
+        if (!table_selected(opts, cfg->tables[i].name))
+            continue;
+        table_job *t = &jobs[n_jobs++];
+        if ((rc = table_job_open(&ctx, t, &cfg->tables[i])) < 0) {
+            exit_code = mbq_exit_for_error(rc);
+            goto done;
+        }
+    }
+    if (!opts->dry_run)
+        remove_orphan_files(&ctx, jobs, n_jobs);
+
+    /* Connections. A failure here fails every table (journaled, alerted)
+     * with the same clear error. */
+    int conn_rc = mbq_mysql_connect(&ctx.my, &cfg->mysql);
+    if (conn_rc == 0) {
+        mbq_bq_options bo;
+        mbq_bq_options_init(&bo);
+        bo.project = bc->project_id;
+        bo.location = bc->location;
+        bo.endpoint = bc->endpoint;
+        bo.credentials = bc->credentials;
+        bo.job_timeout_ms = bc->job_timeout_ms;
+        bo.max_retries = bc->max_retries;
+        bo.retry_max_elapsed_ms = bc->retry_max_elapsed_ms;
+        bo.upload_chunk_bytes = bc->upload_chunk_bytes;
+        bo.multipart_max_bytes = bc->multipart_max_bytes;
+        bo.tls_verify = bc->tls_verify;
+        conn_rc = mbq_bq_new(&ctx.bq, &bo);
+        if (conn_rc == 0)
+            conn_rc = opts->dry_run ? mbq_bq_dataset_get(ctx.bq, NULL, bc->dataset)
+                                    : mbq_bq_dataset_ensure(ctx.bq, bc->dataset, bc->location);
+        if (conn_rc == MBQ_ENOTFOUND && opts->dry_run) {
+            printf("dataset %s would be created in %s\n", bc->dataset, bc->location);
+            conn_rc = 0;
+        }
+    }
+
+    int ok = 0, failed = 0;
+    for (size_t i = 0; i < n_jobs; i++) {
+        table_job *t = &jobs[i];
+        if (conn_rc < 0) {
+            mbq_error_set(conn_rc, "%s", mbq_error_last());
+            table_job_fail(&ctx, t, conn_rc);
+            failed++;
+            continue;
+        }
+        int64_t t0 = mbq_monotonic_ms();
+        rc = opts->dry_run ? mbq_schema_check(&ctx, t) : mbq_machine_drive(&ctx, t);
+        if (rc < 0) {
+            table_job_fail(&ctx, t, rc);
+            failed++;
+        } else {
+            ok++;
+            if (!opts->dry_run)
+                mbq_log(MBQ_LOG_INFO, t->tc->name, "done",
+                        "synced %" PRId64 " rows in %.1f s%s", t->rows_synced,
+                        (double)(mbq_monotonic_ms() - t0) / 1000.0,
+                        t->unchanged ? " (no changes)" : "");
+        }
+        if (opts->dry_run)
+            print_dry_run(&ctx, t);
+    }
+    if (opts->dry_run) {
+        exit_code = failed ? MBQ_EXIT_TABLE_FAILED : MBQ_EXIT_OK;
+        goto done;
+    }
+    if (conn_rc == 0 && mirror_metadata(&ctx) < 0)
+        mbq_log(MBQ_LOG_WARN, NULL, "mirror",
+                "metadata mirror to BigQuery failed (retried next run; data is committed): %s",
+                mbq_error_last());
+
+    /* The summary for alerts and metrics. */
+    int64_t finished = mbq_now_ms();
+    sums = mbq_calloc(n_jobs ? n_jobs : 1, sizeof *sums);
+    mbq_stage_timing *timings = mbq_calloc(n_jobs ? n_jobs * 5 : 1, sizeof *timings);
+    if (sums && timings) {
+        for (size_t i = 0; i < n_jobs; i++) {
+            table_job *t = &jobs[i];
+            mbq_table_summary *s = &sums[i];
+            mbq_stage_timing *st = &timings[i * 5];
+            st[0] = (mbq_stage_timing){"schema-check", t->run.t_schema_ms};
+            st[1] = (mbq_stage_timing){"extract", t->run.t_extract_ms};
+            st[2] = (mbq_stage_timing){"stage", t->run.t_stage_ms};
+            st[3] = (mbq_stage_timing){"merge", t->run.t_merge_ms};
+            st[4] = (mbq_stage_timing){"commit-metadata", t->run.t_commit_ms};
+            s->name = t->tc->name;
+            s->result = t->result < 0 ? MBQ_TABLE_FAILED
+                        : (t->unchanged || t->rows_synced == 0) ? MBQ_TABLE_SKIPPED
+                                                                : MBQ_TABLE_OK;
+            s->rows_synced = t->rows_synced;
+            s->duration_ms = finished - t->started_ms;
+            s->stages = st;
+            s->n_stages = 5;
+            s->failed_stage = t->failed_state;
+            s->error = t->error;
+            s->schema_changes = (const char *const *)t->changes;
+            s->n_schema_changes = t->n_changes;
+            s->prev_consecutive_failures = t->prev_failures;
+            s->last_success_ms = t->result < 0 ? t->committed.last_success_ms : finished;
+        }
+        mbq_run_summary summary = {run_id, NULL, started, finished, sums, n_jobs};
+        mbq_notify_options no = MBQ_NOTIFY_OPTIONS_INIT;
+        const char *fast = getenv("MBQ_NOTIFY_BACKOFF_MS");
+        if (fast)
+            no.backoff_ms = atoll(fast);
+        mbq_notify_run(&report, cfg->email.enabled ? &cfg->email : NULL,
+                       cfg->telegram.enabled ? &cfg->telegram : NULL, &summary, &no);
+        journal_alerts(&ctx, &report);
+        if (opts->metrics_file && mbq_metrics_write(opts->metrics_file, &summary) < 0)
+            mbq_log(MBQ_LOG_WARN, NULL, NULL, "cannot write metrics: %s", mbq_error_last());
+    }
+    free(timings);
+
+    if (failed == 0)
+        exit_code = MBQ_EXIT_OK;
+    else if (conn_rc < 0)
+        exit_code = mbq_exit_for_error(conn_rc);
+    else
+        exit_code = MBQ_EXIT_TABLE_FAILED;
+    mbq_journal_run_finish(ctx.j, run_id, mbq_now_ms(), ok, failed, exit_code);
+    mbq_log(failed ? MBQ_LOG_WARN : MBQ_LOG_INFO, NULL, NULL,
+            "run %s finished: %d table(s) ok, %d failed, %.1f s", run_id, ok, failed,
+            (double)(mbq_now_ms() - started) / 1000.0);
+done:
+    if (exit_code != MBQ_EXIT_OK && n_jobs == 0 && mbq_error_last()[0])
+        mbq_log(MBQ_LOG_ERROR, NULL, NULL, "%s", mbq_error_last());
+    mbq_notify_report_free(&report);
+    free(sums);
+    for (size_t i = 0; i < n_jobs; i++)
+        table_job_clear(&jobs[i]);
+    free(jobs);
+    mbq_bq_free(ctx.bq);
+    mbq_mysql_close(ctx.my);
+    mbq_journal_close(ctx.j);
+    free(ctx.staging_dir);
+    return exit_code;
+}

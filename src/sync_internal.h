@@ -1,0 +1,70 @@
+/* Shared between machine.c (the per-table state machine), schema.c (the
+ * schema-check state) and sync.c (the run that drives the tables). Not a
+ * public interface. */
+#ifndef MBQ_SYNC_INTERNAL_H
+#define MBQ_SYNC_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mbq/bq.h"
+#include "mbq/config.h"
+#include "mbq/journal.h"
+#include "mbq/machine.h"
+#include "mbq/mysql_source.h"
+
+/* What one run shares between its tables. */
+typedef struct sync_ctx {
+    const mbq_config *cfg;
+    mbq_journal *j;       /* NULL in a dry run */
+    mbq_mysql *my;
+    mbq_bq *bq;
+    const char *run_id;
+    char *staging_dir;    /* <state_dir>/staging */
+    bool dry_run;
+} sync_ctx;
+
+/* One table in one run. */
+typedef struct table_job {
+    const mbq_table_config *tc;
+    mbq_table_state committed;   /* the journal's committed state at the start */
+    mbq_table_run run;           /* the table run being driven (journaled) */
+    bool resumed;                /* the run was found in flight */
+    mbq_table_schema *src;       /* MySQL schema (schema-check) */
+    mbq_cursor_kind kind;
+    mbq_bq_schema *stage_schema; /* the MySQL columns as BigQuery fields */
+    mbq_bq_schema *load_schema;  /* what a replace load writes: target's fields + new ones */
+    int64_t target_rows;         /* target's row count at schema-check (-1 unknown) */
+    bool unchanged;              /* extract found exactly what was committed last time */
+    bool schema_changed_since_extract; /* source columns differ from the journaled ones */
+    char **changes;              /* schema changes, human-readable, for the summary */
+    size_t n_changes;
+    int64_t rows_synced;
+    int64_t started_ms;
+    int result;                  /* 0 ok, <0 the error */
+    char *error;
+    char *failed_state;
+    int prev_failures;
+} table_job;
+
+/* schema.c: the schema-check state. Reads the MySQL schema, maps it, makes
+ * the target match (create it, add missing columns, widen types where
+ * BigQuery allows), journals every change as an event, and fills t->src,
+ * t->kind, t->stage_schema, t->load_schema, t->target_rows, t->changes. In a
+ * dry run it changes nothing and only reports. */
+int mbq_schema_check(sync_ctx *ctx, table_job *t);
+
+/* Add a human-readable schema change to t->changes. */
+int mbq_schema_note(table_job *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* machine.c: drive one table from its journaled state to done. 0 or the
+ * error that stopped it (the run stays in flight, journaled with it). */
+int mbq_machine_drive(sync_ctx *ctx, table_job *t);
+
+/* machine.c: the names of every fault point (NULL-terminated). */
+extern const char *const mbq_fault_points[];
+
+/* `project`.`dataset`.`table` quoted for GoogleSQL. */
+int mbq_bq_table_ref(mbq_buf *b, const sync_ctx *ctx, const char *table);
+
+#endif

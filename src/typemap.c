@@ -1,0 +1,511 @@
+/* MySQL -> BigQuery type mapping and NDJSON value encoding (see mbq/typemap.h
+ * and docs/type-mapping.md, which must change together with this file). */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mbq/error.h"
+#include "mbq/typemap.h"
+#include "mbq/util.h"
+#include "mbq/banned.h"
+
+const char *mbq_bq_type_name(mbq_bq_type t)
+{
+    switch (t) {
+    case MBQ_BQ_INT64: return "INT64";
+    case MBQ_BQ_NUMERIC: return "NUMERIC";
+    case MBQ_BQ_BIGNUMERIC: return "BIGNUMERIC";
+    case MBQ_BQ_FLOAT64: return "FLOAT64";
+    case MBQ_BQ_BOOL: return "BOOL";
+    case MBQ_BQ_STRING: return "STRING";
+    case MBQ_BQ_BYTES: return "BYTES";
+    case MBQ_BQ_DATE: return "DATE";
+    case MBQ_BQ_DATETIME: return "DATETIME";
+    case MBQ_BQ_TIME: return "TIME";
+    case MBQ_BQ_TIMESTAMP: return "TIMESTAMP";
+    case MBQ_BQ_JSON: return "JSON";
+    case MBQ_BQ_GEOGRAPHY: return "GEOGRAPHY";
+    }
+    return "?";
+}
+
+static int type_is(const char *dt, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcasecmp(dt, *names) == 0)
+            return 1;
+    return 0;
+}
+
+/* BIT(n)'s n: information_schema gives it as NUMERIC_PRECISION; fall back to
+ * the "(n)" of COLUMN_TYPE. */
+static int bit_width(const mbq_mysql_type *t)
+{
+    if (t->precision > 0)
+        return t->precision;
+    const char *p = t->column_type ? strchr(t->column_type, '(') : NULL;
+    return p ? atoi(p + 1) : 1;
+}
+
+int mbq_typemap_column(mbq_type_mapping *out, const mbq_mysql_type *t)
+{
+    static const char *const small_ints[] = {"tinyint", "smallint", "mediumint", "int",
+                                             "integer", "year", NULL};
+    static const char *const decimals[] = {"decimal", "numeric", "fixed", NULL};
+    static const char *const doubles[] = {"double", "real", "double precision", NULL};
+    static const char *const texts[] = {"char", "varchar", "tinytext", "text", "mediumtext",
+                                        "longtext", "enum", "set", "inet4", "inet6",
+                                        "uuid", NULL};
+    static const char *const binaries[] = {"binary", "varbinary", "tinyblob", "blob",
+                                           "mediumblob", "longblob", NULL};
+    static const char *const spatial[] = {"geometry", "point", "linestring", "polygon",
+                                          "multipoint", "multilinestring", "multipolygon",
+                                          "geometrycollection", "geomcollection", NULL};
+    const char *dt = t->data_type ? t->data_type : "";
+    bool is_unsigned = t->column_type && strstr(t->column_type, "unsigned");
+
+    /* Signed and unsigned integers up to INT UNSIGNED (4294967295) fit INT64.
+     * TINYINT(1) is not BOOL: it holds -128..127 and 2 would become true. */
+    if (type_is(dt, small_ints)) {
+        *out = (mbq_type_mapping){MBQ_BQ_INT64, MBQ_ENC_INT};
+    } else if (strcasecmp(dt, "bigint") == 0) {
+        /* BIGINT UNSIGNED reaches 18446744073709551615 > INT64's max. */
+        *out = is_unsigned ? (mbq_type_mapping){MBQ_BQ_NUMERIC, MBQ_ENC_DECIMAL}
+                           : (mbq_type_mapping){MBQ_BQ_INT64, MBQ_ENC_INT};
+    } else if (type_is(dt, decimals)) {
+        /* NUMERIC: 29 integer digits, scale <= 9; BIGNUMERIC: 38 integer
+         * digits (38.77), scale <= 38. Anything wider stays exact as text. */
+        int p = t->precision >= 0 ? t->precision : 10, s = t->scale >= 0 ? t->scale : 0;
+        if (p - s <= 29 && s <= 9)
+            *out = (mbq_type_mapping){MBQ_BQ_NUMERIC, MBQ_ENC_DECIMAL};
+        else if (p - s <= 38 && s <= 38)
+            *out = (mbq_type_mapping){MBQ_BQ_BIGNUMERIC, MBQ_ENC_DECIMAL};
+        else
+            *out = (mbq_type_mapping){MBQ_BQ_STRING, MBQ_ENC_DECIMAL};
+    } else if (strcasecmp(dt, "float") == 0) {
+        *out = (mbq_type_mapping){MBQ_BQ_FLOAT64, MBQ_ENC_FLOAT};
+    } else if (type_is(dt, doubles)) {
+        *out = (mbq_type_mapping){MBQ_BQ_FLOAT64, MBQ_ENC_DOUBLE};
+    } else if (strcasecmp(dt, "bit") == 0) {
+        *out = bit_width(t) <= 63 ? (mbq_type_mapping){MBQ_BQ_INT64, MBQ_ENC_BIT}
+                                  : (mbq_type_mapping){MBQ_BQ_NUMERIC, MBQ_ENC_BIT_DECIMAL};
+    } else if (strcasecmp(dt, "json") == 0 || (t->is_json && type_is(dt, texts))) {
+        *out = (mbq_type_mapping){MBQ_BQ_JSON, MBQ_ENC_JSON};
+    } else if (type_is(dt, texts)) {
+        *out = (mbq_type_mapping){MBQ_BQ_STRING, MBQ_ENC_STRING};
+    } else if (type_is(dt, binaries)) {
+        *out = (mbq_type_mapping){MBQ_BQ_BYTES, MBQ_ENC_BYTES};
+    } else if (strcasecmp(dt, "date") == 0) {
+        *out = (mbq_type_mapping){MBQ_BQ_DATE, MBQ_ENC_DATE};
+    } else if (strcasecmp(dt, "datetime") == 0) {
+        *out = (mbq_type_mapping){MBQ_BQ_DATETIME, MBQ_ENC_DATETIME};
+    } else if (strcasecmp(dt, "timestamp") == 0) {
+        *out = (mbq_type_mapping){MBQ_BQ_TIMESTAMP, MBQ_ENC_TIMESTAMP};
+    } else if (strcasecmp(dt, "time") == 0) {
+        /* MySQL TIME spans -838:59:59..838:59:59; BigQuery TIME is a time of
+         * day. The server's own text keeps sign, hours beyond 24 and fsp. */
+        *out = (mbq_type_mapping){MBQ_BQ_STRING, MBQ_ENC_TIME};
+    } else if (type_is(dt, spatial)) {
+        /* GEOGRAPHY only takes WGS84 lon/lat; MySQL geometries are often
+         * planar (SRID 0) and would fail to load, so keep the WKT text. */
+        *out = (mbq_type_mapping){MBQ_BQ_STRING, MBQ_ENC_WKT};
+    } else {
+        return mbq_error_set(MBQ_ESCHEMA, "unsupported MySQL type '%s'",
+                             t->column_type ? t->column_type : dt);
+    }
+    return 0;
+}
+
+/* ---- value encoding ---------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if invalid (RFC 3629:
+ * no overlongs, surrogates or code points above U+10FFFF). */
+static size_t utf8_len(const unsigned char *p, size_t avail)
+{
+    unsigned c = p[0];
+    if (c >= 0xc2 && c <= 0xdf)
+        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        if (avail < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+            return 0;
+        if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f))
+            return 0;
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if (avail < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
+            (p[3] & 0xc0) != 0x80)
+            return 0;
+        if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f))
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+/* A JSON string literal, written straight into the buffer's memory: this is
+ * the hot loop of extraction, so no call per character. The buffer keeps at
+ * least (input left + 6) bytes free, enough for any single escape. */
+static int json_string(mbq_buf *b, const unsigned char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *end = p + len;
+    if (mbq_buf_grow(b, len + 8) < 0)
+        return MBQ_ENOMEM;
+    char *o = b->ptr + b->len;
+    *o++ = '"';
+    while (p < end) {
+        size_t left = (size_t)(end - p);
+        if ((size_t)(b->ptr + b->cap - 1 - o) < left + 6) {
+            b->len = (size_t)(o - b->ptr);
+            if (mbq_buf_grow(b, left + left / 2 + 8) < 0)
+                return MBQ_ENOMEM;
+            o = b->ptr + b->len;
+        }
+        /* Plain printable ASCII: the common case. */
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run) {
+            memcpy(o, run, (size_t)(p - run));
+            o += p - run;
+            continue;
+        }
+        unsigned c = *p;
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+            p++;
+        } else if (c < 0x20) {
+            *o++ = '\\';
+            switch (c) {
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            case '\b': *o++ = 'b'; break;
+            case '\f': *o++ = 'f'; break;
+            default:
+                *o++ = 'u';
+                *o++ = '0';
+                *o++ = '0';
+                *o++ = hex[c >> 4];
+                *o++ = hex[c & 15];
+            }
+            p++;
+        } else {
+            size_t n = utf8_len(p, left);
+            if (n == 0) {
+                /* Not UTF-8 (a binary collation, a broken client): U+FFFD
+                 * keeps the line valid JSON that BigQuery accepts. */
+                memcpy(o, "\xef\xbf\xbd", 3);
+                o += 3;
+                p++;
+            } else {
+                memcpy(o, p, n);
+                o += n;
+                p += n;
+            }
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->ptr);
+    b->ptr[b->len] = '\0';
+    return 0;
+}
+
+int mbq_base64_append(mbq_buf *out, const void *data, size_t len)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = data;
+    size_t n = (len + 2) / 3 * 4;
+    if (mbq_buf_grow(out, n) < 0)
+        return MBQ_ENOMEM;
+    char *o = out->ptr + out->len;
+    size_t i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        o[0] = tbl[v >> 18];
+        o[1] = tbl[(v >> 12) & 63];
+        o[2] = tbl[(v >> 6) & 63];
+        o[3] = tbl[v & 63];
+        o += 4;
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)p[i + 1] << 8;
+        o[0] = tbl[v >> 18];
+        o[1] = tbl[(v >> 12) & 63];
+        o[2] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+        o[3] = '=';
+        o += 4;
+    }
+    out->len = (size_t)(o - out->ptr);
+    out->ptr[out->len] = '\0';
+    return 0;
+}
+
+/* A date part 'YYYY-MM-DD' with a zero year, month or day has no BigQuery
+ * value (DATE starts at 0001-01-01): MySQL's zero dates and NO_ZERO_IN_DATE
+ * violations both land here. */
+static int is_zero_date(const char *v, size_t len)
+{
+    if (len < 10)
+        return 1;
+    return memcmp(v, "0000", 4) == 0 || memcmp(v + 5, "00", 2) == 0 ||
+           memcmp(v + 8, "00", 2) == 0;
+}
+
+static int bad_value(const char *what, const char *v, size_t len)
+{
+    return mbq_error_set(MBQ_EDATA, "cannot encode %s value '%.*s'", what,
+                         (int)(len > 64 ? 64 : len), v);
+}
+
+/* FLOAT arrives as the DOUBLE the SELECT cast it to. Print the shortest
+ * decimal that reads back as the same float32 (what MySQL's own float
+ * output aims for, but the server rounds to 6 digits, which is lossy). */
+static int encode_float(mbq_buf *out, const char *v, size_t len)
+{
+    char in[64], txt[32];
+    if (len == 0 || len >= sizeof in)
+        return bad_value("FLOAT", v, len);
+    memcpy(in, v, len);
+    in[len] = '\0';
+    char *end;
+    errno = 0;
+    double d = strtod(in, &end);
+    if (*end || !isfinite(d))
+        return bad_value("FLOAT", v, len);
+    float f = (float)d;
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(txt, sizeof txt, "%.*g", prec, (double)f);
+        if (strtof(txt, NULL) == f)
+            break;
+    }
+    return mbq_buf_puts(out, txt);
+}
+
+static int encode_bit(mbq_buf *out, const char *v, size_t len, bool quoted)
+{
+    if (len > 8)
+        return bad_value("BIT", "(binary)", 8);
+    uint64_t x = 0;
+    for (size_t i = 0; i < len; i++)
+        x = x << 8 | (unsigned char)v[i];
+    return mbq_buf_printf(out, quoted ? "\"%llu\"" : "%llu", (unsigned long long)x);
+}
+
+static int quoted_copy(mbq_buf *out, const char *v, size_t len)
+{
+    if (mbq_buf_grow(out, len + 2) < 0)
+        return MBQ_ENOMEM;
+    char *o = out->ptr + out->len;
+    *o++ = '"';
+    memcpy(o, v, len);
+    o += len;
+    *o++ = '"';
+    out->len = (size_t)(o - out->ptr);
+    out->ptr[out->len] = '\0';
+    return 0;
+}
+
+static int encode_timestamp(mbq_buf *out, const char *v, size_t len)
+{
+    /* 'YYYY-MM-DD HH:MM:SS[.f{1,6}]' in the session's UTC -> always six
+     * fractional digits and an explicit offset (the emulator refuses
+     * anything else, BigQuery accepts it). */
+    if (len < 19 || len > 26)
+        return bad_value("TIMESTAMP", v, len);
+    if (mbq_buf_grow(out, 36) < 0)
+        return MBQ_ENOMEM;
+    char *o = out->ptr + out->len;
+    *o++ = '"';
+    memcpy(o, v, 19);
+    o += 19;
+    *o++ = '.';
+    size_t nf = len > 20 ? len - 20 : 0;
+    memcpy(o, v + 20, nf);
+    for (size_t i = nf; i < 6; i++)
+        o[i] = '0';
+    o += 6;
+    memcpy(o, "+00:00\"", 7);
+    o += 7;
+    out->len = (size_t)(o - out->ptr);
+    out->ptr[out->len] = '\0';
+    return 0;
+}
+
+int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t len)
+{
+    switch (enc) {
+    case MBQ_ENC_INT:
+    case MBQ_ENC_DOUBLE:
+        /* The server's integer and double text are valid JSON numbers
+         * (doubles in round-trip precision). */
+        if (len == 0)
+            return bad_value(enc == MBQ_ENC_INT ? "INT64" : "DOUBLE", val, len);
+        return mbq_buf_append(out, val, len);
+    case MBQ_ENC_DECIMAL:
+        return quoted_copy(out, val, len);
+    case MBQ_ENC_FLOAT:
+        return encode_float(out, val, len);
+    case MBQ_ENC_BIT:
+        return encode_bit(out, val, len, false);
+    case MBQ_ENC_BIT_DECIMAL:
+        return encode_bit(out, val, len, true);
+    case MBQ_ENC_BYTES: {
+        int rc = mbq_buf_putc(out, '"');
+        if (rc == 0)
+            rc = mbq_base64_append(out, val, len);
+        return rc ? rc : mbq_buf_putc(out, '"');
+    }
+    case MBQ_ENC_DATE:
+    case MBQ_ENC_DATETIME:
+        if (is_zero_date(val, len))
+            return 1;
+        return quoted_copy(out, val, len);
+    case MBQ_ENC_TIMESTAMP:
+        if (is_zero_date(val, len))
+            return 1;
+        return encode_timestamp(out, val, len);
+    case MBQ_ENC_STRING:
+    case MBQ_ENC_TIME:
+    case MBQ_ENC_JSON:
+    case MBQ_ENC_WKT:
+        return json_string(out, (const unsigned char *)val, len);
+    }
+    return mbq_error_set(MBQ_EINTERNAL, "unknown value encoding %d", (int)enc);
+}
+
+/* ---- column names ------------------------------------------------------ */
+
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+#define BQ_NAME_MAX 300
+
+int mbq_typemap_bq_column_name(mbq_buf *out, bool *changed, const char *name)
+{
+    static const char *const reserved[] = {"_TABLE_", "_FILE_", "_PARTITION", "_ROW_TIMESTAMP",
+                                           "__ROOT__", "_COLIDENTIFIER", NULL};
+    mbq_buf b = MBQ_BUF_INIT;
+    int rc = 0;
+    const unsigned char *p = (const unsigned char *)name;
+    size_t len = strlen(name);
+    if (len == 0 || isdigit(*p))
+        rc = mbq_buf_putc(&b, '_');
+    while (rc == 0 && *p) {
+        if (isalnum(*p) || *p == '_') {
+            rc = mbq_buf_putc(&b, (char)*p);
+            p++;
+        } else {
+            /* One '_' per character, not per byte: "größe" -> "gr__e". */
+            size_t n = *p >= 0x80 ? utf8_len(p, strlen((const char *)p)) : 1;
+            rc = mbq_buf_putc(&b, '_');
+            p += n ? n : 1;
+        }
+    }
+    for (size_t i = 0; rc == 0 && reserved[i]; i++) {
+        size_t n = strlen(reserved[i]);
+        if (b.len >= n && strncasecmp(mbq_buf_cstr(&b), reserved[i], n) == 0) {
+            mbq_buf tmp = MBQ_BUF_INIT;
+            rc = mbq_buf_putc(&tmp, 'c');
+            if (rc == 0)
+                rc = mbq_buf_append(&tmp, b.ptr, b.len);
+            mbq_buf_free(&b);
+            b = tmp;
+            break;
+        }
+    }
+    if (rc == 0 && b.len > BQ_NAME_MAX) {
+        b.len = BQ_NAME_MAX - 9;
+        b.ptr[b.len] = '\0';
+        rc = mbq_buf_printf(&b, "_%08x", fnv1a(name));
+    }
+    if (rc == 0) {
+        if (changed)
+            *changed = strcmp(mbq_buf_cstr(&b), name) != 0;
+        rc = mbq_buf_append(out, b.ptr ? b.ptr : "", b.len);
+    }
+    mbq_buf_free(&b);
+    return rc;
+}
+
+int mbq_typemap_bq_column_names(char ***out, const char *const *names, size_t n)
+{
+    int rc = 0;
+    char **res = mbq_calloc(n ? n : 1, sizeof *res);
+    bool *changed = mbq_calloc(n ? n : 1, sizeof *changed);
+    mbq_buf b = MBQ_BUF_INIT;
+    *out = NULL;
+    if (!res || !changed) {
+        rc = MBQ_ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        mbq_buf_clear(&b);
+        if ((rc = mbq_typemap_bq_column_name(&b, &changed[i], names[i])) < 0)
+            goto done;
+        if (!(res[i] = mbq_strdup(mbq_buf_cstr(&b)))) {
+            rc = MBQ_ENOMEM;
+            goto done;
+        }
+    }
+    /* Collisions: only changed names move (MySQL names are unique
+     * case-insensitively, so two unchanged names cannot collide). */
+    for (size_t i = 0; i < n; i++) {
+        if (!changed[i])
+            continue;
+        bool clash = false;
+        for (size_t j = 0; j < n && !clash; j++)
+            clash = j != i && strcasecmp(res[i], res[j]) == 0;
+        if (!clash)
+            continue;
+        mbq_buf_clear(&b);
+        size_t keep = strlen(res[i]);
+        if (keep > BQ_NAME_MAX - 9)
+            keep = BQ_NAME_MAX - 9;
+        if ((rc = mbq_buf_append(&b, res[i], keep)) < 0 ||
+            (rc = mbq_buf_printf(&b, "_%08x", fnv1a(names[i]))) < 0)
+            goto done;
+        char *s = mbq_strdup(mbq_buf_cstr(&b));
+        if (!s) {
+            rc = MBQ_ENOMEM;
+            goto done;
+        }
+        free(res[i]);
+        res[i] = s;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (strcasecmp(res[i], res[j]) == 0) {
+                rc = mbq_error_set(MBQ_ESCHEMA,
+                                   "columns '%s' and '%s' both map to BigQuery column '%s'",
+                                   names[i], names[j], res[i]);
+                goto done;
+            }
+    *out = res;
+    res = NULL;
+done:
+    if (res) {
+        for (size_t i = 0; i < n; i++)
+            free(res[i]);
+        free(res);
+    }
+    free(changed);
+    mbq_buf_free(&b);
+    return rc;
+}
