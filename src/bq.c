@@ -1185,7 +1185,9 @@ static int resumable_send(mbq_bq *bq, mbq_http_response *resp, const char *uri, 
     if ((rc = mbq_buf_printf(&what, "upload for job '%s'", job_id)) < 0)
         goto done;
     for (;;) {
-        mbq_http_body body = {NULL, 0, f, 0, 0, NULL, 0};
+        /* After a failure the server, not curl's silent re-send of the
+         * same range, decides where to go on: ask it. */
+        mbq_http_body body = {NULL, 0, f, 0, 0, NULL, 0, true};
         mbq_buf_clear(&range);
         if (ask || size == 0) {
             /* "Content-Range: bytes * / total" with no body: the documented
@@ -1309,7 +1311,7 @@ int mbq_bq_load_file(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
             (rc = mbq_buf_printf(&post, "\r\n--%s--\r\n", boundary)) < 0 ||
             (rc = mbq_buf_printf(&ctype, "multipart/related; boundary=%s", boundary)) < 0)
             goto done;
-        mbq_http_body body = {pre.ptr, pre.len, f, 0, size, post.ptr, post.len};
+        mbq_http_body body = {pre.ptr, pre.len, f, 0, size, post.ptr, post.len, false};
         /* Retry-safe: it carries the job id (a duplicate is looked up). */
         bq_req r = {"POST", url.ptr, ctype.ptr, &body, NULL, what.ptr, true, true};
         rc = bq_call(bq, &resp, &r);

@@ -48,6 +48,7 @@ int mbq_base64url_encode(mbq_buf *out, const void *data, size_t len)
     const unsigned char *p = data;
     if (mbq_buf_grow(out, (len + 2) / 3 * 4) < 0)
         return MBQ_ENOMEM;
+    out->ptr[out->len] = '\0'; /* grow alone leaves a new buffer unterminated */
     size_t i = 0;
     for (; i + 3 <= len; i += 3) {
         unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
@@ -393,7 +394,7 @@ static int fetch_once(mbq_bq_auth *a, bool *retry)
         (rc = mbq_buf_puts(&form, "&assertion=")) < 0 ||
         (rc = mbq_bq_auth_jwt(&form, a, now_ms / 1000)) < 0)
         goto done;
-    mbq_http_body body = {form.ptr, form.len, NULL, 0, 0, NULL, 0};
+    mbq_http_body body = {form.ptr, form.len, NULL, 0, 0, NULL, 0, false};
     mbq_http_request req = {"POST", a->token_uri, headers, &body};
     rc = mbq_http_do(a->http, &resp, &req);
     if (rc < 0) {

@@ -1,13 +1,110 @@
-/* `check` subcommand (stub until its issue lands). */
+/* `mbq check`: validate config, credentials and connectivity to MySQL and
+ * BigQuery and the presence of every configured table, key and cursor
+ * column. Changes nothing (no dataset or table is created). */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "mbq/bq.h"
 #include "mbq/commands.h"
+#include "mbq/config.h"
+#include "mbq/error.h"
 #include "mbq/exitcode.h"
+#include "mbq/mysql_source.h"
+#include "mbq/banned.h"
+
+static const char check_usage[] =
+    "usage: mbq check [--config FILE]\n"
+    "\n"
+    "Validates the config, connects to MySQL and BigQuery, and checks every\n"
+    "configured table, primary key and cursor column. Changes nothing.\n"
+    "exit codes: 0 all checks passed, 1 a table check failed, 2 config invalid,\n"
+    "            69 MySQL or BigQuery unreachable, 77 credentials refused\n";
 
 int mbq_cmd_check(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "check: not implemented yet\n");
-    return MBQ_EXIT_SOFTWARE;
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    int opt, rc, exit_code;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case 'h': fputs(check_usage, stdout); return MBQ_EXIT_OK;
+        default: fputs(check_usage, stderr); return MBQ_EXIT_USAGE;
+        }
+    }
+    mbq_config *cfg = NULL;
+    mbq_mysql *my = NULL;
+    mbq_bq *bq = NULL;
+    if ((exit_code = mbq_cli_load_config(&cfg, config_path, NULL, NULL)) != 0)
+        return exit_code;
+    printf("ok    config '%s': %zu table(s)\n", cfg->path, cfg->n_tables);
+
+    if ((rc = mbq_mysql_connect(&my, &cfg->mysql)) < 0) {
+        printf("FAIL  mysql: %s\n", mbq_error_last());
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
+    }
+    printf("ok    mysql: connected to %s, database '%s'\n", mbq_mysql_where(my),
+           cfg->mysql.database);
+
+    mbq_bq_options bo;
+    mbq_bq_options_init(&bo);
+    bo.project = cfg->bigquery.project_id;
+    bo.location = cfg->bigquery.location;
+    bo.endpoint = cfg->bigquery.endpoint;
+    bo.credentials = cfg->bigquery.credentials;
+    bo.max_retries = 2;
+    bo.retry_max_elapsed_ms = 30000;
+    bo.tls_verify = cfg->bigquery.tls_verify;
+    if ((rc = mbq_bq_new(&bq, &bo)) < 0) {
+        printf("FAIL  bigquery: %s\n", mbq_error_last());
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
+    }
+    rc = mbq_bq_dataset_get(bq, NULL, cfg->bigquery.dataset);
+    if (rc == MBQ_ENOTFOUND) {
+        printf("ok    bigquery: %s reachable; dataset '%s' does not exist yet (sync creates it)\n",
+               mbq_bq_endpoint(bq), cfg->bigquery.dataset);
+    } else if (rc < 0) {
+        printf("FAIL  bigquery: %s\n", mbq_error_last());
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
+    } else {
+        printf("ok    bigquery: %s, dataset '%s' exists\n", mbq_bq_endpoint(bq),
+               cfg->bigquery.dataset);
+    }
+
+    int failed = 0;
+    for (size_t i = 0; i < cfg->n_tables; i++) {
+        const mbq_table_config *tc = &cfg->tables[i];
+        mbq_table_schema *s = NULL;
+        mbq_cursor_kind kind = MBQ_CURSOR_NONE;
+        const char *cursor = tc->mode == MBQ_MODE_FULL ? NULL : tc->updated_column;
+        rc = mbq_mysql_table_schema(&s, my, cfg->mysql.database, tc->name);
+        if (rc == 0)
+            rc = mbq_mysql_check_table(&kind, s, (const char *const *)tc->primary_key,
+                                       tc->n_primary_key, cursor);
+        if (rc < 0) {
+            printf("FAIL  table '%s': %s\n", tc->name, mbq_error_last());
+            failed++;
+        } else {
+            printf("ok    table '%s': %zu columns, %s\n", tc->name, s->n_columns,
+                   kind == MBQ_CURSOR_TIMESTAMP ? "timestamp cursor"
+                   : kind == MBQ_CURSOR_INTEGER ? "integer cursor"
+                                                : "full refresh");
+        }
+        mbq_table_schema_free(s);
+    }
+    exit_code = failed ? MBQ_EXIT_TABLE_FAILED : MBQ_EXIT_OK;
+done:
+    mbq_bq_free(bq);
+    mbq_mysql_close(my);
+    mbq_config_free(cfg);
+    return exit_code;
 }

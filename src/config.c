@@ -290,6 +290,8 @@ static int substitute(cfg_ctx *c, const yaml_node_t *n, const char *what, char *
     size_t len = n->data.scalar.length, i = 0;
     mbq_buf b = MBQ_BUF_INIT;
     int rc = mbq_buf_grow(&b, len);
+    if (rc == 0)
+        b.ptr[0] = '\0'; /* grow does not terminate; an empty scalar stays "" */
     while (rc == 0 && i < len) {
         const char *dollar = memchr(s + i, '$', len - i);
         size_t run = dollar ? (size_t)(dollar - (s + i)) : len - i;
@@ -1146,14 +1148,17 @@ static int parse_mysql(cfg_ctx *c, const section *top)
                 (rc = get_bool(c, &ssl, "verify_server_cert", &verify, &verify_given)) < 0)
                 goto done;
             bool mode_given = mode_at && !is_null(mode_at);
-            if (mode_given && verify_given && verify != (mode == 2)) {
+            if (mode_given && mode != 0 && verify_given && verify != (mode == 2)) {
                 rc = err_at(c, find(c, &ssl, "verify_server_cert"),
                             "'mysql.ssl.verify_server_cert' contradicts 'mysql.ssl.mode': "
                             "set only one of them");
                 goto done;
             }
             m->ssl = mode != 0;
-            m->ssl_verify_server_cert = mode_given ? mode == 2 : verify;
+            /* Only `required` (and an explicit verify_server_cert: false)
+             * turns verification off; with TLS disabled it keeps its
+             * default so that a later `mode` change starts safe. */
+            m->ssl_verify_server_cert = mode_given && mode != 0 ? mode == 2 : verify;
             if ((rc = get_str(c, &ssl, "ca", 0, &m->ssl_ca, NULL)) < 0 ||
                 (rc = get_str(c, &ssl, "cert", 0, &m->ssl_cert, NULL)) < 0 ||
                 (rc = get_str(c, &ssl, "key", 0, &m->ssl_key, NULL)) < 0)

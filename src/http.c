@@ -217,8 +217,10 @@ int mbq_http_do(mbq_http *h, mbq_http_response *resp, const mbq_http_request *re
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
         curl_easy_setopt(c, CURLOPT_READDATA, &st);
-        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_cb);
-        curl_easy_setopt(c, CURLOPT_SEEKDATA, &st);
+        if (!req->body->no_resend) {
+            curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_cb);
+            curl_easy_setopt(c, CURLOPT_SEEKDATA, &st);
+        }
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)st.total);
     } else {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -283,6 +285,7 @@ bool mbq_http_retryable_curl(int curl_code)
     case CURLE_PARTIAL_FILE:
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SEND_FAIL_REWIND: /* a dead connection with no_resend set */
         return true;
     default:
         return false;

@@ -702,8 +702,7 @@ int mbq_journal_mirror_set(mbq_journal *j, int64_t table_run_id, const char *sta
 {
     sqlite3_stmt *st;
     int rc = prepare(j, &st,
-                     "UPDATE table_runs SET mirror_state = ?, mirror_job_id = COALESCE(?, "
-                     "mirror_job_id) WHERE id = ?",
+                     "UPDATE table_runs SET mirror_state = ?, mirror_job_id = ? WHERE id = ?",
                      "ssi", state, job_id, table_run_id);
     return rc < 0 ? rc : step_done(j, st, "cannot record the metadata mirror");
 }

@@ -715,16 +715,21 @@ static void writer_submit(writer *w, mbq_buf *b)
 
 /* Stop the thread after it has written what was submitted; returns the
  * writer's error (re-recorded on this thread) or 0. */
+static void writer_join(writer *w)
+{
+    if (!w->started)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->closing = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    w->started = false;
+}
+
 static int writer_finish(writer *w)
 {
-    if (w->started) {
-        pthread_mutex_lock(&w->mu);
-        w->closing = true;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-        pthread_join(w->thread, NULL);
-        w->started = false;
-    }
+    writer_join(w);
     if (w->err)
         return mbq_error_set(w->err, "%s", w->errmsg ? w->errmsg : "writer failed");
     return 0;
@@ -738,7 +743,7 @@ static void writer_free(writer *w)
         if (!w->err)
             w->err = MBQ_ERR;
         pthread_mutex_unlock(&w->mu);
-        writer_finish(w);
+        writer_join(w); /* the caller's error message stays */
     }
     if (w->zinit)
         deflateEnd(&w->zs);

@@ -226,8 +226,8 @@ static attempt email_attempt(void *arg)
                              "STARTTLS (set tls: none to send in clear, or use tls: implicit)",
                        c->server);
     else if (smtp_code)
-        mbq_buf_printf(&msg, "cannot send email alert via '%s': %s (smtp %ld)", c->server,
-                       curl_text(cc, errbuf), smtp_code);
+        mbq_buf_printf(&msg, "cannot send email alert via '%s': the server answered %ld (%s)",
+                       c->server, smtp_code, curl_text(cc, errbuf));
     else
         mbq_buf_printf(&msg, "cannot send email alert via '%s': %s", c->server,
                        curl_text(cc, errbuf));

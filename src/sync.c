@@ -79,6 +79,15 @@ static int table_job_open(sync_ctx *ctx, table_job *t, const mbq_table_config *t
     t->tc = tc;
     t->started_ms = mbq_now_ms();
     t->target_rows = -1;
+    if (ctx->j && ctx->dry_run) {
+        if ((rc = mbq_journal_table_get(ctx->j, &t->committed, tc->name)) < 0 ||
+            (rc = mbq_journal_table_run_in_flight(ctx->j, &t->run, &found, tc->name)) < 0)
+            return rc;
+        t->resumed = found;
+        if (!found && !(t->run.state = mbq_strdup("schema-check")))
+            return MBQ_ENOMEM;
+        return 0;
+    }
     if (!ctx->j) {
         t->committed.table_name = mbq_strdup(tc->name);
         t->run.state = mbq_strdup("schema-check");
@@ -173,7 +182,8 @@ static int mirror_metadata(sync_ctx *ctx)
                       !prior->error_reason;
         mbq_bq_job_free(prior);
         if (landed) {
-            if ((rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "done", NULL)) < 0)
+            if ((rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "done",
+                                             pending[i].mirror_job_id)) < 0)
                 goto done;
             free(pending[i].mirror_state);
             pending[i].mirror_state = mbq_strdup("done");
@@ -256,12 +266,27 @@ static int mirror_metadata(sync_ctx *ctx)
     }
     if ((rc = mbq_journal_commit(ctx->j)) < 0)
         goto done;
-    if ((rc = mbq_bq_query(&job, ctx->bq, id.ptr, sql.ptr, NULL)) < 0)
+    if ((rc = mbq_bq_query(&job, ctx->bq, id.ptr, sql.ptr, NULL)) < 0) {
+        if (rc == MBQ_EBQ) {
+            /* BigQuery refused the INSERT: the rows are not there, and the
+             * next run must not take this job id's lookup as proof that
+             * they are (the emulator even reports such jobs as DONE without
+             * an error, EMULATOR.md 3). Forget the id; keep the error. */
+            int saved = rc;
+            mbq_buf msg = MBQ_BUF_INIT;
+            mbq_buf_puts(&msg, mbq_error_last());
+            for (int i = 0; i < n; i++)
+                if (!mbq_streq(pending[i].mirror_state, "done"))
+                    mbq_journal_mirror_set(ctx->j, pending[i].id, "pending", NULL);
+            rc = mbq_error_set(saved, "%s", mbq_buf_cstr(&msg));
+            mbq_buf_free(&msg);
+        }
         goto done;
+    }
     mbq_fault_point("mirror.done");
     for (int i = 0; i < n && rc == 0; i++)
         if (!mbq_streq(pending[i].mirror_state, "done"))
-            rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "done", NULL);
+            rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "done", id.ptr);
     if (rc == 0)
         mbq_log(MBQ_LOG_INFO, NULL, "mirror", "mirrored %d table run(s) into '%s'", rows,
                 bc->metadata_table);

@@ -405,7 +405,7 @@ cmd_start() {
     # Whatever fails or interrupts us from here on, stop what we started:
     # the caller must never be left with half a set of orphan daemons.
     START_DIR="$dir"
-    trap 'note "interrupted, stopping what was started"; stop_all "$START_DIR" || true; exit 130' INT TERM
+    trap 'trap - EXIT; note "interrupted, stopping what was started"; stop_all "$START_DIR" || true; exit 130' INT TERM
     trap 'rc=$?; if [ $rc -ne 0 ]; then note "start failed, stopping what was started"; stop_all "$START_DIR" || true; fi' EXIT
 
     mysql_start "$dir"

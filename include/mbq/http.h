@@ -31,7 +31,8 @@ typedef struct mbq_http_options {
 
 /* The request body: `pre`, then `file_len` bytes of `file` from `file_off`,
  * then `post`. Any part may be empty. The file is read with pread-like
- * seeks, so a request can be sent again (curl rewinds on redirects). */
+ * seeks, so a request can be sent again (curl rewinds on redirects and
+ * on a dead reused connection) unless no_resend is set. */
 typedef struct mbq_http_body {
     const char *pre;
     size_t pre_len;
@@ -40,6 +41,11 @@ typedef struct mbq_http_body {
     int64_t file_len;
     const char *post;
     size_t post_len;
+    /* Forbid curl's silent re-send of the body (it resends once when a
+     * reused connection turns out dead): the transfer then fails with
+     * CURLE_SEND_FAIL_REWIND and the caller decides (resumable chunks ask
+     * the server how much it has instead). */
+    bool no_resend;
 } mbq_http_body;
 
 typedef struct mbq_http_request {

@@ -157,6 +157,8 @@ int mbq_journal_table_run_commit(mbq_journal *j, mbq_table_run *r, const char *c
 
 /* Table runs whose metadata mirror to BigQuery is pending (oldest first). */
 int mbq_journal_mirror_pending(mbq_journal *j, mbq_table_run **out, int *n);
+/* Set a table run's mirror state ('pending' or 'done') and the id of the
+ * job that carries (or carried) its row; NULL clears the id. */
 int mbq_journal_mirror_set(mbq_journal *j, int64_t table_run_id, const char *state,
                            const char *job_id);
 

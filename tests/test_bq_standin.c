@@ -1,0 +1,407 @@
+/* The BigQuery client against tests/standins/bq_standin.py, a local server
+ * that answers as BigQuery's and Google's token endpoint's documentation says
+ * where the emulator does not (EMULATOR.md): a 409 duplicate job looked up, a
+ * chunked resumable upload with 308 + Range and a dropped connection resumed
+ * by asking "bytes * / total", a job that fails later, 503-then-200 retries,
+ * a gzip file uploaded as-is, and the service-account token exchange (RS256
+ * verified by the stand-in with the public key; reuse, expiry, 401). */
+#include <json-c/json.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "mbq/bq.h"
+#include "mbq/bq_auth.h"
+#include "mbq/error.h"
+#include "mbq/http.h"
+#include "mbq/log.h"
+#include "mbq/util.h"
+#include "test.h"
+
+static char tmpdir[] = "/tmp/mbq_bqstandin_XXXXXX";
+static char endpoint[64];
+static char key_json[300];
+static pid_t standin_pid;
+static mbq_http *ctl_http;
+
+static int sh(const char *fmt, const char *a, const char *b)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, fmt, a, b);
+    return system(cmd);
+}
+
+static void control(const char *json)
+{
+    mbq_buf url = MBQ_BUF_INIT;
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    mbq_buf_printf(&url, "%s/_control", endpoint);
+    mbq_http_body body = {json, strlen(json), NULL, 0, 0, NULL, 0, false};
+    mbq_http_request req = {"POST", url.ptr, NULL, &body};
+    CHECK(mbq_http_do(ctl_http, &resp, &req) == 0 && resp.status == 200);
+    mbq_http_response_free(&resp);
+    mbq_buf_free(&url);
+}
+
+/* The stand-in's counters; the caller puts the result. */
+static json_object *standin_state(void)
+{
+    mbq_buf url = MBQ_BUF_INIT;
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    mbq_buf_printf(&url, "%s/_state", endpoint);
+    mbq_http_request req = {"GET", url.ptr, NULL, NULL};
+    json_object *o = NULL;
+    if (mbq_http_do(ctl_http, &resp, &req) == 0)
+        o = json_tokener_parse(mbq_buf_cstr(&resp.body));
+    mbq_http_response_free(&resp);
+    mbq_buf_free(&url);
+    return o;
+}
+
+static int64_t state_int(const char *key)
+{
+    json_object *o = standin_state();
+    int64_t v = json_object_get_int64(json_object_object_get(o, key));
+    json_object_put(o);
+    return v;
+}
+
+static mbq_bq *client(mbq_bq_auth_mode auth, int64_t chunk, int64_t multipart_max)
+{
+    mbq_bq *bq = NULL;
+    mbq_bq_options o;
+    mbq_bq_options_init(&o);
+    o.project = "standin";
+    o.endpoint = endpoint;
+    o.auth = auth;
+    o.credentials = key_json;
+    o.upload_chunk_bytes = chunk;
+    o.multipart_max_bytes = multipart_max;
+    o.max_retries = 3;
+    o.retry_initial_ms = 20;
+    o.retry_max_delay_ms = 100;
+    o.retry_max_elapsed_ms = 5000;
+    o.poll_initial_ms = 10;
+    if (mbq_bq_new(&bq, &o) < 0)
+        fprintf(stderr, "  mbq_bq_new: %s\n", mbq_error_last());
+    return bq;
+}
+
+static mbq_bq_schema *schema1(void)
+{
+    mbq_bq_schema *s = NULL;
+    mbq_bq_schema_new(&s);
+    mbq_bq_schema_add(s, "n", "INT64", MBQ_BQ_NULLABLE, NULL);
+    mbq_bq_schema_add(s, "s", "STRING", MBQ_BQ_NULLABLE, NULL);
+    return s;
+}
+
+static bool files_equal(const char *a, const char *b)
+{
+    mbq_buf x = MBQ_BUF_INIT, y = MBQ_BUF_INIT;
+    bool eq = mbq_file_read_all(&x, a) == 0 && mbq_file_read_all(&y, b) == 0 && x.len == y.len &&
+              memcmp(mbq_buf_cstr(&x), mbq_buf_cstr(&y), x.len) == 0;
+    mbq_buf_free(&x);
+    mbq_buf_free(&y);
+    return eq;
+}
+
+static void test_standin_duplicate_job_409_is_looked_up(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    mbq_bq_job *job = NULL;
+    control("{\"fail_next\": [], \"insert_done\": true}");
+    CHECK_INT(mbq_bq_query(&job, bq, "dup_job", "INSERT INTO d.t VALUES (1)", NULL), 0);
+    mbq_bq_job_free(job);
+    job = NULL;
+    /* The same id again while the lookup misses it (the answer to an
+     * earlier insert was lost, or a concurrent run submitted it): BigQuery
+     * answers 409 duplicate, which means "look it up", never an error. */
+    control("{\"fail_next\": [404]}");
+    int rc = mbq_bq_query(&job, bq, "dup_job", "INSERT INTO d.t VALUES (1)", NULL);
+    CHECK_INT(rc, 0);
+    CHECK(job && job->existed);
+    if (job) {
+        CHECK_STR(job->state, "DONE");
+        CHECK_INT(job->dml_affected_rows, 3);
+        CHECK_INT(job->dml_inserted, 3);
+    }
+    json_object *st = standin_state();
+    CHECK_INT(json_object_get_int64(json_object_object_get(st, "inserts")), 2); /* 2nd: 409 */
+    if (json_object_get_int64(json_object_object_get(st, "inserts")) != 2)
+        fprintf(stderr, "  state: %s\n", json_object_to_json_string(st));
+    json_object_put(st);
+    mbq_bq_job_free(job);
+    mbq_bq_free(bq);
+}
+
+static void test_standin_chunked_resumable_upload_resumes_after_drop(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 512 * 1024, 64 * 1024);
+    mbq_bq_schema *s = schema1();
+    mbq_bq_job *job = NULL;
+    mbq_buf path = MBQ_BUF_INIT, got = MBQ_BUF_INIT;
+    mbq_buf_printf(&path, "%s/big.ndjson", tmpdir);
+    FILE *f = fopen(path.ptr, "w");
+    int rows = 0;
+    for (; f && ftell(f) < 1400 * 1024; rows++)
+        fprintf(f, "{\"n\":%d,\"s\":\"%064d\"}\n", rows, rows);
+    if (f)
+        fclose(f);
+    /* PUT 2 (bytes 512K-1M) is cut after half its body; the server keeps
+     * 256 KiB of it, so the client must ask and resume mid-chunk at 768K. */
+    control("{\"drop_put_at\": [2], \"puts\": []}");
+    mbq_bq_load_options o = MBQ_BQ_LOAD_OPTIONS_INIT;
+    o.dataset = "d";
+    o.table = "t";
+    o.path = path.ptr;
+    o.schema = s;
+    unsigned retries = mbq_bq_retry_count(bq);
+    int rc = mbq_bq_load_file(&job, bq, "resumable_job", &o);
+    CHECK_INT(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s\n", mbq_error_last());
+    if (job)
+        CHECK_INT(job->output_rows, rows);
+    CHECK(mbq_bq_retry_count(bq) > retries);
+    mbq_buf_printf(&got, "%s/upload_resumable_job.bin", tmpdir);
+    CHECK(files_equal(path.ptr, got.ptr));
+    json_object *st = standin_state();
+    json_object *puts = json_object_object_get(st, "puts");
+    size_t n = json_object_array_length(puts);
+    long size = 0;
+    FILE *sf = fopen(path.ptr, "r");
+    if (sf) {
+        fseek(sf, 0, SEEK_END);
+        size = ftell(sf);
+        fclose(sf);
+    }
+    char ask[64], resume[64];
+    snprintf(ask, sizeof ask, "bytes */%ld", size);
+    snprintf(resume, sizeof resume, "bytes %d-%d/*", 768 * 1024, 1280 * 1024 - 1);
+    bool saw_ask = false, saw_resume = false;
+    for (size_t i = 0; i < n; i++) {
+        const char *cr = json_object_get_string(json_object_array_get_idx(puts, i));
+        saw_ask = saw_ask || strcmp(cr, ask) == 0;
+        saw_resume = saw_resume || strcmp(cr, resume) == 0;
+    }
+    CHECK(saw_ask);
+    CHECK(saw_resume);
+    CHECK_INT(n, 5); /* 0-512K, (dropped), ask, 768K-1280K, 1280K-end */
+    json_object_put(st);
+    mbq_bq_job_free(job);
+    mbq_bq_schema_free(s);
+    mbq_buf_free(&path);
+    mbq_buf_free(&got);
+    mbq_bq_free(bq);
+}
+
+static void test_standin_job_failing_later_reports_error_result(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    mbq_bq_job *job = NULL;
+    control("{\"fail_later\": [\"late_fail\"]}");
+    int rc = mbq_bq_query(&job, bq, "late_fail", "SELECT CAST('abc' AS INT64)", NULL);
+    CHECK_INT(rc, MBQ_EBQ);
+    CHECK(job == NULL);
+    CHECK_STR(mbq_error_last(),
+              "bigquery: job 'late_fail' failed: invalid: Could not parse 'abc' as INT64 for "
+              "field n");
+    /* jobs.get still gives the failed job, with 0. */
+    CHECK_INT(mbq_bq_job_get(&job, bq, "late_fail", NULL), 0);
+    if (job)
+        CHECK_STR(job->error_reason, "invalid");
+    mbq_bq_job_free(job);
+    mbq_bq_free(bq);
+}
+
+static void test_standin_503_then_200_is_retried(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    control("{\"fail_next\": [503, 429]}");
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), 0);
+    CHECK_INT(mbq_bq_retry_count(bq), 2);
+    /* Bounded: more failures than max_retries give the last error. */
+    control("{\"fail_next\": [503, 503, 503, 503, 503]}");
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), MBQ_EBQ);
+    CHECK_STR(mbq_error_last(), "bigquery: dataset 'd': backendError: Backend error, try again "
+                                "(HTTP 503)");
+    control("{\"fail_next\": []}");
+    mbq_bq_free(bq);
+    /* A refused connection is retried, then reported. */
+    mbq_bq_options o;
+    mbq_bq_options_init(&o);
+    o.project = "p";
+    o.endpoint = "http://127.0.0.1:1";
+    o.max_retries = 2;
+    o.retry_initial_ms = 10;
+    CHECK_INT(mbq_bq_new(&bq, &o), 0);
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), MBQ_ENET);
+    CHECK_INT(mbq_bq_retry_count(bq), 2);
+    mbq_bq_free(bq);
+}
+
+static void test_standin_gzip_file_uploaded_as_is(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    mbq_bq_schema *s = schema1();
+    mbq_bq_job *job = NULL;
+    mbq_buf path = MBQ_BUF_INIT, got = MBQ_BUF_INIT;
+    mbq_buf_printf(&path, "%s/rows.ndjson.gz", tmpdir);
+    gzFile gz = gzopen(path.ptr, "wb");
+    for (int i = 0; gz && i < 1000; i++)
+        gzprintf(gz, "{\"n\":%d,\"s\":\"x\"}\n", i);
+    if (gz)
+        gzclose(gz);
+    mbq_bq_load_options o = MBQ_BQ_LOAD_OPTIONS_INIT;
+    o.dataset = "d";
+    o.table = "t";
+    o.path = path.ptr;
+    o.schema = s;
+    o.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+    CHECK_INT(mbq_bq_load_file(&job, bq, "gzip_job", &o), 0);
+    mbq_buf_printf(&got, "%s/upload_gzip_job.bin", tmpdir);
+    CHECK(files_equal(path.ptr, got.ptr));
+    json_object *st = standin_state();
+    json_object *ct = json_object_object_get(st, "upload_content_types");
+    CHECK_STR(json_object_get_string(json_object_array_get_idx(ct, 0)), "multipart/related");
+    json_object_put(st);
+    mbq_bq_job_free(job);
+    mbq_bq_schema_free(s);
+    mbq_buf_free(&path);
+    mbq_buf_free(&got);
+    mbq_bq_free(bq);
+}
+
+static void test_standin_token_exchange_reuse_expiry_and_401(void)
+{
+    control("{\"require_token\": true, \"expires_in\": 3600}");
+    mbq_bq *bq = client(MBQ_BQ_AUTH_SERVICE_ACCOUNT, 0, 1 << 20);
+    CHECK(bq && mbq_bq_uses_auth(bq));
+    if (!bq)
+        return;
+    int64_t t0 = state_int("tokens");
+    int rc = mbq_bq_dataset_get(bq, NULL, "d");
+    CHECK_INT(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s\n", mbq_error_last());
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), 0);
+    CHECK_INT(state_int("tokens") - t0, 1); /* reused for the second request */
+    json_object *st = standin_state();
+    CHECK_INT(json_object_array_length(json_object_object_get(st, "token_errors")), 0);
+    json_object_put(st);
+
+    /* A 401 from BigQuery: one refresh, then the request succeeds. */
+    control("{\"unauthorized_next\": 1}");
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), 0);
+    CHECK_INT(state_int("tokens") - t0, 2);
+    /* 401 again after the refresh: an auth error, no refresh loop. */
+    control("{\"unauthorized_next\": 5}");
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), MBQ_EAUTH);
+    CHECK_CONTAINS(mbq_error_last(), "(HTTP 401)");
+    CHECK_INT(state_int("tokens") - t0, 3);
+    control("{\"unauthorized_next\": 0}");
+    mbq_bq_free(bq);
+
+    /* A token that lives 61 s is renewed after 1 s (60 s margin). */
+    control("{\"expires_in\": 61}");
+    bq = client(MBQ_BQ_AUTH_SERVICE_ACCOUNT, 0, 1 << 20);
+    t0 = state_int("tokens");
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), 0);
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), 0);
+    CHECK_INT(state_int("tokens") - t0, 1);
+    mbq_sleep_ms(1200);
+    CHECK_INT(mbq_bq_dataset_get(bq, NULL, "d"), 0);
+    CHECK_INT(state_int("tokens") - t0, 2);
+    st = standin_state();
+    json_object *seen = json_object_object_get(st, "tokens_seen");
+    size_t n = json_object_array_length(seen);
+    const char *last = json_object_get_string(json_object_array_get_idx(seen, n - 1));
+    /* The token is registered as a secret: masked wherever it is printed. */
+    char *copy = mbq_strdup(last);
+    CHECK_STR(mbq_secret_mask(copy), "***");
+    free(copy);
+    CHECK_INT(json_object_array_length(json_object_object_get(st, "token_errors")), 0);
+    json_object_put(st);
+    mbq_bq_free(bq);
+    control("{\"require_token\": false, \"expires_in\": 3600}");
+}
+
+int main(void)
+{
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    const char *src = getenv("MBQ_SOURCE_DIR");
+    char script[512], port_file[300], pub[300], key[300];
+    snprintf(script, sizeof script, "%s/tests/standins/bq_standin.py", src ? src : ".");
+    snprintf(port_file, sizeof port_file, "%s/port", tmpdir);
+    snprintf(key, sizeof key, "%s/key.pem", tmpdir);
+    snprintf(pub, sizeof pub, "%s/pub.pem", tmpdir);
+    snprintf(key_json, sizeof key_json, "%s/key.json", tmpdir);
+    /* A fresh key pair per run; the private half never leaves tmpdir. */
+    if (sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out '%s'%s",
+           key, " 2>/dev/null") != 0) {
+        fprintf(stderr, "cannot generate a key pair with openssl\n");
+        return 1;
+    }
+    if (sh("openssl pkey -in '%s' -pubout -out '%s' 2>/dev/null", key, pub) != 0) {
+        fprintf(stderr, "cannot generate a key pair with openssl\n");
+        return 1;
+    }
+    standin_pid = fork();
+    if (standin_pid == 0) {
+        execlp("python3", "python3", script, port_file, tmpdir, pub,
+               "mbq-test@standin.iam.gserviceaccount.com", (char *)NULL);
+        _exit(127);
+    }
+    int port = 0;
+    for (int i = 0; i < 200 && !port; i++) {
+        mbq_buf b = MBQ_BUF_INIT;
+        if (mbq_file_read_all(&b, port_file) == 0)
+            port = atoi(mbq_buf_cstr(&b));
+        mbq_error_clear();
+        mbq_buf_free(&b);
+        if (!port)
+            mbq_sleep_ms(50);
+    }
+    if (!port) {
+        fprintf(stderr, "the stand-in did not start\n");
+        kill(standin_pid, SIGTERM);
+        return 1;
+    }
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", port);
+    /* The key file names the stand-in's token endpoint. */
+    mbq_buf pem = MBQ_BUF_INIT, js = MBQ_BUF_INIT;
+    mbq_file_read_all(&pem, key);
+    mbq_buf_puts(&js, "{\"type\":\"service_account\",\"private_key_id\":\"test-key-id\","
+                      "\"private_key\":");
+    mbq_buf_json_string(&js, pem.ptr, pem.len);
+    mbq_buf_printf(&js, ",\"client_email\":\"mbq-test@standin.iam.gserviceaccount.com\","
+                        "\"token_uri\":\"%s/token\"}",
+                   endpoint);
+    mbq_file_write_atomic(key_json, js.ptr, js.len);
+    chmod(key_json, 0600);
+    mbq_buf_free(&pem);
+    mbq_buf_free(&js);
+    mbq_http_new(&ctl_http, NULL);
+
+    RUN(test_standin_duplicate_job_409_is_looked_up);
+    RUN(test_standin_chunked_resumable_upload_resumes_after_drop);
+    RUN(test_standin_job_failing_later_reports_error_result);
+    RUN(test_standin_503_then_200_is_retried);
+    RUN(test_standin_gzip_file_uploaded_as_is);
+    RUN(test_standin_token_exchange_reuse_expiry_and_401);
+
+    mbq_http_free(ctl_http);
+    kill(standin_pid, SIGTERM);
+    waitpid(standin_pid, NULL, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    return test_summary();
+}
