@@ -1061,10 +1061,15 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
             if (!row[i])
                 continue; /* NULL: the key is left out */
             size_t mark = cur->len;
-            if (!first && (rc = mbq_buf_putc(cur, ',')) < 0)
+            /* ',"key":' with one capacity check (the hot loop). */
+            if (cur->cap - cur->len < keylen[i] + 2 &&
+                (rc = mbq_buf_grow(cur, keylen[i] + 1)) < 0)
                 goto done;
-            if ((rc = mbq_buf_append(cur, keys[i], keylen[i])) < 0)
-                goto done;
+            if (!first)
+                cur->ptr[cur->len++] = ',';
+            memcpy(cur->ptr + cur->len, keys[i], keylen[i]);
+            cur->len += keylen[i];
+            cur->ptr[cur->len] = '\0';
             rc = mbq_typemap_encode(cur, s->columns[i].map.enc, row[i], lens[i]);
             if (rc == 1) {
                 cur->len = mark; /* zero date -> NULL */

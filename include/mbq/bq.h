@@ -37,9 +37,6 @@
 
 #include "mbq/buf.h"
 
-/* json-c's object type, for callers that want raw rows. */
-struct json_object;
-
 typedef struct mbq_bq mbq_bq;
 
 /* ---- client ------------------------------------------------------------ */

@@ -167,6 +167,8 @@ class Handler(BaseHTTPRequestHandler):
                                               "authentication credentials."))
         if fail:
             self.read_body()
+            if fail == 404:
+                return self.reply(404, error_body(404, "notFound", "Not found: " + path))
             return self.reply(fail, error_body(fail, "backendError", "Backend error, try again"))
         parts = path.strip("/").split("/")
         # /bigquery/v2/projects/P/datasets/D
