@@ -236,7 +236,7 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     remove_staged_file(t);
     t->run.attempt++;
     const char *cursor = t->tc->mode == MBQ_MODE_FULL ? NULL : t->tc->updated_column;
-    bool replace = !cursor || !t->committed.cursor_value;
+    bool replace = !cursor || !t->committed.cursor_value || t->rebuild;
     if (cursor && !replace &&
         (rc = mbq_cursor_minus(&low, t->committed.cursor_kind, t->committed.cursor_value,
                                t->tc->lookback_ms)) < 0)

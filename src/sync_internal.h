@@ -37,6 +37,9 @@ typedef struct table_job {
     int64_t target_rows;         /* target's row count at schema-check (-1 unknown) */
     bool unchanged;              /* extract found exactly what was committed last time */
     bool schema_changed_since_extract; /* source columns differ from the journaled ones */
+    bool rebuild;                /* schema-check: an incompatible change under policy 'rebuild':
+                                    the whole table is reloaded into the target, whose schema
+                                    the replace load then sets to load_schema */
     char **changes;              /* schema changes, human-readable, for the summary */
     size_t n_changes;
     int64_t rows_synced;

@@ -147,6 +147,31 @@ static void test_strings_escape_and_replace_invalid_utf8(void)
     free(s);
 }
 
+/* The word-at-a-time scan must find a special byte at every offset: compare
+ * with the byte-at-a-time encoder of mbq/buf.h on every position. */
+static void test_string_encoder_matches_reference_at_every_offset(void)
+{
+    static const char specials[] = {'"', '\\', '\n', 0x01, 0x1f, 0x7f, (char)0xc3, (char)0xe9,
+                                    (char)0xf0, ' ', '~'};
+    char in[40];
+    for (size_t k = 0; k < sizeof specials; k++)
+        for (size_t pos = 0; pos < sizeof in; pos++) {
+            memset(in, 'a', sizeof in);
+            in[pos] = specials[k];
+            if (specials[k] == (char)0xc3 && pos + 1 < sizeof in)
+                in[pos + 1] = (char)0xa9; /* a valid 2-byte sequence */
+            mbq_buf got = MBQ_BUF_INIT, want = MBQ_BUF_INIT;
+            CHECK_INT(mbq_typemap_encode(&got, MBQ_ENC_STRING, in, sizeof in), 0);
+            CHECK_INT(mbq_buf_json_string(&want, in, sizeof in), 0);
+            if (strcmp(mbq_buf_cstr(&got), mbq_buf_cstr(&want)) != 0) {
+                fprintf(stderr, "  special 0x%02x at %zu\n", (unsigned char)specials[k], pos);
+                CHECK_STR(mbq_buf_cstr(&got), mbq_buf_cstr(&want));
+            }
+            mbq_buf_free(&got);
+            mbq_buf_free(&want);
+        }
+}
+
 static void test_long_string_with_many_escapes_grows_the_buffer(void)
 {
     size_t n = 100000;
@@ -257,6 +282,7 @@ int main(void)
     RUN(test_numbers_encode_losslessly);
     RUN(test_bit_encodes_big_endian_bytes_as_unsigned);
     RUN(test_strings_escape_and_replace_invalid_utf8);
+    RUN(test_string_encoder_matches_reference_at_every_offset);
     RUN(test_long_string_with_many_escapes_grows_the_buffer);
     RUN(test_bytes_are_base64);
     RUN(test_dates_times_and_zero_dates);
