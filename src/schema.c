@@ -7,13 +7,20 @@
  *     then proven queryable before any row is loaded into them;
  *   - a type whose mapping widens (INT64 -> NUMERIC/BIGNUMERIC/FLOAT64,
  *     NUMERIC -> BIGNUMERIC/FLOAT64): ALTER COLUMN SET DATA TYPE;
- *   - any other type change: the table stops (policy 'fail');
+ *   - any other type change: the table stops (policy 'fail'), or the whole
+ *     table is reloaded with the new schema in one WRITE_TRUNCATE load job
+ *     (policy 'rebuild', see plan_rebuild());
  *   - dropped columns: kept in BigQuery (history), NULL from then on;
  *   - a drop and an add of the same type in one run: reported as a probable
  *     rename, nothing moved;
  *   - primary key or cursor column changed or gone: the table stops with the
  *     `mbq-state reset` command that recovers it.
- * Each change is journaled as an event once, when first seen. */
+ * Each change is journaled as an event once: an event already journaled
+ * since the table's last successful sync is not journaled again (a resumed or
+ * retried run sees the same change again), and a change that an interrupted
+ * run applied in BigQuery but did not journal (killed between the two, fault
+ * point 'schema-check.altered') is journaled by the next run, which finds it
+ * by comparing the journaled MySQL schema with the target. */
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdarg.h>
@@ -24,6 +31,7 @@
 
 #include "mbq/bq.h"
 #include "mbq/error.h"
+#include "mbq/fault.h"
 #include "mbq/journal.h"
 #include "mbq/log.h"
 #include "mbq/util.h"
@@ -47,11 +55,51 @@ int mbq_schema_note(table_job *t, const char *fmt, ...)
     return 0;
 }
 
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Is an event like this one (kind, column, types, action) in the table's
+ * journal? Its time goes to *ts_ms. Reads the newest events only: a change
+ * older than that has long been reported. */
+static int find_event(bool *found, int64_t *ts_ms, sync_ctx *ctx, table_job *t, const char *kind,
+                      const char *column, const char *old_type, const char *new_type,
+                      const char *action)
+{
+    mbq_event *ev = NULL;
+    int n = 0;
+    *found = false;
+    if (!ctx->j)
+        return 0;
+    int rc = mbq_journal_events_recent(ctx->j, &ev, &n, t->tc->name, 500);
+    for (int i = 0; rc == 0 && i < n && !*found; i++) {
+        if (same_str(ev[i].kind, kind) && same_str(ev[i].column_name, column) &&
+            same_str(ev[i].old_type, old_type) && same_str(ev[i].new_type, new_type) &&
+            same_str(ev[i].action, action)) {
+            *found = true;
+            if (ts_ms)
+                *ts_ms = ev[i].ts_ms;
+        }
+    }
+    mbq_events_free(ev, n);
+    return rc;
+}
+
 static int event(sync_ctx *ctx, table_job *t, const char *kind, const char *column,
                  const char *old_type, const char *new_type, const char *action,
                  const char *detail)
 {
     if (ctx->dry_run || !ctx->j)
+        return 0;
+    /* Once per change: a run that stopped on (or was killed after) this
+     * change and is retried sees it again. */
+    bool found = false;
+    int64_t ts_ms = 0;
+    int rc = find_event(&found, &ts_ms, ctx, t, kind, column, old_type, new_type, action);
+    if (rc < 0)
+        return rc;
+    if (found && ts_ms >= t->committed.last_success_ms)
         return 0;
     mbq_event e = {0};
     e.run_id = (char *)ctx->run_id;

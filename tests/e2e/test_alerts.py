@@ -42,7 +42,8 @@ def mails_to(rcpt):
 def alert_ws(name, on="failure", tables=None, telegram=None):
     ws = Workspace(name)
     mysql(ITEMS, db=ws.db)
-    rcpt = "%s@alerts.test" % name
+    # Unique per run: the sink's maildir outlives a test.
+    rcpt = "%s-%s@alerts.test" % (name, os.path.basename(ws.dir).rsplit("-", 1)[-1].lower())
     extra = ["alerting:", "  email:",
              "    host: 127.0.0.1", "    port: %s" % os.environ["MBQ_TEST_SMTP_PORT"],
              "    tls: none", "    from: mbq@alerts.test", "    to: [%s, second-%s]" % (rcpt, rcpt),
