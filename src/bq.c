@@ -1187,7 +1187,7 @@ static int resumable_send(mbq_bq *bq, mbq_http_response *resp, const char *uri, 
     for (;;) {
         /* After a failure the server, not curl's silent re-send of the
          * same range, decides where to go on: ask it. */
-        mbq_http_body body = {NULL, 0, f, 0, 0, NULL, 0, true};
+        mbq_http_body body = {NULL, 0, f, 0, 0, NULL, 0, true, NULL, NULL};
         mbq_buf_clear(&range);
         if (ask || size == 0) {
             /* "Content-Range: bytes * / total" with no body: the documented
@@ -1311,7 +1311,7 @@ int mbq_bq_load_file(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
             (rc = mbq_buf_printf(&post, "\r\n--%s--\r\n", boundary)) < 0 ||
             (rc = mbq_buf_printf(&ctype, "multipart/related; boundary=%s", boundary)) < 0)
             goto done;
-        mbq_http_body body = {pre.ptr, pre.len, f, 0, size, post.ptr, post.len, false};
+        mbq_http_body body = {pre.ptr, pre.len, f, 0, size, post.ptr, post.len, false, NULL, NULL};
         /* Retry-safe: it carries the job id (a duplicate is looked up). */
         bq_req r = {"POST", url.ptr, ctype.ptr, &body, NULL, what.ptr, true, true};
         rc = bq_call(bq, &resp, &r);
@@ -1352,5 +1352,48 @@ done:
     mbq_buf_free(&loc);
     mbq_buf_free(&uri);
     mbq_buf_free(&lenhdr);
+    return rc;
+}
+
+int mbq_bq_load_stream(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
+                       const mbq_bq_load_options *o,
+                       size_t (*stream)(void *stream_ud, char *dst, size_t cap), void *stream_ud)
+{
+    int rc;
+    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT, cfg = MBQ_BUF_INIT;
+    mbq_buf pre = MBQ_BUF_INIT, post = MBQ_BUF_INIT, ctype = MBQ_BUF_INIT;
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    *out = NULL;
+
+    if (!o || !o->dataset || !o->table || !o->schema || !stream)
+        return mbq_error_set(MBQ_ECONFIG, "bigquery: load job '%s': dataset, table, schema and "
+                                          "a stream are required",
+                             job_id);
+    const char *location = o->location ? o->location : bq->location;
+    char boundary[40];
+    snprintf(boundary, sizeof boundary, "mbq_%016llx", (unsigned long long)mbq_random_u64());
+    if ((rc = load_config(&cfg, bq, job_id, o, location)) < 0 ||
+        (rc = mbq_buf_printf(&what, "job '%s' failed", job_id)) < 0 ||
+        (rc = bq_url(&url, bq, "/upload/bigquery/v2", "/jobs?uploadType=multipart")) < 0 ||
+        (rc = mbq_buf_printf(&pre,
+                             "--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+                             "%s\r\n--%s\r\nContent-Type: application/octet-stream\r\n\r\n",
+                             boundary, cfg.ptr, boundary)) < 0 ||
+        (rc = mbq_buf_printf(&post, "\r\n--%s--\r\n", boundary)) < 0 ||
+        (rc = mbq_buf_printf(&ctype, "multipart/related; boundary=%s", boundary)) < 0)
+        goto done;
+    mbq_http_body body = {pre.ptr, pre.len, NULL, 0, 0, post.ptr, post.len, true, stream, stream_ud};
+    /* Not retry-safe here: the streamed body cannot be produced twice. */
+    bq_req r = {"POST", url.ptr, ctype.ptr, &body, NULL, what.ptr, false, true};
+    rc = bq_call(bq, &resp, &r);
+    rc = job_after_insert(out, bq, rc, &resp, job_id, location);
+done:
+    mbq_http_response_free(&resp);
+    mbq_buf_free(&url);
+    mbq_buf_free(&what);
+    mbq_buf_free(&cfg);
+    mbq_buf_free(&pre);
+    mbq_buf_free(&post);
+    mbq_buf_free(&ctype);
     return rc;
 }

@@ -394,7 +394,7 @@ static int fetch_once(mbq_bq_auth *a, bool *retry)
         (rc = mbq_buf_puts(&form, "&assertion=")) < 0 ||
         (rc = mbq_bq_auth_jwt(&form, a, now_ms / 1000)) < 0)
         goto done;
-    mbq_http_body body = {form.ptr, form.len, NULL, 0, 0, NULL, 0, false};
+    mbq_http_body body = {form.ptr, form.len, NULL, 0, 0, NULL, 0, false, NULL, NULL};
     mbq_http_request req = {"POST", a->token_uri, headers, &body};
     rc = mbq_http_do(a->http, &resp, &req);
     if (rc < 0) {

@@ -909,7 +909,7 @@ static const char *const bq_keys[] = {
     "credentials",       "endpoint",    "upload_chunk_size", "multipart_max",
     "compression",       "staging_expiration",               "job_timeout",
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
-    NULL};
+    "request_timeout",   NULL};
 static const char *const alerting_keys[] = {"email", "telegram", NULL};
 static const char *const email_keys[] = {"enabled",  "smtp_url", "host", "port", "tls",
                                          "username", "password", "from", "to",   "on",
@@ -1199,6 +1199,7 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     b->compress = true;
     b->staging_expiration_ms = 7LL * 86400 * 1000;
     b->job_timeout_ms = 6LL * 3600 * 1000;
+    b->request_timeout_ms = 10LL * 60 * 1000;
     b->max_retries = 8;
     b->retry_max_elapsed_ms = 10LL * 60 * 1000;
     b->tls_verify = true;
@@ -1281,6 +1282,7 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     if ((rc = get_duration(c, &s, "staging_expiration", 3600 * 1000, &b->staging_expiration_ms,
                            NULL)) < 0 ||
         (rc = get_duration(c, &s, "job_timeout", 1000, &b->job_timeout_ms, NULL)) < 0 ||
+        (rc = get_duration(c, &s, "request_timeout", 1000, &b->request_timeout_ms, NULL)) < 0 ||
         (rc = get_duration(c, &s, "retry_max_elapsed", 1000, &b->retry_max_elapsed_ms, NULL)) <
             0)
         goto done;

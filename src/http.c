@@ -69,6 +69,9 @@ typedef struct body_state {
     int64_t pos;   /* offset in the whole body */
     int64_t total;
     int failed;    /* a file read failed: abort the transfer */
+    int stream_done; /* streamed bodies: the middle part has ended */
+    int aborted;     /* the stream asked to abort */
+    size_t post_pos;
 } body_state;
 
 static size_t read_cb(char *dst, size_t size, size_t nitems, void *ud)
@@ -113,6 +116,50 @@ static size_t read_cb(char *dst, size_t size, size_t nitems, void *ud)
         memcpy(dst + done, b->post + pos, n);
         done += n;
         st->pos += (int64_t)n;
+    }
+    return done;
+}
+
+/* A body with a streamed middle part: pre, stream until it ends, post.
+ * Positions only grow (no rewind). */
+static size_t read_stream_cb(char *dst, size_t size, size_t nitems, void *ud)
+{
+    body_state *st = ud;
+    const mbq_http_body *b = st->b;
+    size_t want = size * nitems;
+    size_t done = 0;
+    while (done < want) {
+        if (st->pos < (int64_t)b->pre_len) {
+            size_t n = b->pre_len - (size_t)st->pos;
+            if (n > want - done)
+                n = want - done;
+            memcpy(dst + done, b->pre + st->pos, n);
+            done += n;
+            st->pos += (int64_t)n;
+            continue;
+        }
+        if (!st->stream_done) {
+            if (done > 0)
+                return done; /* hand over what we have before blocking */
+            size_t got = b->stream(b->stream_ud, dst, want);
+            if (got == MBQ_HTTP_STREAM_ABORT) {
+                st->aborted = 1;
+                return CURL_READFUNC_ABORT;
+            }
+            if (got > 0)
+                return got;
+            st->stream_done = 1;
+            st->post_pos = 0;
+            continue;
+        }
+        if (st->post_pos >= b->post_len)
+            break;
+        size_t n = b->post_len - st->post_pos;
+        if (n > want - done)
+            n = want - done;
+        memcpy(dst + done, b->post + st->post_pos, n);
+        done += n;
+        st->post_pos += n;
     }
     return done;
 }
@@ -164,7 +211,7 @@ int mbq_http_do(mbq_http *h, mbq_http_response *resp, const mbq_http_request *re
     struct curl_slist *hdrs = NULL;
     mbq_buf where = MBQ_BUF_INIT;
     CURL *c = h->curl;
-    body_state st = {req->body, 0, 0, 0};
+    body_state st = {req->body, 0, 0, 0, 0, 0, 0};
 
     mbq_buf_clear(&resp->body);
     mbq_buf_clear(&resp->headers);
@@ -212,7 +259,23 @@ int mbq_http_do(mbq_http *h, mbq_http_response *resp, const mbq_http_request *re
     hdrs = n;
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 
-    if (req->body) {
+    if (req->body && req->body->stream) {
+        /* Unknown length: chunked transfer encoding, never re-sent. */
+        struct curl_slist *te = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+        if (!te) {
+            rc = mbq_error_set(MBQ_ENOMEM, "out of memory");
+            goto done;
+        }
+        hdrs = te;
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, read_stream_cb);
+        curl_easy_setopt(c, CURLOPT_READDATA, &st);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+        /* Blocking in the read callback can last as long as the producer
+         * needs: the low-speed check must not count that as a stall. */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 0L);
+    } else if (req->body) {
         st.total = (int64_t)req->body->pre_len + req->body->file_len + (int64_t)req->body->post_len;
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
@@ -232,7 +295,10 @@ int mbq_http_do(mbq_http *h, mbq_http_response *resp, const mbq_http_request *re
     resp->curl_code = (int)cc;
     if (cc != CURLE_OK) {
         url_for_message(&where, req->url);
-        if (st.failed)
+        if (st.aborted)
+            rc = mbq_error_set(MBQ_ERR, "%s '%s': the request body was aborted before its end",
+                               req->method, mbq_buf_cstr(&where));
+        else if (st.failed)
             rc = mbq_error_set(MBQ_EIO, "cannot read the request body for %s '%s'", req->method,
                                mbq_buf_cstr(&where));
         else

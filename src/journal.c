@@ -483,6 +483,8 @@ void mbq_table_run_clear(mbq_table_run *r)
     free(r->error_state);
     free(r->mirror_state);
     free(r->mirror_job_id);
+    free(r->tail_low);
+    free(r->tail_checksum);
     memset(r, 0, sizeof *r);
 }
 
@@ -490,7 +492,8 @@ void mbq_table_run_clear(mbq_table_run *r)
     "id, run_id, last_run_id, table_name, state, load_mode, attempt, low, high, staged_path, "    \
     "staged_rows, staged_bytes, staged_checksum, staging_table, load_job_id, merge_job_id, "      \
     "rows_merged, error, error_state, started_ms, updated_ms, finished_ms, t_schema_ms, "         \
-    "t_extract_ms, t_stage_ms, t_merge_ms, t_commit_ms, mirror_state, mirror_job_id"
+    "t_extract_ms, t_stage_ms, t_merge_ms, t_commit_ms, mirror_state, mirror_job_id, tail_low, "  \
+    "tail_checksum"
 
 static void run_from_row(sqlite3_stmt *st, mbq_table_run *r)
 {
@@ -523,6 +526,8 @@ static void run_from_row(sqlite3_stmt *st, mbq_table_run *r)
     r->t_commit_ms = sqlite3_column_int64(st, 26);
     r->mirror_state = col_text(st, 27);
     r->mirror_job_id = col_text(st, 28);
+    r->tail_low = col_text(st, 29);
+    r->tail_checksum = col_text(st, 30);
 }
 
 /* Run a SELECT of RUN_COLUMNS with its parameters bound; collect rows. */
@@ -632,13 +637,13 @@ int mbq_journal_table_run_save(mbq_journal *j, const mbq_table_run *r)
                      "staged_checksum = ?, staging_table = ?, load_job_id = ?, merge_job_id = ?, "
                      "rows_merged = ?, error = ?, error_state = ?, updated_ms = ?, "
                      "finished_ms = ?, t_schema_ms = ?, t_extract_ms = ?, t_stage_ms = ?, "
-                     "t_merge_ms = ?, t_commit_ms = ? WHERE id = ?",
-                     "sssisssiisssssssiiiiiiii", r->last_run_id, r->state, r->load_mode,
+                     "t_merge_ms = ?, t_commit_ms = ?, tail_low = ?, tail_checksum = ? WHERE id = ?",
+                     "sssisssiisssssssiiiiiiissi", r->last_run_id, r->state, r->load_mode,
                      (int64_t)r->attempt, r->low, r->high, r->staged_path, r->staged_rows,
                      r->staged_bytes, r->staged_checksum, r->staging_table, r->load_job_id,
                      r->merge_job_id, r->rows_merged, r->error, r->error_state, r->updated_ms,
                      r->finished_ms, r->t_schema_ms, r->t_extract_ms, r->t_stage_ms,
-                     r->t_merge_ms, r->t_commit_ms, r->id);
+                     r->t_merge_ms, r->t_commit_ms, r->tail_low, r->tail_checksum, r->id);
     if (rc < 0)
         return rc;
     rc = step_done(j, st, "cannot save the table run");
@@ -678,7 +683,7 @@ int mbq_journal_table_run_commit(mbq_journal *j, mbq_table_run *r, const char *c
                       "last_error_state = NULL, last_low = ?, last_high = ?, last_checksum = ?, "
                       "updated_ms = ? WHERE table_name = ?",
                       "ssisiisssis", cursor, cursor_kind, now_ms, r->last_run_id, rows, rows,
-                      r->low, r->high, r->staged_checksum, now_ms, r->table_name)) < 0 ||
+                      r->tail_low, r->high, r->tail_checksum, now_ms, r->table_name)) < 0 ||
         (rc = step_done(j, st, "cannot commit the cursor")) < 0)
         goto fail;
     return mbq_journal_commit(j);

@@ -256,6 +256,8 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     eo.path = path.ptr;
     eo.compress = ctx->cfg->bigquery.compress;
     eo.log_table = t->tc->name;
+    eo.want_tail = cursor != NULL;
+    eo.tail_lookback_ms = t->tc->lookback_ms;
     int64_t t0 = mbq_monotonic_ms();
     if ((rc = mbq_mysql_extract(&res, ctx->my, &eo)) < 0)
         goto done;
@@ -270,6 +272,8 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
                 res.zero_dates);
 
     if ((rc = set_str(&t->run.low, low)) < 0 || (rc = set_str(&t->run.high, res.high)) < 0 ||
+        (rc = set_str(&t->run.tail_low, res.tail_from)) < 0 ||
+        (rc = set_str(&t->run.tail_checksum, res.tail_checksum)) < 0 ||
         (rc = set_str(&t->run.staged_checksum, res.checksum)) < 0 ||
         (rc = set_str(&t->run.load_mode, replace ? "replace" : "merge")) < 0)
         goto done;
@@ -293,7 +297,8 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     if (res.rows > 0 && !replace && mbq_streq(low, t->committed.last_low) &&
         mbq_streq(res.high, t->committed.last_high) &&
         mbq_streq(res.checksum, t->committed.last_checksum)) {
-        /* The same window with the same bytes was committed last time: those
+        /* The last commit recorded the checksum of its rows from this very
+         * window's start on; the same window with the same bytes means those
          * rows are in BigQuery already. Costs no job (DESIGN.md: a table
          * with no changes runs no job). */
         unlink(path.ptr);

@@ -30,6 +30,7 @@
 #include "mbq/error.h"
 #include "mbq/fault.h"
 #include "mbq/log.h"
+#include "mbq/machine.h"
 #include "mbq/mysql_source.h"
 #include "mbq/util.h"
 #include "mbq/banned.h"
@@ -557,6 +558,8 @@ typedef struct writer {
     size_t zout_cap;
     EVP_MD_CTX *sha;
     uint64_t file_bytes, raw_bytes;
+    int (*sink)(void *ud, const void *data, size_t len); /* tap on the file's bytes */
+    void *sink_ud;
 
     pthread_t thread;
     bool started;
@@ -581,6 +584,11 @@ static int write_all(writer *w, const void *data, size_t len)
             continue;
         if (n < 0)
             return mbq_error_set(MBQ_EIO, "cannot write '%s': %s", w->path, strerror(errno));
+        if (w->sink) {
+            int src = w->sink(w->sink_ud, p, (size_t)n);
+            if (src < 0)
+                return mbq_error_wrap(src, "'%s': ", w->path);
+        }
         p += n;
         len -= (size_t)n;
         w->file_bytes += (uint64_t)n;
@@ -647,6 +655,7 @@ static void *writer_main(void *arg)
         if (rc < 0 && !w->err) {
             w->err = rc;
             w->errmsg = mbq_strdup(mbq_error_last());
+            mbq_error_clear(); /* the per-thread message would outlive the thread */
         }
         mbq_buf_clear(&w->slot[i]);
         w->free_[w->free_n++] = i;
@@ -666,9 +675,12 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-static int writer_start(writer *w, int fd, const char *path, bool compress, int level)
+static int writer_start(writer *w, int fd, const char *path, bool compress, int level,
+                        const mbq_extract_options *o)
 {
     memset(w, 0, sizeof *w);
+    w->sink = o->sink;
+    w->sink_ud = o->sink_ud;
     w->fd = fd;
     w->path = path;
     w->compress = compress;
@@ -766,6 +778,8 @@ void mbq_extract_result_free(mbq_extract_result *r)
     free(r->checksum);
     free(r->low);
     free(r->high);
+    free(r->tail_from);
+    free(r->tail_checksum);
     memset(r, 0, sizeof *r);
 }
 
@@ -915,6 +929,38 @@ static int hex_digest(char **out, EVP_MD_CTX *sha)
     return rc;
 }
 
+/* Compare a cursor value as the server sent it (`a`, `alen` bytes) with
+ * `b`, in the cursor's order: integers by value, timestamps as
+ * 'YYYY-MM-DD HH:MM:SS.ffffff' with missing parts read as zeros (the server
+ * prints DATE and DATETIME(0..5) shorter). Returns <0, 0, >0. */
+static int cursor_cmp(mbq_cursor_kind kind, const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    if (kind == MBQ_CURSOR_INTEGER) {
+        bool an = alen && a[0] == '-', bn = blen && b[0] == '-';
+        if (an != bn)
+            return an ? -1 : 1;
+        int sign = an ? -1 : 1;
+        a += an, alen -= an, b += bn, blen -= bn;
+        while (alen > 1 && *a == '0')
+            a++, alen--;
+        while (blen > 1 && *b == '0')
+            b++, blen--;
+        if (alen != blen)
+            return sign * (alen < blen ? -1 : 1);
+        int c = memcmp(a, b, alen);
+        return sign * (c < 0 ? -1 : c > 0);
+    }
+    static const char zero[] = "0000-00-00 00:00:00.000000";
+    for (size_t i = 0; i < sizeof zero - 1; i++) {
+        char ca = i < alen ? a[i] : (i == 10 ? ' ' : i == 19 ? '.' : zero[i]);
+        char cb = i < blen ? b[i] : (i == 10 ? ' ' : i == 19 ? '.' : zero[i]);
+        if (ca != cb)
+            return (unsigned char)ca < (unsigned char)cb ? -1 : 1;
+    }
+    return 0;
+}
+
 int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_options *o)
 {
     int rc = 0;
@@ -931,6 +977,8 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
     int fd = -1;
     writer w;
     char *high = NULL;
+    EVP_MD_CTX *tail_sha = NULL;
+    bool in_tail = false;
     mbq_cursor_kind kind = MBQ_CURSOR_NONE;
     size_t cursor_idx = 0;
 
@@ -1009,6 +1057,15 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
         if (!high)
             goto finish; /* nothing in the window: no file */
     }
+    if (o->want_tail && high) {
+        rc = mbq_cursor_minus(&out->tail_from, kind == MBQ_CURSOR_TIMESTAMP ? "timestamp" : "integer",
+                              high, kind == MBQ_CURSOR_TIMESTAMP ? o->tail_lookback_ms : 0);
+        if (rc < 0 || !(tail_sha = EVP_MD_CTX_new()) ||
+            EVP_DigestInit_ex(tail_sha, EVP_sha256(), NULL) != 1) {
+            rc = rc < 0 ? rc : mbq_error_set(MBQ_ENOMEM, "cannot start sha-256");
+            goto done;
+        }
+    }
     if ((rc = build_select(&sql, c, o, kind, high, pk, n_pk)) < 0)
         goto done;
     mbq_log(MBQ_LOG_DEBUG, tname, "extract", "query: %s", mbq_buf_cstr(&sql));
@@ -1024,7 +1081,8 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
     have_writer = true;
     if ((rc = writer_start(&w, fd, tmp.ptr, o->compress,
                            o->compress_level > 0 && o->compress_level <= 9 ? o->compress_level
-                                                                          : 1)) < 0)
+                                                                          : 1,
+                           o)) < 0)
         goto done;
 
     if (mysql_real_query(c->my, sql.ptr, sql.len) != 0) {
@@ -1087,6 +1145,18 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
         }
         if ((rc = mbq_buf_append(cur, "}\n", 2)) < 0)
             goto done;
+        /* Rows come in cursor order, NULL cursors first: once one row is in
+         * the tail, every later row is. */
+        if (tail_sha && !in_tail && row[cursor_idx] &&
+            cursor_cmp(kind, row[cursor_idx], lens[cursor_idx], out->tail_from) >= 0)
+            in_tail = true;
+        if (in_tail) {
+            if (EVP_DigestUpdate(tail_sha, cur->ptr + row_start, cur->len - row_start) != 1) {
+                rc = mbq_error_set(MBQ_EINTERNAL, "sha-256 update failed");
+                goto done;
+            }
+            out->tail_rows++;
+        }
         if (out->rows++ == 0 && o->cursor && row[cursor_idx] &&
             !(out->low = mbq_strndup(row[cursor_idx], lens[cursor_idx]))) {
             rc = MBQ_ENOMEM;
@@ -1140,6 +1210,8 @@ finish:
         }
         if ((rc = hex_digest(&out->checksum, w.sha)) < 0)
             goto done;
+        if (tail_sha && (rc = hex_digest(&out->tail_checksum, tail_sha)) < 0)
+            goto done;
         mbq_fault_point("extract.before_rename");
         if (rename(tmp.ptr, o->path) != 0) {
             rc = mbq_error_set(MBQ_EIO, "cannot rename '%s' to '%s': %s", tmp.ptr, o->path,
@@ -1191,6 +1263,8 @@ done:
     free(keylen);
     free(pk_names);
     free(high);
+    if (tail_sha)
+        EVP_MD_CTX_free(tail_sha);
     mbq_buf_free(&sql);
     mbq_buf_free(&tmp);
     return rc;

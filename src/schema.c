@@ -175,15 +175,34 @@ static int check_key_and_cursor(sync_ctx *ctx, table_job *t, json_object *prev)
                         strcasecmp(prev_cursor, t->tc->updated_column) == 0);
     if (same && cursor_same)
         return 0;
-    const char *what = !same ? "primary key" : "cursor column";
-    event(ctx, t, !same ? "schema.key_changed" : "schema.cursor_changed", NULL, NULL, NULL,
-          "stopped", NULL);
-    return mbq_error_set(MBQ_ESCHEMA,
-                         "table '%s': the %s changed since the last sync; rows already in "
-                         "BigQuery are keyed by the old one, so mbq stops. To recover: check "
-                         "the target, then run 'mbq-state reset %s --full --yes' for a full "
-                         "resync",
-                         t->tc->name, what, t->tc->name);
+    /* The event says from what to what: "id" -> "id,region" for a key. */
+    mbq_buf was = MBQ_BUF_INIT, now = MBQ_BUF_INIT;
+    int rc = 0;
+    if (!same) {
+        for (size_t i = 0; rc == 0 && i < json_object_array_length(pk); i++)
+            rc = mbq_buf_printf(&was, "%s%s", i ? "," : "",
+                                json_object_get_string(json_object_array_get_idx(pk, i)));
+        for (size_t i = 0; rc == 0 && i < t->tc->n_primary_key; i++)
+            rc = mbq_buf_printf(&now, "%s%s", i ? "," : "", t->tc->primary_key[i]);
+    } else {
+        rc = mbq_buf_puts(&was, prev_cursor ? prev_cursor : "(none)");
+        if (rc == 0)
+            rc = mbq_buf_puts(&now, t->tc->updated_column ? t->tc->updated_column : "(none)");
+    }
+    if (rc == 0)
+        rc = event(ctx, t, !same ? "schema.key_changed" : "schema.cursor_changed", NULL, was.ptr,
+                   now.ptr, "stopped", "rows already in BigQuery are keyed by the old one");
+    if (rc == 0)
+        rc = mbq_error_set(MBQ_ESCHEMA,
+                           "table '%s': the %s changed since the last sync ('%s' -> '%s'); rows "
+                           "already in BigQuery are keyed by the old one, so mbq stops. To "
+                           "recover: check the target, then run 'mbq-state reset %s --full "
+                           "--yes' for a full resync",
+                           t->tc->name, !same ? "primary key" : "cursor column", was.ptr,
+                           now.ptr, t->tc->name);
+    mbq_buf_free(&was);
+    mbq_buf_free(&now);
+    return rc;
 }
 
 /* Prove that queries see the columns just added (on BigQuery they do at
@@ -250,14 +269,163 @@ static int alter_type(sync_ctx *ctx, table_job *t, const char *column, const cha
     return rc;
 }
 
+/* The journaled column named `name` (MySQL name), or NULL. */
+static json_object *prev_column(json_object *pcols, const char *name)
+{
+    size_t n = pcols ? json_object_array_length(pcols) : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *pc = json_object_array_get_idx(pcols, i);
+        if (jget(pc, "name") && strcasecmp(jget(pc, "name"), name) == 0)
+            return pc;
+    }
+    return NULL;
+}
+
+/* A journaled column that MySQL no longer has and that mapped to `bq_type`:
+ * with a column of that type just added, probably its new name. Each
+ * dropped column explains at most one added column (`used`). */
+static const char *renamed_from(json_object *pcols, const mbq_table_schema *src, bool *used,
+                                const char *bq_type)
+{
+    size_t n = pcols ? json_object_array_length(pcols) : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *pc = json_object_array_get_idx(pcols, i);
+        const char *name = jget(pc, "name"), *type = jget(pc, "bq_type");
+        if (!used[i] && name && type && strcmp(type, bq_type) == 0 &&
+            !mbq_table_schema_column(src, name)) {
+            used[i] = true;
+            return name;
+        }
+    }
+    return NULL;
+}
+
+/* Report columns about to be added (and the probable renames among them). */
+static int note_added(sync_ctx *ctx, table_job *t, const mbq_bq_schema *added, json_object *pcols,
+                      bool *used, const char *prefix, const char *suffix)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < added->n_fields; i++) {
+        const mbq_bq_field *f = &added->fields[i];
+        const char *from = used ? renamed_from(pcols, t->src, used, f->type) : NULL;
+        rc = mbq_schema_note(t, "%sadded column '%s' %s%s%s%s%s", prefix, f->name, f->type,
+                             from ? " (probably a rename of '" : "", from ? from : "",
+                             from ? "': no data moved)" : "", suffix);
+        if (rc == 0 && from)
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "schema-check",
+                    "column '%s' is probably a rename of '%s' (a drop and an add of the same "
+                    "type): no data moved",
+                    f->name, from);
+        if (rc == 0 && from)
+            rc = event(ctx, t, "schema.probable_rename", f->name, from, f->name, "reported",
+                       "a drop and an add of the same type: no data was moved");
+    }
+    return rc;
+}
+
+/* Policy 'rebuild' and a type BigQuery cannot change in place: no ALTER
+ * at all; machine.c reloads the whole table (full extract) in one
+ * WRITE_TRUNCATE load job into the target with t->load_schema. On BigQuery
+ * such a load replaces the table's rows and its schema together, atomically
+ * (jobs.insert docs, writeDisposition WRITE_TRUNCATE: "uses the schema from
+ * the load"), so readers see the old table or the new one, never a mix.
+ *
+ * The new schema: the MySQL columns with their new types, in MySQL's order,
+ * then the target's columns that MySQL no longer has, with their types as
+ * they are. Those are kept although every row is reloaded from MySQL (so
+ * they are NULL in every row afterwards): their types cannot be affected by
+ * the change, and dropping them would break every view and query that names
+ * them, which a schema change in MySQL should not do silently.
+ *
+ * A rebuild whose load did not change the target's type (the local emulator
+ * ignores a load job's schema for an existing table, README divergences)
+ * would be seen by the next run as the same change again; it stops then
+ * instead of reloading the table on every run. */
+static int plan_rebuild(sync_ctx *ctx, table_job *t, const mbq_bq_table_info *target,
+                        const mbq_bq_schema *to_add, const mbq_bq_schema *to_widen,
+                        json_object *pcols, bool *rename_used)
+{
+    const mbq_table_config *tc = t->tc;
+    int rc = 0;
+    const char *verb = ctx->dry_run ? "would rebuild: " : "rebuilding: ";
+    for (size_t i = 0; i < t->stage_schema->n_fields; i++) {
+        const mbq_bq_field *want = &t->stage_schema->fields[i];
+        const mbq_bq_field *have = mbq_bq_schema_find(target->schema, want->name);
+        if (!have || strcmp(have->type, want->type) == 0)
+            continue;
+        bool widen = mbq_bq_schema_find(to_widen, want->name) != NULL;
+        bool found = false;
+        int64_t ts_ms = 0;
+        if (!widen &&
+            (rc = find_event(&found, &ts_ms, ctx, t, "schema.type_change", want->name, have->type,
+                             want->type, "rebuild")) < 0)
+            return rc;
+        if (found && t->committed.last_success_ms > ts_ms) {
+            if ((rc = event(ctx, t, "schema.type_change", want->name, have->type, want->type,
+                            "stopped", "a rebuild committed but the target kept the old type")) <
+                0)
+                return rc;
+            return mbq_error_set(MBQ_ESCHEMA,
+                                 "table '%s': column '%s' of '%s' is still %s in BigQuery after "
+                                 "a rebuild loaded the whole table with it as %s: the warehouse "
+                                 "kept the old schema, so mbq stops instead of reloading the "
+                                 "table again. The local BigQuery emulator ignores a load job's "
+                                 "schema for an existing table (README, emulator divergences). "
+                                 "To recover: drop the target table '%s', then run 'mbq-state "
+                                 "reset %s --full --yes'",
+                                 tc->name, want->name, tc->target, have->type, want->type,
+                                 tc->target, tc->name);
+        }
+        if ((rc = event(ctx, t, "schema.type_change", want->name, have->type, want->type,
+                        "rebuild",
+                        widen ? "widened by the rebuild's load"
+                              : "BigQuery cannot change this type in place: the whole table "
+                                "is reloaded with the new schema in one WRITE_TRUNCATE load")) <
+                0 ||
+            (rc = mbq_schema_note(t, "%scolumn '%s' changed type %s -> %s%s", verb, want->name,
+                                  have->type, want->type,
+                                  widen ? "" : " (BigQuery cannot alter it in place: full reload "
+                                               "with the new schema)")) < 0)
+            return rc;
+        mbq_log(MBQ_LOG_WARN, tc->name, "schema-check",
+                "column '%s' changed type %s -> %s: %s the whole table", want->name, have->type,
+                want->type, ctx->dry_run ? "would rebuild" : "rebuilding");
+    }
+    if ((rc = note_added(ctx, t, to_add, pcols, rename_used, verb, " (by the rebuild's load)")) <
+        0)
+        return rc;
+    for (size_t i = 0; !ctx->dry_run && i < to_add->n_fields; i++) {
+        if ((rc = event(ctx, t, "schema.add_column", to_add->fields[i].name, NULL,
+                        to_add->fields[i].type, "rebuild", "added by the rebuild's load")) < 0)
+            return rc;
+    }
+
+    if ((rc = mbq_bq_schema_new(&t->load_schema)) < 0)
+        return rc;
+    for (size_t i = 0; i < t->stage_schema->n_fields; i++) {
+        const mbq_bq_field *f = &t->stage_schema->fields[i];
+        if ((rc = mbq_bq_schema_add(t->load_schema, f->name, f->type, MBQ_BQ_NULLABLE, NULL)) < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < target->schema->n_fields; i++) {
+        const mbq_bq_field *f = &target->schema->fields[i];
+        if (!mbq_bq_schema_find(t->load_schema, f->name) &&
+            (rc = mbq_bq_schema_add(t->load_schema, f->name, f->type, MBQ_BQ_NULLABLE, NULL)) < 0)
+            return rc;
+    }
+    t->rebuild = true;
+    return 0;
+}
+
 int mbq_schema_check(sync_ctx *ctx, table_job *t)
 {
     int rc;
     const mbq_table_config *tc = t->tc;
     const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
     mbq_bq_table_info *target = NULL;
-    mbq_bq_schema *to_add = NULL;
+    mbq_bq_schema *to_add = NULL, *to_widen = NULL, *seen_added = NULL;
     json_object *prev = NULL;
+    bool *rename_used = NULL;
     char *now_json = NULL;
 
     mbq_table_schema_free(t->src);
@@ -265,10 +433,35 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
     mbq_bq_schema_free(t->stage_schema);
     mbq_bq_schema_free(t->load_schema);
     t->stage_schema = t->load_schema = NULL;
+    t->rebuild = false;
 
     if ((rc = mbq_mysql_table_schema(&t->src, ctx->my, ctx->cfg->mysql.database, tc->name)) < 0)
         goto done;
     const char *cursor = tc->mode == MBQ_MODE_FULL ? NULL : tc->updated_column;
+    /* A key or cursor column dropped (or renamed) in MySQL: the rows in
+     * BigQuery can no longer be matched or windowed the way they were, so
+     * the table stops with what to do, whatever the policy. */
+    const char *gone = cursor && !mbq_table_schema_column(t->src, cursor) ? cursor : NULL;
+    bool gone_is_key = false;
+    for (size_t i = 0; !gone && i < tc->n_primary_key; i++) {
+        if (!mbq_table_schema_column(t->src, tc->primary_key[i])) {
+            gone = tc->primary_key[i];
+            gone_is_key = true;
+        }
+    }
+    if (gone) {
+        if ((rc = event(ctx, t, gone_is_key ? "schema.key_changed" : "schema.cursor_changed", gone,
+                        NULL, NULL, "stopped", "the column is gone from MySQL")) < 0)
+            goto done;
+        rc = mbq_error_set(MBQ_ESCHEMA,
+                           "table '%s': %s column '%s' is gone from MySQL, so mbq stops. To "
+                           "recover: set '%s' in the config to a column the table has%s, then "
+                           "run 'mbq-state reset %s --full --yes' for a full resync",
+                           tc->name, gone_is_key ? "primary key" : "cursor", gone,
+                           gone_is_key ? "primary_key" : "updated_column",
+                           gone_is_key ? "" : " (or 'mode: full')", tc->name);
+        goto done;
+    }
     if ((rc = mbq_mysql_check_table(&t->kind, t->src, (const char *const *)tc->primary_key,
                                     tc->n_primary_key, cursor)) < 0)
         goto done;
@@ -277,8 +470,9 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
                                                               : NULL;
     if (kind_name && t->committed.cursor_kind && t->committed.cursor_value &&
         strcmp(kind_name, t->committed.cursor_kind) != 0) {
-        event(ctx, t, "schema.cursor_changed", tc->updated_column, t->committed.cursor_kind,
-              kind_name, "stopped", NULL);
+        if ((rc = event(ctx, t, "schema.cursor_changed", tc->updated_column,
+                        t->committed.cursor_kind, kind_name, "stopped", NULL)) < 0)
+            goto done;
         rc = mbq_error_set(MBQ_ESCHEMA,
                            "table '%s': cursor column '%s' is now of %s kind, the committed "
                            "cursor '%s' is %s; run 'mbq-state reset %s --full --yes' (or "
@@ -311,42 +505,46 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
         t->committed.source_schema && strcmp(t->committed.source_schema, now_json) != 0;
 
     /* Changes of the MySQL side since the last sync: type changes that keep
-     * the mapping, drops, renames. */
-    const char *dropped_type = NULL, *dropped_name = NULL;
-    json_object *pcols;
-    if (prev && json_object_object_get_ex(prev, "columns", &pcols)) {
-        for (size_t i = 0; i < json_object_array_length(pcols); i++) {
-            json_object *pc = json_object_array_get_idx(pcols, i);
-            const char *name = jget(pc, "name");
-            const mbq_column *c = name ? mbq_table_schema_column(t->src, name) : NULL;
-            if (!c) {
-                dropped_name = name;
-                dropped_type = jget(pc, "bq_type");
-                event(ctx, t, "schema.drop_column", name, jget(pc, "type"), NULL, "kept",
-                      "kept in BigQuery with its history; NULL in new rows");
-                mbq_schema_note(t, "dropped column '%s' (kept in BigQuery, NULL from now on)",
-                                name);
-                mbq_log(MBQ_LOG_WARN, tc->name, "schema-check",
-                        "column '%s' was dropped in MySQL: kept in BigQuery, NULL in new rows",
-                        name);
-            } else if (jget(pc, "type") && strcmp(jget(pc, "type"), c->column_type) != 0 &&
-                       jget(pc, "bq_type") &&
-                       strcmp(jget(pc, "bq_type"), mbq_bq_type_name(c->map.bq_type)) == 0) {
-                event(ctx, t, "schema.type_change", c->name, jget(pc, "type"), c->column_type,
-                      "compatible", "the BigQuery type stays the same");
-                mbq_schema_note(t, "column '%s' changed type %s -> %s (same BigQuery type)",
-                                c->name, jget(pc, "type"), c->column_type);
-            }
+     * the mapping, drops. */
+    json_object *pcols = NULL;
+    if (prev && !json_object_object_get_ex(prev, "columns", &pcols))
+        pcols = NULL;
+    size_t n_prev = pcols ? json_object_array_length(pcols) : 0;
+    for (size_t i = 0; i < n_prev; i++) {
+        json_object *pc = json_object_array_get_idx(pcols, i);
+        const char *name = jget(pc, "name");
+        const mbq_column *c = name ? mbq_table_schema_column(t->src, name) : NULL;
+        if (!c) {
+            if ((rc = event(ctx, t, "schema.drop_column", name, jget(pc, "type"), NULL, "kept",
+                            "kept in BigQuery with its history; NULL in new rows")) < 0 ||
+                (rc = mbq_schema_note(t, "dropped column '%s' (kept in BigQuery, NULL from now on)",
+                                      name)) < 0)
+                goto done;
+            mbq_log(MBQ_LOG_WARN, tc->name, "schema-check",
+                    "column '%s' was dropped in MySQL: kept in BigQuery, NULL in new rows", name);
+        } else if (jget(pc, "type") && strcmp(jget(pc, "type"), c->column_type) != 0 &&
+                   jget(pc, "bq_type") &&
+                   strcmp(jget(pc, "bq_type"), mbq_bq_type_name(c->map.bq_type)) == 0) {
+            if ((rc = event(ctx, t, "schema.type_change", c->name, jget(pc, "type"),
+                            c->column_type, "compatible", "the BigQuery type stays the same")) < 0 ||
+                (rc = mbq_schema_note(t, "column '%s' changed type %s -> %s (same BigQuery type)",
+                                      c->name, jget(pc, "type"), c->column_type)) < 0)
+                goto done;
         }
+    }
+    if (n_prev && !(rename_used = mbq_calloc(n_prev, sizeof *rename_used))) {
+        rc = MBQ_ENOMEM;
+        goto done;
     }
 
     rc = mbq_bq_table_get(&target, ctx->bq, bc->dataset, tc->target);
     if (rc == MBQ_ENOTFOUND) {
         t->target_rows = 0;
         if (ctx->dry_run) {
-            mbq_schema_note(t, "would create table '%s' with %zu columns", tc->target,
-                            t->stage_schema->n_fields);
-            rc = mbq_bq_schema_new(&t->load_schema);
+            rc = mbq_schema_note(t, "would create table '%s' with %zu columns", tc->target,
+                                 t->stage_schema->n_fields);
+            if (rc == 0)
+                rc = mbq_bq_schema_new(&t->load_schema);
             goto done;
         }
         mbq_bq_table_options to = MBQ_BQ_TABLE_OPTIONS_INIT;
@@ -365,73 +563,144 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
         if (rc < 0 && rc != MBQ_EEXISTS)
             goto done;
         mbq_log(MBQ_LOG_INFO, tc->name, "schema-check", "created target table '%s'", tc->target);
-        event(ctx, t, "schema.create_table", NULL, NULL, NULL, "created", tc->target);
+        if ((rc = event(ctx, t, "schema.create_table", NULL, NULL, NULL, "created", tc->target)) < 0)
+            goto done;
         rc = mbq_bq_table_get(&target, ctx->bq, bc->dataset, tc->target);
     }
     if (rc < 0)
         goto done;
     t->target_rows = target->num_rows;
 
+    /* Each MySQL column against the target: missing, widenable, or a type
+     * BigQuery cannot change in place. */
+    if ((rc = mbq_bq_schema_new(&to_widen)) < 0 || (rc = mbq_bq_schema_new(&seen_added)) < 0)
+        goto done;
+    const mbq_bq_field *bad = NULL, *bad_have = NULL;
+    size_t n_bad = 0;
     for (size_t i = 0; i < t->stage_schema->n_fields; i++) {
         const mbq_bq_field *want = &t->stage_schema->fields[i];
         const mbq_bq_field *have = mbq_bq_schema_find(target->schema, want->name);
-        if (!have) {
-            if ((rc = mbq_bq_schema_add(to_add, want->name, want->type, MBQ_BQ_NULLABLE, NULL)) < 0)
-                goto done;
+        if (!have)
+            rc = mbq_bq_schema_add(to_add, want->name, want->type, MBQ_BQ_NULLABLE, NULL);
+        else if (strcmp(have->type, want->type) == 0)
             continue;
+        else if (bq_can_widen(have->type, want->type))
+            rc = mbq_bq_schema_add(to_widen, want->name, want->type, MBQ_BQ_NULLABLE, NULL);
+        else if (n_bad++ == 0) {
+            bad = want;
+            bad_have = have;
         }
-        if (strcmp(have->type, want->type) == 0)
-            continue;
-        if (bq_can_widen(have->type, want->type)) {
-            mbq_schema_note(t, "%scolumn '%s' widened %s -> %s", ctx->dry_run ? "would widen: " : "",
-                            want->name, have->type, want->type);
-            if (ctx->dry_run)
-                continue;
-            if ((rc = alter_type(ctx, t, want->name, want->type)) < 0)
-                goto done;
-            event(ctx, t, "schema.type_change", want->name, have->type, want->type, "widened",
-                  NULL);
-            mbq_log(MBQ_LOG_INFO, tc->name, "schema-check", "widened column '%s' %s -> %s",
-                    want->name, have->type, want->type);
-            continue;
-        }
-        event(ctx, t, "schema.type_change", want->name, have->type, want->type, "stopped",
-              "BigQuery cannot change this type in place");
+        if (rc < 0)
+            goto done;
+    }
+
+    if (n_bad > 0 && tc->on_incompatible_change == MBQ_POLICY_REBUILD) {
+        rc = plan_rebuild(ctx, t, target, to_add, to_widen, pcols, rename_used);
+        goto done;
+    }
+    if (n_bad > 0) {
+        if ((rc = event(ctx, t, "schema.type_change", bad->name, bad_have->type, bad->type,
+                        "stopped", "BigQuery cannot change this type in place")) < 0)
+            goto done;
         rc = mbq_error_set(MBQ_ESCHEMA,
                            "table '%s': column '%s' changed type: BigQuery has %s, MySQL now "
-                           "maps to %s, which BigQuery cannot alter in place. To recover: drop "
-                           "or rename the target table '%s' in BigQuery, then run 'mbq-state "
-                           "reset %s --full --yes' to resync it",
-                           tc->name, want->name, have->type, want->type, tc->target, tc->name);
+                           "maps to %s, which BigQuery cannot alter in place%s. To recover: set "
+                           "'on_incompatible_change: rebuild' for this table (a full reload "
+                           "with the new schema), or drop or rename the target table '%s' in "
+                           "BigQuery, then run 'mbq-state reset %s --full --yes' to resync it",
+                           tc->name, bad->name, bad_have->type, bad->type,
+                           n_bad > 1 ? " (and other columns changed too)" : "", tc->target,
+                           tc->name);
         goto done;
     }
 
-    if (to_add->n_fields > 0) {
-        for (size_t i = 0; i < to_add->n_fields; i++) {
-            const mbq_bq_field *f = &to_add->fields[i];
-            bool rename = dropped_name && dropped_type && strcmp(dropped_type, f->type) == 0;
-            mbq_schema_note(t, "%sadded column '%s' %s%s%s%s", ctx->dry_run ? "would add: " : "",
-                            f->name, f->type, rename ? " (probably a rename of '" : "",
-                            rename ? dropped_name : "", rename ? "': no data moved)" : "");
-            if (rename)
-                event(ctx, t, "schema.probable_rename", f->name, dropped_name, f->name, "reported",
-                      "a drop and an add of the same type: no data was moved");
+    /* Changes an interrupted run applied in BigQuery but never journaled
+     * (killed at 'schema-check.altered'): the journaled MySQL schema lacks
+     * them, the target has them already. Journaled now (once), and added
+     * columns are proven queryable like the ones added in this run. */
+    for (size_t i = 0; pcols && i < t->src->n_columns; i++) {
+        const mbq_column *c = &t->src->columns[i];
+        const char *want_type = mbq_bq_type_name(c->map.bq_type);
+        const mbq_bq_field *have = mbq_bq_schema_find(target->schema, c->bq_name);
+        json_object *pc = prev_column(pcols, c->name);
+        if (!have || strcmp(have->type, want_type) != 0)
+            continue;
+        if (!pc) {
+            if ((rc = mbq_bq_schema_add(seen_added, c->bq_name, want_type, MBQ_BQ_NULLABLE,
+                                        NULL)) < 0 ||
+                (rc = event(ctx, t, "schema.add_column", c->bq_name, NULL, want_type, "added",
+                            "found already added in BigQuery")) < 0 ||
+                (rc = mbq_schema_note(t, "added column '%s' %s (found already in BigQuery)",
+                                      c->bq_name, want_type)) < 0)
+                goto done;
+        } else if (jget(pc, "bq_type") && strcmp(jget(pc, "bq_type"), want_type) != 0 &&
+                   bq_can_widen(jget(pc, "bq_type"), want_type)) {
+            if ((rc = event(ctx, t, "schema.type_change", c->bq_name, jget(pc, "bq_type"),
+                            want_type, "widened", "found already widened in BigQuery")) < 0 ||
+                (rc = mbq_schema_note(t, "column '%s' widened %s -> %s (found already in "
+                                         "BigQuery)",
+                                      c->bq_name, jget(pc, "bq_type"), want_type)) < 0)
+                goto done;
         }
+    }
+
+    for (size_t i = 0; i < to_widen->n_fields; i++) {
+        const mbq_bq_field *want = &to_widen->fields[i];
+        const mbq_bq_field *have = mbq_bq_schema_find(target->schema, want->name);
+        if ((rc = mbq_schema_note(t, "%scolumn '%s' widened %s -> %s",
+                                  ctx->dry_run ? "would widen: " : "", want->name, have->type,
+                                  want->type)) < 0)
+            goto done;
+        if (ctx->dry_run)
+            continue;
+        if ((rc = alter_type(ctx, t, want->name, want->type)) < 0) {
+            rc = mbq_error_set(MBQ_ESCHEMA,
+                               "table '%s': cannot widen column '%s' of '%s' from %s to %s in "
+                               "BigQuery (%s); no rows were loaded. The local BigQuery emulator "
+                               "does not support ALTER COLUMN SET DATA TYPE (README, emulator "
+                               "divergences); BigQuery does",
+                               tc->name, want->name, tc->target, have->type, want->type,
+                               mbq_error_last());
+            goto done;
+        }
+        /* Killed here, the next run finds the column widened in BigQuery
+         * but not in the journaled schema, and journals it then. */
+        mbq_fault_point("schema-check.altered");
+        if ((rc = event(ctx, t, "schema.type_change", want->name, have->type, want->type,
+                        "widened", NULL)) < 0)
+            goto done;
+        mbq_log(MBQ_LOG_INFO, tc->name, "schema-check", "widened column '%s' %s -> %s",
+                want->name, have->type, want->type);
+    }
+
+    if (to_add->n_fields > 0) {
+        if ((rc = note_added(ctx, t, to_add, pcols, rename_used, ctx->dry_run ? "would add: " : "",
+                             "")) < 0)
+            goto done;
         if (!ctx->dry_run) {
             size_t added = 0;
             if ((rc = mbq_bq_table_add_columns(ctx->bq, &added, bc->dataset, tc->target, to_add)) <
                 0)
                 goto done;
+            /* Killed here, the next run finds the columns in BigQuery but
+             * not in the journaled schema, and journals them then. */
+            mbq_fault_point("schema-check.altered");
             for (size_t i = 0; i < to_add->n_fields; i++) {
-                event(ctx, t, "schema.add_column", to_add->fields[i].name, NULL,
-                      to_add->fields[i].type, "added", NULL);
+                if ((rc = event(ctx, t, "schema.add_column", to_add->fields[i].name, NULL,
+                                to_add->fields[i].type, "added", NULL)) < 0)
+                    goto done;
                 mbq_log(MBQ_LOG_INFO, tc->name, "schema-check", "added column '%s' %s",
                         to_add->fields[i].name, to_add->fields[i].type);
             }
-            if ((rc = verify_columns_queryable(ctx, t, to_add)) < 0)
-                goto done;
         }
     }
+    for (size_t i = 0; !ctx->dry_run && i < to_add->n_fields; i++) {
+        if ((rc = mbq_bq_schema_add(seen_added, to_add->fields[i].name, to_add->fields[i].type,
+                                    MBQ_BQ_NULLABLE, NULL)) < 0)
+            goto done;
+    }
+    if (seen_added->n_fields > 0 && (rc = verify_columns_queryable(ctx, t, seen_added)) < 0)
+        goto done;
 
     /* A replace load writes the target's whole schema: its fields (dropped
      * columns included, so their history stays) plus the new ones. */
@@ -454,10 +723,15 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
         (rc = mbq_journal_table_set_schema(ctx->j, tc->name, now_json, mbq_now_ms())) < 0)
         goto done;
 done:
+    if (rc == 0 && t->rebuild && !ctx->dry_run && ctx->j)
+        rc = mbq_journal_table_set_schema(ctx->j, tc->name, now_json, mbq_now_ms());
     if (prev)
         json_object_put(prev);
     free(now_json);
+    free(rename_used);
     mbq_bq_schema_free(to_add);
+    mbq_bq_schema_free(to_widen);
+    mbq_bq_schema_free(seen_added);
     mbq_bq_table_info_free(target);
     return rc;
 }

@@ -304,6 +304,10 @@ static int encode_float(mbq_buf *out, const char *v, size_t len)
     if (*end || !isfinite(d))
         return bad_value("FLOAT", v, len);
     float f = (float)d;
+    /* A double beyond FLOAT's range (3.402887e+38: found by fuzz_encoder)
+     * becomes inf, which JSON cannot hold; a FLOAT column never sends it. */
+    if (!isfinite(f))
+        return bad_value("FLOAT", v, len);
     for (int prec = 1; prec <= 9; prec++) {
         snprintf(txt, sizeof txt, "%.*g", prec, (double)f);
         if (strtof(txt, NULL) == f)
@@ -324,6 +328,14 @@ static int encode_bit(mbq_buf *out, const char *v, size_t len, bool quoted)
 
 static int quoted_copy(mbq_buf *out, const char *v, size_t len)
 {
+    /* Dates, times and decimals from the server are plain ASCII; anything
+     * else (control bytes, quotes: fuzz_encoder found a DATETIME with a NUL
+     * written raw) goes through the escaping writer, so the line stays JSON. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+            return mbq_buf_json_string(out, v, len);
+    }
     if (mbq_buf_grow(out, len + 2) < 0)
         return MBQ_ENOMEM;
     char *o = out->ptr + out->len;
@@ -362,6 +374,43 @@ static int encode_timestamp(mbq_buf *out, const char *v, size_t len)
     return 0;
 }
 
+/* Is val[0..len) a JSON number (RFC 8259, section 6)? The server's text
+ * always is; anything else (a protocol error, a future server printing
+ * "nan" or "inf") must be refused rather than written into NDJSON, where
+ * it would make the whole load fail or, worse, be read as something else.
+ * Found by tests/fuzz/fuzz_encoder.c. */
+static bool json_number_ok(const char *v, size_t len)
+{
+    size_t i = 0;
+    if (i < len && v[i] == '-')
+        i++;
+    if (i >= len || !isdigit((unsigned char)v[i]))
+        return false;
+    if (v[i] == '0')
+        i++;
+    else
+        while (i < len && isdigit((unsigned char)v[i]))
+            i++;
+    if (i < len && v[i] == '.') {
+        size_t d = ++i;
+        while (i < len && isdigit((unsigned char)v[i]))
+            i++;
+        if (i == d)
+            return false;
+    }
+    if (i < len && (v[i] == 'e' || v[i] == 'E')) {
+        i++;
+        if (i < len && (v[i] == '+' || v[i] == '-'))
+            i++;
+        size_t d = i;
+        while (i < len && isdigit((unsigned char)v[i]))
+            i++;
+        if (i == d)
+            return false;
+    }
+    return i == len;
+}
+
 int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t len)
 {
     switch (enc) {
@@ -369,7 +418,7 @@ int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t 
     case MBQ_ENC_DOUBLE:
         /* The server's integer and double text are valid JSON numbers
          * (doubles in round-trip precision). */
-        if (len == 0)
+        if (!json_number_ok(val, len))
             return bad_value(enc == MBQ_ENC_INT ? "INT64" : "DOUBLE", val, len);
         return mbq_buf_append(out, val, len);
     case MBQ_ENC_DECIMAL:

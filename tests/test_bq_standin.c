@@ -38,7 +38,7 @@ static void control(const char *json)
     mbq_buf url = MBQ_BUF_INIT;
     mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
     mbq_buf_printf(&url, "%s/_control", endpoint);
-    mbq_http_body body = {json, strlen(json), NULL, 0, 0, NULL, 0, false};
+    mbq_http_body body = {json, strlen(json), NULL, 0, 0, NULL, 0, false, NULL, NULL};
     mbq_http_request req = {"POST", url.ptr, NULL, &body};
     CHECK(mbq_http_do(ctl_http, &resp, &req) == 0 && resp.status == 200);
     mbq_http_response_free(&resp);

@@ -160,6 +160,8 @@ static void test_table_run_lifecycle_and_commit(void)
     r.load_mode = strdup("merge");
     r.load_job_id = strdup("job-load");
     r.staged_checksum = strdup("sha256:abc");
+    r.tail_low = strdup("2024-01-01 23:55:00.000000");
+    r.tail_checksum = strdup("sha256:tail");
     CHECK_INT(mbq_journal_table_run_save(j, &r), 0);
 
     mbq_table_run got;
@@ -178,7 +180,9 @@ static void test_table_run_lifecycle_and_commit(void)
     CHECK_INT(mbq_journal_table_get(j, &ts, "orders"), 0);
     CHECK_STR(ts.cursor_value, "2024-01-02 00:00:00");
     CHECK_STR(ts.cursor_kind, "timestamp");
-    CHECK_STR(ts.last_checksum, "sha256:abc");
+    /* The next run compares its window with the tail, not the whole extract. */
+    CHECK_STR(ts.last_checksum, "sha256:tail");
+    CHECK_STR(ts.last_low, "2024-01-01 23:55:00.000000");
     CHECK_INT(ts.last_rows, 42);
     CHECK_INT(ts.consecutive_failures, 0);
     mbq_table_state_clear(&ts);
@@ -219,6 +223,37 @@ static void test_table_run_lifecycle_and_commit(void)
     CHECK_INT(interrupted, 1);
     mbq_table_run_clear(&r);
     mbq_journal_close(j);
+    free(d);
+}
+
+/* A journal written by version 1 of the schema is migrated on open and keeps
+ * every committed cursor. */
+static void test_migration_from_v1_keeps_cursors(void)
+{
+    char *d = new_dir();
+    mbq_buf p = MBQ_BUF_INIT;
+    mbq_buf_printf(&p, "%s/state.db", d);
+    sqlite3 *db = NULL;
+    CHECK_INT(sqlite3_open(p.ptr, &db), SQLITE_OK);
+    CHECK_STR(mbq_migrations[0].name, "001_init.sql");
+    CHECK_INT(sqlite3_exec(db, mbq_migrations[0].sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db,
+                           "PRAGMA user_version = 1;"
+                           "INSERT INTO tables (table_name, cursor_value, cursor_kind, updated_ms) "
+                           "VALUES ('orders', '2024-05-05 05:05:05.000000', 'timestamp', 1);",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    mbq_journal *j = NULL;
+    CHECK_INT(mbq_journal_open(&j, d, MBQ_JOURNAL_WRITE), 0);
+    CHECK_INT(mbq_journal_version(j), mbq_migrations[mbq_migration_count - 1].version);
+    CHECK(mbq_journal_version(j) >= 2);
+    mbq_table_state ts;
+    CHECK_INT(mbq_journal_table_get(j, &ts, "orders"), 0);
+    CHECK_STR(ts.cursor_value, "2024-05-05 05:05:05.000000");
+    mbq_table_state_clear(&ts);
+    mbq_journal_close(j);
+    mbq_buf_free(&p);
     free(d);
 }
 
@@ -269,6 +304,7 @@ int main(void)
     RUN(test_truncated_journal_is_refused);
     RUN(test_newer_journal_version_is_refused);
     RUN(test_table_run_lifecycle_and_commit);
+    RUN(test_migration_from_v1_keeps_cursors);
     RUN(test_cursor_normalize_and_lookback);
     RUN(test_state_names_round_trip);
     return test_summary();

@@ -366,4 +366,25 @@ typedef struct mbq_bq_load_options {
 int mbq_bq_load_file(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
                      const mbq_bq_load_options *opts);
 
+/* Load rows that are still being produced, as load job `job_id`, in ONE
+ * multipart/related request whose data part is pulled from `stream` (see
+ * mbq_http_body.stream: it blocks until data is there, returns 0 at the end,
+ * MBQ_HTTP_STREAM_ABORT to abort) and sent with chunked transfer encoding;
+ * opts->path is not used. The request's final boundary is only sent after
+ * the stream has ended, so an aborted stream never gives the server a
+ * complete request: BigQuery creates no job. (goccy/bigquery-emulator
+ * records the job id as soon as it has read the metadata part, and loads
+ * nothing from a cut body: the caller must not reuse `job_id` after an
+ * abort, see pipeline.h.)
+ *
+ * Unlike mbq_bq_load_file: the job id is NOT looked up first (the caller
+ * does it before producing rows), nothing is retried (the body cannot be
+ * sent again; retry from the finished file with mbq_bq_load_file, which
+ * looks the id up), and MBQ_ERR is returned when the stream aborted. A
+ * duplicate job id at insert is looked up and waited for as usual. Waits
+ * until the job is DONE. Free *out with mbq_bq_job_free. */
+int mbq_bq_load_stream(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
+                       const mbq_bq_load_options *opts,
+                       size_t (*stream)(void *stream_ud, char *dst, size_t cap), void *stream_ud);
+
 #endif

@@ -104,6 +104,7 @@ typedef struct mbq_bigquery_config {
     bool compress;                  /* gzip staging files (default true) */
     int64_t staging_expiration_ms;  /* default 7 days */
     int64_t job_timeout_ms;         /* default 6 h */
+    int64_t request_timeout_ms;     /* one HTTP request, upload included; default 10 min */
     int max_retries;                /* default 8 */
     int64_t retry_max_elapsed_ms;   /* default 10 min */
     bool tls_verify;                /* default true; false needs tls_insecure: true and warns */

@@ -46,7 +46,18 @@ typedef struct mbq_http_body {
      * CURLE_SEND_FAIL_REWIND and the caller decides (resumable chunks ask
      * the server how much it has instead). */
     bool no_resend;
+    /* A middle part of unknown length, in place of the file (file NULL,
+     * file_len 0): pulled by calling stream(stream_ud, dst, cap), which may
+     * block, returns how many bytes it put into dst, 0 at its end, or
+     * MBQ_HTTP_STREAM_ABORT to abort the transfer before the rest of the body
+     * (post, and the final zero-length chunk) is sent, so that the server
+     * never receives a complete request. The body goes with chunked transfer
+     * encoding and is never re-sent (no_resend is implied). */
+    size_t (*stream)(void *stream_ud, char *dst, size_t cap);
+    void *stream_ud;
 } mbq_http_body;
+
+#define MBQ_HTTP_STREAM_ABORT ((size_t)-1)
 
 typedef struct mbq_http_request {
     const char *method;             /* "GET", "POST", "PUT", "PATCH", "DELETE" */

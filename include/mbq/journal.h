@@ -125,6 +125,8 @@ typedef struct mbq_table_run {
     int64_t t_schema_ms, t_extract_ms, t_stage_ms, t_merge_ms, t_commit_ms;
     char *mirror_state;
     char *mirror_job_id;
+    char *tail_low;      /* the next window's start (high - lookback) */
+    char *tail_checksum; /* checksum of this extract's rows from tail_low on */
 } mbq_table_run;
 
 void mbq_table_run_clear(mbq_table_run *r);
@@ -150,7 +152,8 @@ int mbq_journal_table_run_save(mbq_journal *j, const mbq_table_run *r);
 
 /* commit-metadata: in ONE transaction, mark the run done, and advance the
  * table's committed state (cursor := high unless high is NULL, stats, the
- * last window and checksum, consecutive_failures := 0). `cursor` is the new
+ * window [tail_low, high] and tail checksum the next run compares with,
+ * consecutive_failures := 0). `cursor` is the new
  * committed cursor (may equal the old one); mirror becomes 'pending'. */
 int mbq_journal_table_run_commit(mbq_journal *j, mbq_table_run *r, const char *cursor,
                                  const char *cursor_kind, int64_t rows, int64_t now_ms);

@@ -133,9 +133,19 @@ typedef struct mbq_extract_options {
     int compress_level;              /* 1..9, 0 = default (1: extraction is CPU-bound) */
     size_t chunk_bytes;              /* writer hand-off size, 0 = 1 MiB */
     const char *log_table;           /* name for log lines; NULL = schema->table */
+    bool want_tail;                  /* compute tail_from / tail_checksum (needs a cursor) */
+    int64_t tail_lookback_ms;        /* tail_from = high - this, for timestamp cursors */
+    /* Optional tap on the file's bytes (pipeline.h): called on the writer
+     * thread with every piece written to <path>.tmp (compressed when gzip),
+     * in order, right after it was written; it may block (back-pressure: the
+     * encoder stalls once the writer's queue is full). A negative return
+     * fails the extract with that code. NULL = none. */
+    int (*sink)(void *sink_ud, const void *data, size_t len);
+    void *sink_ud;
 } mbq_extract_options;
 
-#define MBQ_EXTRACT_OPTIONS_INIT {NULL, NULL, 0, NULL, MBQ_CURSOR_NONE, NULL, NULL, NULL, true, 0, 0, NULL}
+#define MBQ_EXTRACT_OPTIONS_INIT                                                                   \
+    {NULL, NULL, 0, NULL, MBQ_CURSOR_NONE, NULL, NULL, NULL, true, 0, 0, NULL, false, 0, NULL, NULL}
 
 typedef struct mbq_extract_result {
     uint64_t rows;
@@ -148,6 +158,15 @@ typedef struct mbq_extract_result {
     uint64_t zero_dates;     /* zero dates written as NULL */
     int64_t elapsed_ms;
     bool file_written;       /* false when rows == 0: no file is created */
+    /* With want_tail: the next run's window will start at tail_from
+     * (high - tail_lookback_ms, or high for integer cursors), and
+     * tail_checksum is the checksum of exactly the NDJSON lines of the rows
+     * with cursor >= tail_from, computed like `checksum`. If nothing changes
+     * in the source, the next extract of [tail_from, high] has this very
+     * checksum: that is how an unchanged table costs no BigQuery job. */
+    char *tail_from;
+    char *tail_checksum;
+    uint64_t tail_rows;
 } mbq_extract_result;
 
 /* Extract one table window into opts->path:

@@ -259,3 +259,257 @@ def assert_target_equals_source(ws, table, cols, key, dt_cols=()):
                           "missing in target %s; extra in target %s"
                           % (table, len(src), len(dst), sorted(s - d)[:5], sorted(d - s)[:5]))
     return len(src)
+
+
+# ---- reliability helpers (issue 8) ---------------------------------------------
+
+def config_set(ws, section, key, value):
+    """Put `key: value` into the top-level `section` of ws.config (replacing
+    the key if the section has it, else adding it as the section's first key)."""
+    with open(ws.config) as f:
+        lines = f.read().splitlines()
+    out, i, done = [], 0, False
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        if not done and line == section + ":":
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("  "):
+                if lines[j].startswith("  %s:" % key):
+                    lines[j] = "  %s: %s" % (key, value)
+                    done = True
+                j += 1
+            if not done:
+                out.append("  %s: %s" % (key, value))
+                done = True
+        i += 1
+    if not done:
+        out += [section + ":", "  %s: %s" % (key, value)]
+    with open(ws.config, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
+
+
+def check_no_sanitizer(r, what="mbq"):
+    for m in SANITIZER_MARKS:
+        check(m not in r.stderr, "%s: sanitizer report (%s): %r" % (what, m, r))
+
+
+def check_clean_failure(r, codes, fragments, what="mbq"):
+    """A failed run that says why: one of `codes`, every fragment in its
+    stderr (case-insensitive), no signal, no sanitizer report."""
+    check_no_sanitizer(r, what)
+    check(r.returncode in codes, "%s: exit %s, expected one of %s: %r" % (what, r.returncode, codes, r))
+    low = (r.stderr + r.stdout).lower()  # `mbq check` reports on stdout
+    for frag in fragments:
+        check(frag.lower() in low, "%s: output lacks %r: %r" % (what, frag, r))
+
+
+LOSS = {"rows": 0, "lost": 0, "duplicated": 0}
+
+
+def count_loss(ws, table, key):
+    """Rows of the source missing from the target, and target keys held
+    more than once; added to LOSS (the README's figures)."""
+    src = {tuple(r) for r in mysql("SELECT %s FROM `%s`" % (key, table), db=ws.db)}
+    dst_rows = bq_query("SELECT %s FROM `%s.%s`" % (key, ws.dataset, table))
+    dst = [tuple(r) for r in dst_rows]
+    lost = len(src - set(dst))
+    dups = len(dst) - len(set(dst))
+    LOSS["rows"] += len(src)
+    LOSS["lost"] += lost
+    LOSS["duplicated"] += dups
+    return lost, dups
+
+
+def load_services_env(path):
+    """The `export K=V` lines of a tools/services.sh env file, as a dict."""
+    import shlex
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("export "):
+                k, _, v = line[len("export "):].partition("=")
+                env[k] = shlex.split(v)[0] if v else ""
+    return env
+
+
+class FaultProxy:
+    """tools/faultproxy.py in front of HOST:PORT; `set(...)` rewrites its
+    control file (read again for each new connection)."""
+
+    def __init__(self, target, workdir, name):
+        self.control = os.path.join(workdir, name + ".ctl")
+        self.logpath = os.path.join(workdir, name + ".log")
+        self.set(mode="pass")
+        self.logf = open(self.logpath, "w")
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.join(os.environ["MBQ_SOURCE_DIR"], "tools", "faultproxy.py"),
+             "--listen", "0", "--target", target, "--control", self.control],
+            stdout=subprocess.PIPE, stderr=self.logf, stdin=subprocess.DEVNULL)
+        self.port = int(self.p.stdout.readline().decode().strip())
+
+    def set(self, **ctl):
+        tmp = self.control + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(ctl, f)
+        os.replace(tmp, self.control)
+
+    def log(self):
+        with open(self.logpath) as f:
+            return f.read()
+
+    def pass_after_first(self, word="cut"):
+        """Back to pass mode as soon as one connection's log line has `word`
+        (a one-shot fault: the retry that follows finds the network healthy)."""
+        import threading
+        start = len(self.log())
+
+        def watch():
+            for _ in range(6000):
+                if word in self.log()[start:]:
+                    self.set(mode="pass")
+                    return
+                time.sleep(0.01)
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        return t
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.logf.close()
+
+
+class HttpCutter:
+    """An HTTP/1.1 fault proxy in front of the emulator that can address one
+    request: tools/faultproxy.py counts bytes per connection, and curl's
+    keep-alive puts many requests on one connection, so a byte count cannot
+    name "the response of the MERGE job". Each request is forwarded whole on
+    a fresh upstream connection and its response read whole before anything
+    is sent back: a request the emulator received always completes, as on
+    BigQuery (EMULATOR.md 10). A rule is (predicate(method, path, body),
+    action, arg, times): action "cut" sends only the first `arg` bytes of the
+    response and closes the client connection; "drop" closes it without
+    answering; "hook" calls arg() before forwarding, then closes the client
+    connection unanswered (a request lost in a server restart)."""
+
+    def __init__(self, upstream):
+        import socket
+        import threading
+        self.upstream = upstream
+        self.rules = []
+        self.fired = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def add(self, name, pred, action, arg=None, times=1):
+        with self.lock:
+            self.rules.append({"name": name, "pred": pred, "action": action, "arg": arg,
+                               "times": times})
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _rule(self, method, path, body):
+        with self.lock:
+            for r in self.rules:
+                if r["times"] > 0 and r["pred"](method, path, body):
+                    r["times"] -= 1
+                    self.fired.append(r["name"])
+                    return r
+        return None
+
+    def _serve(self, c):
+        import http.client
+        f = c.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                method, path, _ = line.decode("latin-1").split(" ", 2)
+                headers = []
+                while True:
+                    h = f.readline()
+                    if h in (b"\r\n", b"\n", b""):
+                        break
+                    k, _, v = h.decode("latin-1").partition(":")
+                    headers.append((k.strip(), v.strip()))
+                n = 0
+                for k, v in headers:
+                    if k.lower() == "content-length":
+                        n = int(v)
+                body = f.read(n) if n else b""
+                rule = self._rule(method, path, body)
+                if rule and rule["action"] == "drop":
+                    return
+                if rule and rule["action"] == "hook":
+                    rule["arg"]()
+                    return
+                up = http.client.HTTPConnection(self.upstream, timeout=600)
+                up.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+                for k, v in headers:
+                    if k.lower() not in ("connection", "transfer-encoding"):
+                        up.putheader(k, v)
+                up.endheaders(body)
+                resp = up.getresponse()
+                data = resp.read()
+                up.close()
+                out = ["HTTP/1.1 %d %s" % (resp.status, resp.reason)]
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                         ):
+                        out.append("%s: %s" % (k, v))
+                out.append("Content-Length: %d" % len(data))
+                raw = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + data
+                if rule and rule["action"] == "cut":
+                    c.sendall(raw[:rule["arg"]])
+                    return
+                c.sendall(raw)
+        except (OSError, ValueError):
+            return
+        finally:
+            try:
+                f.close()
+                c.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self.sock.close()
+
+
+# ---- added for the schema tests (tests/e2e/test_schema.py) --------------------
+
+def events_of(ws, table, n=200):
+    """The table's journaled events (newest first), as `mbq-state inspect --json` shows them."""
+    r = ws.state_cmd("inspect", "--json", "--events", str(n), table)
+    check_eq(r.returncode, 0, "mbq-state inspect exit code (stderr: %s)" % r.stderr)
+    return json.loads(r.stdout)["events"]
+
+
+def bq_field_types(ws, table):
+    """{column: type} of a target as tables.get returns it (None if it does not exist)."""
+    t = bq_table(ws.dataset, table)
+    if t is None:
+        return None
+    return {f["name"]: f["type"] for f in t["schema"]["fields"]}

@@ -69,15 +69,24 @@ def test_incremental_sync_upserts_changes_and_boundary_ties():
 
 
 def test_unchanged_table_runs_no_job():
-    ws = items_ws("unchanged")
+    ws = items_ws("unchanged", table_extra={"lookback": "10s"})
     expect_ok(ws.sync())
-    expect_ok(ws.sync())
+    # The very next run, though it re-reads the boundary and the lookback
+    # window, finds the same rows and runs no job.
     r = ws.sync()
     expect_ok(r)
     run0 = ws.inspect("items")["tables"][0]["recent_runs"][0]
     check_eq(run0["load_job_id"], None, "an unchanged table loads nothing")
     check_eq(run0["merge_job_id"], None, "an unchanged table merges nothing")
     check("no changes" in r.stderr, "log says no changes: %r" % r)
+    # A change inside the lookback window is not mistaken for no change.
+    # (updated_at kept: the row stays inside [cursor - lookback, cursor])
+    mysql("UPDATE items SET val = 'touched', updated_at = updated_at WHERE id = 45", db=ws.db)
+    r = ws.sync()
+    expect_ok(r)
+    check(ws.inspect("items")["tables"][0]["recent_runs"][0]["merge_job_id"] is not None,
+          "a changed row inside the window is merged")
+    assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"])
     ws.cleanup()
 
 

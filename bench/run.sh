@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# End-to-end benchmark (issue 11): `mbq sync` against the floor, side by side
+# in one run, on fresh local services (MariaDB + goccy/bigquery-emulator).
+#
+#   bash bench/run.sh                 # everything (several minutes: the emulator
+#                                     # loads ~10k bench rows/s)
+#   BENCH_ROWS=200000 bash bench/run.sh   # a smaller big table (quick look)
+#   BENCH_EXTRACT_ROWS=0 ...          # skip the 5M-row `mbq extract` RSS check
+#
+# What it does:
+#  1. tools/install-deps.sh (installs only what is missing), a Release build of
+#     mbq into build-bench/ (no sanitizers).
+#  2. Big table: fresh services in $WORK/svc-big; table bench_big of BENCH_ROWS
+#     (default 1,000,000) rows, built deterministically (bigint unsigned PK,
+#     int, enum, decimal(12,2), varchar(200), json, datetime(6), timestamp(6)).
+#     - mbq: `mbq sync` (initial: one WRITE_TRUNCATE load straight into the
+#       target), timed by GNU time (wall, user+sys CPU, max RSS).
+#     - floor: a FRESH emulator (the emulator slows as it holds more), then
+#       `mariadb --quick --batch` extract of the same table to a file (timed)
+#       plus ONE multipart upload of mbq's own NDJSON of that table (made by
+#       `mbq extract --no-compress`, not timed) with curl, with the schema mbq
+#       gave the target, WRITE_TRUNCATE; the emulator runs the load inside the
+#       request, and a jobs.get confirms it (timed). The load side is thus
+#       byte-identical; floor wall = extract + upload/load.
+#  3. Small tables: fresh services in $WORK/svc-small; 7 tables, 12,456 rows in
+#     all. mbq initial sync; the floor for it (mariadb extract + one curl upload
+#     per table, sequential); an incremental round (10% of the rows updated, 2%
+#     inserted) synced by mbq; then a sync with no change, which must run no
+#     BigQuery job (counted with jobs.list on the emulator).
+#  4. `mbq extract --no-compress` of BENCH_EXTRACT_ROWS (default 5,000,000)
+#     rows: max RSS must stay under 64 MiB.
+# Prints one Markdown table; the raw logs stay in $WORK (printed at the end)
+# when BENCH_KEEP=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BUILD="$ROOT/build-bench"
+MBQ="$BUILD/mbq"
+ROWS="${BENCH_ROWS:-1000000}"
+XROWS="${BENCH_EXTRACT_ROWS:-5000000}"
+WORK="$(mktemp -d /tmp/mbq-bench.XXXXXX)"
+SVC=""
+
+cleanup() {
+    [ -n "$SVC" ] && bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+note() { echo "bench: $*" >&2; }
+
+bash tools/install-deps.sh >&2
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMBQ_TESTS=OFF -DMBQ_SANITIZE=OFF >&2
+cmake --build "$BUILD" --parallel "$(nproc)" >&2
+
+# ---- helpers -------------------------------------------------------------
+
+start_services() { # NAME: fresh MariaDB + emulator under $WORK/NAME
+    [ -n "$SVC" ] && bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
+    SVC="$WORK/$1"
+    unset MYSQL_PWD # services.sh sets the root password up itself
+    bash tools/services.sh start "$SVC" >&2
+    # shellcheck disable=SC1091
+    source "$SVC/env"
+    export MYSQL_PWD="$MBQ_TEST_MYSQL_PASSWORD"
+    BQ="http://$BIGQUERY_EMULATOR_HOST/bigquery/v2/projects/$MBQ_TEST_BQ_PROJECT"
+    UP="http://$BIGQUERY_EMULATOR_HOST/upload/bigquery/v2/projects/$MBQ_TEST_BQ_PROJECT"
+    M=(mariadb -h 127.0.0.1 -P "$MBQ_TEST_MYSQL_PORT" -u root)
+    "${M[@]}" -e "CREATE DATABASE IF NOT EXISTS bench"
+}
+
+fresh_emulator() { # a new, empty emulator on the same ports
+    bash tools/services.sh stop-bq "$SVC" >&2
+    rm -f "$SVC/bq/emulator.db"
+    bash tools/services.sh start-bq "$SVC" >&2
+}
+
+write_config() { # FILE TABLE...
+    local f=$1
+    shift
+    {
+        echo "tables:"
+        for t in "$@"; do
+            printf '  - name: %s\n    primary_key: id\n    updated_column: updated_at\n' "$t"
+        done
+        cat <<YAML
+mysql:
+  host: 127.0.0.1
+  port: $MBQ_TEST_MYSQL_PORT
+  user: root
+  password: \${MYSQL_PWD}
+  database: bench
+bigquery:
+  endpoint: http://$BIGQUERY_EMULATOR_HOST
+  project_id: $MBQ_TEST_BQ_PROJECT
+  dataset: bench
+  compression: none
+  upload_chunk_size: 0
+  multipart_max: 5MiB
+state:
+  dir: $WORK/state-$(basename "$f" .yml)
+log:
+  level: warn
+YAML
+    } >"$f"
+}
+
+# measure NAME CMD...: GNU time -> NAME_wall NAME_cpu (user+sys) NAME_rss (KiB)
+measure() {
+    local name=$1
+    shift
+    sync
+    if ! /usr/bin/time -f "%e %U %S %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"; then
+        echo "bench: $name failed:" >&2
+        tail -n 30 "$WORK/$name.err" >&2
+        exit 1
+    fi
+    local w u s r
+    read -r w u s r <"$WORK/$name.time"
+    eval "${name}_wall=$w ${name}_cpu=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}') ${name}_rss=$r"
+}
+
+add() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a+b}'; }
+maxi() { awk -v a="$1" -v b="$2" 'BEGIN{print (a>b?a:b)}'; }
+
+make_big() { # TABLE ROWS
+    "${M[@]}" bench -e "DROP TABLE IF EXISTS $1;
+      CREATE TABLE $1 (id BIGINT UNSIGNED NOT NULL PRIMARY KEY, qty INT NOT NULL,
+        status ENUM('new','paid','shipped','cancelled') NOT NULL, price DECIMAL(12,2) NOT NULL,
+        note VARCHAR(200) NOT NULL, attrs JSON, created_at DATETIME(6) NOT NULL,
+        updated_at TIMESTAMP(6) NOT NULL DEFAULT '2000-01-01 00:00:00', KEY (updated_at));
+      SET time_zone = '+00:00';
+      INSERT INTO $1 SELECT seq, seq % 1000, 1 + seq % 4, (seq % 100000) / 100,
+        CONCAT('note ', seq, ' ', REPEAT(CHAR(97 + seq % 26), 20 + seq % 100)),
+        JSON_OBJECT('k', seq % 17, 'tags', JSON_ARRAY('a', seq % 5), 's', CONCAT('v', seq)),
+        '2024-01-01' + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND,
+        '2024-06-01' + INTERVAL seq SECOND + INTERVAL (seq % 999999) MICROSECOND
+      FROM seq_1_to_$2;"
+}
+
+# floor_load TABLE NDJSON SCHEMA_JSON: one multipart upload with curl, the
+# load runs inside the request on the emulator; then jobs.get must say DONE.
+floor_load() {
+    local t=$1 file=$2 schema=$3 job="floor_${1}_$$_$RANDOM" b="mbqbenchboundary7f3a"
+    printf -- '--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{"jobReference":{"projectId":"%s","jobId":"%s"},"configuration":{"load":{"destinationTable":{"projectId":"%s","datasetId":"bench","tableId":"%s"},"schema":{"fields":%s},"sourceFormat":"NEWLINE_DELIMITED_JSON","writeDisposition":"WRITE_TRUNCATE","createDisposition":"CREATE_IF_NEEDED"}}}\r\n--%s\r\nContent-Type: application/octet-stream\r\n\r\n' \
+        "$b" "$MBQ_TEST_BQ_PROJECT" "$job" "$MBQ_TEST_BQ_PROJECT" "$t" "$schema" "$b" >"$WORK/pre.$t"
+    printf -- '\r\n--%s--\r\n' "$b" >"$WORK/post.$t"
+    cat "$WORK/pre.$t" "$file" "$WORK/post.$t" >"$WORK/body.$t" # not timed: a ready body
+    echo "curl -sS -f -H 'Content-Type: multipart/related; boundary=$b' -H 'Expect:' --data-binary @'$WORK/body.$t' '$UP/jobs?uploadType=multipart' >/dev/null && curl -sS -f '$BQ/jobs/$job' | grep -q '\"DONE\"'"
+}
+
+bq_schema() { # TABLE -> fields JSON of the target mbq made
+    curl -sS -f "$BQ/datasets/bench/tables/$1" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["schema"]["fields"]))'
+}
+
+bq_rows() { # TABLE -> row count by a query
+    curl -sS -f -H 'Content-Type: application/json' -d "{\"query\":\"SELECT COUNT(*) FROM bench.$1\",\"useLegacySql\":false}" "$BQ/queries" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["f"][0]["v"])'
+}
+
+bq_jobs() { # the ids of the jobs the emulator holds, one a line
+    curl -sS -f "$BQ/jobs?maxResults=100000&allUsers=true" | python3 -c 'import json,sys; [print(j["jobReference"]["jobId"]) for j in json.load(sys.stdin).get("jobs",[])]' | sort
+}
+
+create_dataset() {
+    curl -sS -f -H 'Content-Type: application/json' \
+        -d "{\"datasetReference\":{\"projectId\":\"$MBQ_TEST_BQ_PROJECT\",\"datasetId\":\"bench\"}}" "$BQ/datasets" >/dev/null
+}
+
+ROWS_OUT=()
+row() { # LABEL ROWS WALL CPU RSS_KiB FLOOR_WALL
+    local rps ratio
+    rps=$(awk -v n="$2" -v w="$3" 'BEGIN{printf "%.0f", (w > 0 ? n / w : 0)}')
+    ratio=$(awk -v a="$3" -v b="$6" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else printf "-" }')
+    ROWS_OUT+=("$(printf '| %s | %s | %s | %s | %.1f | %s | %s |' "$1" "$2" "$3" "$4" "$(awk -v k="$5" 'BEGIN{print k/1024}')" "$rps" "$ratio")")
+}
+
+# ---- 1. the big table ----------------------------------------------------
+
+start_services svc-big
+note "building bench_big ($ROWS rows)"
+make_big bench_big "$ROWS"
+write_config "$WORK/big.yml" bench_big
+"${M[@]}" --quick --batch -e "SELECT * FROM bench.bench_big" >/dev/null # warm the buffer pool
+
+note "mbq sync of $ROWS rows"
+measure mbq_big "$MBQ" sync --config "$WORK/big.yml"
+[ "$(bq_rows bench_big)" = "$ROWS" ] || { echo "bench: mbq loaded the wrong row count" >&2; exit 1; }
+SCHEMA="$(bq_schema bench_big)"
+"$MBQ" extract --config "$WORK/big.yml" --table bench_big --out "$WORK/big.ndjson" --no-compress >/dev/null
+
+note "floor: mariadb --quick --batch + one upload of the same NDJSON, on a fresh emulator"
+fresh_emulator
+create_dataset
+measure floor_x sh -c "mariadb -h 127.0.0.1 -P '$MBQ_TEST_MYSQL_PORT' -u root --quick --batch -e 'SELECT * FROM bench.bench_big' > '$WORK/big.tsv'"
+measure floor_l sh -c "$(floor_load floor_big "$WORK/big.ndjson" "$SCHEMA")"
+[ "$(bq_rows floor_big)" = "$ROWS" ] || { echo "bench: the floor loaded the wrong row count" >&2; exit 1; }
+floor_big_wall=$(add "$floor_x_wall" "$floor_l_wall")
+floor_big_cpu=$(add "$floor_x_cpu" "$floor_l_cpu")
+floor_big_rss=$(maxi "$floor_x_rss" "$floor_l_rss")
+rm -f "$WORK/big.tsv" "$WORK"/body.* "$WORK/big.ndjson"
+row "**mbq sync**, initial, 1 table" "$ROWS" "$mbq_big_wall" "$mbq_big_cpu" "$mbq_big_rss" "$floor_big_wall"
+row "floor: mariadb extract ($floor_x_wall s) + one upload/load ($floor_l_wall s)" "$ROWS" "$floor_big_wall" "$floor_big_cpu" "$floor_big_rss" "$floor_big_wall"
+
+# ---- 2. seven small tables -----------------------------------------------
+
+start_services svc-small
+SIZES=(5000 3000 2000 1200 800 356 100) # 12,456 rows
+SMALL=()
+for i in "${!SIZES[@]}"; do
+    t="small_$((i + 1))"
+    SMALL+=("$t")
+    make_big "$t" "${SIZES[$i]}"
+done
+TOTAL=12456
+write_config "$WORK/small.yml" "${SMALL[@]}"
+
+note "floor for the 7 tables: mariadb extract + one upload each"
+floor_s_wall=0 floor_s_cpu=0 floor_s_rss=0
+for t in "${SMALL[@]}"; do
+    "$MBQ" extract --config "$WORK/small.yml" --table "$t" --out "$WORK/$t.ndjson" --no-compress >/dev/null
+done
+create_dataset
+for t in "${SMALL[@]}"; do
+    measure fx sh -c "mariadb -h 127.0.0.1 -P '$MBQ_TEST_MYSQL_PORT' -u root --quick --batch -e 'SELECT * FROM bench.$t' > '$WORK/$t.tsv'"
+    measure fl sh -c "$(floor_load "$t" "$WORK/$t.ndjson" "$SCHEMA")"
+    floor_s_wall=$(add "$floor_s_wall" "$(add "$fx_wall" "$fl_wall")")
+    floor_s_cpu=$(add "$floor_s_cpu" "$(add "$fx_cpu" "$fl_cpu")")
+    floor_s_rss=$(maxi "$floor_s_rss" "$(maxi "$fx_rss" "$fl_rss")")
+done
+rm -f "$WORK"/small_*.tsv "$WORK"/small_*.ndjson "$WORK"/body.*
+fresh_emulator
+
+note "mbq sync of 7 tables, $TOTAL rows, on a fresh emulator"
+measure mbq_small "$MBQ" sync --config "$WORK/small.yml"
+for i in "${!SMALL[@]}"; do
+    [ "$(bq_rows "${SMALL[$i]}")" = "${SIZES[$i]}" ] || { echo "bench: ${SMALL[$i]}: wrong row count" >&2; exit 1; }
+done
+
+# incremental round: 10% updated, 2% inserted, deterministically
+for i in "${!SMALL[@]}"; do
+    t=${SMALL[$i]} n=${SIZES[$i]}
+    "${M[@]}" bench -e "SET time_zone = '+00:00';
+      UPDATE $t SET qty = qty + 1, note = CONCAT(note, ' upd'), updated_at = '2025-01-01 00:00:00' + INTERVAL id MICROSECOND WHERE id % 10 = 3;
+      INSERT INTO $t SELECT $n + seq, seq, 1, 1.5, CONCAT('new ', seq), JSON_OBJECT('n', seq),
+        '2025-01-02', '2025-01-02 00:00:00' + INTERVAL seq MICROSECOND FROM seq_1_to_$(((n + 49) / 50));"
+done
+CHANGED=$("${M[@]}" -N bench -e "SELECT $(printf "(SELECT COUNT(*) FROM %s WHERE updated_at >= '2025-01-01')+" "${SMALL[@]}")0")
+note "mbq incremental sync ($CHANGED changed rows)"
+measure mbq_incr "$MBQ" sync --config "$WORK/small.yml"
+for t in "${SMALL[@]}"; do
+    [ "$(bq_rows "$t")" = "$("${M[@]}" -N bench -e "SELECT COUNT(*) FROM $t")" ] || { echo "bench: $t: wrong row count after the incremental sync" >&2; exit 1; }
+done
+jobs_before=$(bq_jobs)
+measure mbq_noop "$MBQ" sync --config "$WORK/small.yml"
+jobs_after=$(bq_jobs)
+NOOP_IDS=$(comm -13 <(echo "$jobs_before") <(echo "$jobs_after") | tr '\n' ' ')
+NOOP_JOBS=$(echo "$NOOP_IDS" | wc -w)
+
+row "**mbq sync**, initial, 7 tables" "$TOTAL" "$mbq_small_wall" "$mbq_small_cpu" "$mbq_small_rss" "$floor_s_wall"
+row "floor: mariadb extract + one upload/load per table (7 tables)" "$TOTAL" "$floor_s_wall" "$floor_s_cpu" "$floor_s_rss" "$floor_s_wall"
+row "**mbq sync**, incremental ($CHANGED rows changed)" "$CHANGED" "$mbq_incr_wall" "$mbq_incr_cpu" "$mbq_incr_rss" ""
+row "**mbq sync**, nothing changed ($NOOP_JOBS BigQuery jobs)" 0 "$mbq_noop_wall" "$mbq_noop_cpu" "$mbq_noop_rss" ""
+
+# ---- 3. 5M-row extract: memory stays flat --------------------------------
+
+if [ "$XROWS" -gt 0 ]; then
+    note "building bench_x ($XROWS rows) for the extract RSS check"
+    make_big bench_x "$XROWS"
+    write_config "$WORK/x.yml" bench_x
+    measure mbq_x "$MBQ" extract --config "$WORK/x.yml" --table bench_x --out "$WORK/x.ndjson" --no-compress
+    rm -f "$WORK/x.ndjson"
+    measure mbq_xgz "$MBQ" extract --config "$WORK/x.yml" --table bench_x --out "$WORK/x.ndjson.gz"
+    rm -f "$WORK/x.ndjson.gz"
+    row "**mbq extract --no-compress** (no upload)" "$XROWS" "$mbq_x_wall" "$mbq_x_cpu" "$mbq_x_rss" ""
+    row "**mbq extract** (gzip -1, no upload)" "$XROWS" "$mbq_xgz_wall" "$mbq_xgz_cpu" "$mbq_xgz_rss" ""
+fi
+
+echo
+echo "| run | rows | wall s | client CPU s (user+sys) | client max RSS MiB | rows/s | wall / floor |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+printf '%s\n' "${ROWS_OUT[@]}"
+echo
+echo "machine: $(nproc) vCPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/{print $2}') GiB RAM; $(mariadb --version | awk '{print $1, $2, $3, $5}' | tr -d ,); emulator goccy v0.8.1"
+echo "no-change sync: $NOOP_JOBS BigQuery job(s): ${NOOP_IDS:-none}"
