@@ -399,7 +399,10 @@ static int fetch_once(mbq_bq_auth *a, bool *retry)
     rc = mbq_http_do(a->http, &resp, &req);
     if (rc < 0) {
         *retry = mbq_http_retryable_curl(resp.curl_code);
-        mbq_error_wrap(rc, "cannot get a BigQuery access token from '%s': ", a->token_uri);
+        /* Name the key file: the token_uri comes from it, and it is what
+         * the user has to look at (a wrong or unreachable token_uri). */
+        mbq_error_wrap(rc, "cannot get a BigQuery access token from '%s' (key file '%s'): ",
+                       a->token_uri, a->path);
         goto done;
     }
     json_tokener *tok = json_tokener_new();

@@ -54,14 +54,10 @@ int mbq_cmd_check(int argc, char **argv)
            cfg->mysql.database);
 
     mbq_bq_options bo;
-    mbq_bq_options_init(&bo);
-    bo.project = cfg->bigquery.project_id;
-    bo.location = cfg->bigquery.location;
-    bo.endpoint = cfg->bigquery.endpoint;
-    bo.credentials = cfg->bigquery.credentials;
+    mbq_bq_options_from_config(&bo, &cfg->bigquery);
+    /* check answers quickly: a few retries, not the sync's patience */
     bo.max_retries = 2;
     bo.retry_max_elapsed_ms = 30000;
-    bo.tls_verify = cfg->bigquery.tls_verify;
     if ((rc = mbq_bq_new(&bq, &bo)) < 0) {
         printf("FAIL  bigquery: %s\n", mbq_error_last());
         exit_code = mbq_exit_for_error(rc);
@@ -90,6 +86,14 @@ int mbq_cmd_check(int argc, char **argv)
         if (rc == 0)
             rc = mbq_mysql_check_table(&kind, s, (const char *const *)tc->primary_key,
                                        tc->n_primary_key, cursor);
+        bool unique = true;
+        if (rc == 0 && cursor)
+            rc = mbq_mysql_key_is_unique(&unique, my, s, (const char *const *)tc->primary_key,
+                                         tc->n_primary_key);
+        if (rc == 0 && !unique)
+            rc = mbq_error_set(MBQ_ESCHEMA,
+                               "primary_key is not guaranteed unique (no PRIMARY KEY or UNIQUE "
+                               "index on exactly these NOT NULL columns)");
         if (rc < 0) {
             printf("FAIL  table '%s': %s\n", tc->name, mbq_error_last());
             failed++;

@@ -37,14 +37,9 @@ static void drop_staging(const mbq_config *cfg, const char *table)
 {
     mbq_bq *bq = NULL;
     mbq_bq_options bo;
-    mbq_bq_options_init(&bo);
-    bo.project = cfg->bigquery.project_id;
-    bo.location = cfg->bigquery.location;
-    bo.endpoint = cfg->bigquery.endpoint;
-    bo.credentials = cfg->bigquery.credentials;
+    mbq_bq_options_from_config(&bo, &cfg->bigquery);
     bo.max_retries = 2;
     bo.retry_max_elapsed_ms = 20000;
-    bo.tls_verify = cfg->bigquery.tls_verify;
     if (mbq_bq_new(&bq, &bo) < 0 || mbq_bq_table_delete(bq, cfg->bigquery.dataset, table) < 0)
         fprintf(stderr, "mbq-state reset: warning: cannot drop staging table '%s' (it expires "
                         "by itself): %s\n", table, mbq_error_last());

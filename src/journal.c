@@ -176,6 +176,75 @@ static int migrate(mbq_journal *j)
     return 0;
 }
 
+/* A journal is born whole: created and migrated under a temporary name, then
+ * renamed into place. So a state.db that exists but is empty (0 bytes) was
+ * truncated, never "new": SQLite would happily treat it as a fresh database
+ * and every cursor would be reset without a word. It is refused instead. */
+static int create_if_missing(mbq_journal *j)
+{
+    struct stat st;
+    if (stat(j->path, &st) == 0) {
+        if (st.st_size == 0)
+            return mbq_error_set(MBQ_EJOURNAL,
+                                 "journal '%s' is empty (0 bytes): it was truncated, and "
+                                 "starting over would reset every cursor; it was left "
+                                 "untouched: restore it from a backup, or remove it to resync "
+                                 "every table from scratch",
+                                 j->path);
+        return 0;
+    }
+    int rc = 0;
+    sqlite3 *db = NULL;
+    mbq_buf tmp = MBQ_BUF_INIT;
+    if ((rc = mbq_buf_printf(&tmp, "%s.new", j->path)) < 0)
+        return rc;
+    unlink(tmp.ptr); /* a leftover of a creation that died half-way */
+    if (sqlite3_open_v2(tmp.ptr, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        rc = mbq_error_set(MBQ_EIO, "cannot create journal '%s': %s", tmp.ptr,
+                           db ? sqlite3_errmsg(db) : "out of memory");
+        goto done;
+    }
+    sqlite3 *saved = j->db;
+    char *saved_path = j->path;
+    j->db = db;
+    j->path = tmp.ptr;
+    rc = exec(j, "PRAGMA synchronous=FULL");
+    if (rc == 0)
+        rc = migrate(j);
+    j->db = saved;
+    j->path = saved_path;
+    if (rc < 0)
+        goto done;
+    if (sqlite3_close(db) != SQLITE_OK) {
+        rc = mbq_error_set(MBQ_EIO, "cannot close journal '%s'", tmp.ptr);
+        db = NULL;
+        goto done;
+    }
+    db = NULL;
+    int fd = open(tmp.ptr, O_RDONLY);
+    if (fd < 0 || fsync(fd) < 0) {
+        rc = mbq_error_set(MBQ_EIO, "cannot fsync '%s': %s", tmp.ptr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto done;
+    }
+    close(fd);
+    if (rename(tmp.ptr, j->path) < 0) {
+        rc = mbq_error_set(MBQ_EIO, "cannot rename '%s' to '%s': %s", tmp.ptr, j->path,
+                           strerror(errno));
+        goto done;
+    }
+    rc = mbq_fsync_parent_dir(j->path);
+done:
+    if (db)
+        sqlite3_close(db);
+    if (rc < 0)
+        unlink(tmp.ptr);
+    mbq_buf_free(&tmp);
+    return rc;
+}
+
 int mbq_journal_open(mbq_journal **out, const char *dir, mbq_journal_mode mode)
 {
     int rc = 0;
@@ -194,6 +263,8 @@ int mbq_journal_open(mbq_journal **out, const char *dir, mbq_journal_mode mode)
     }
     if (mode == MBQ_JOURNAL_WRITE) {
         if ((rc = mbq_mkdir_p(dir)) < 0 || (rc = take_lock(j, dir)) < 0)
+            goto done;
+        if ((rc = create_if_missing(j)) < 0)
             goto done;
     } else if (!mbq_file_exists(j->path)) {
         rc = mbq_error_set(MBQ_ENOTFOUND, "no journal at '%s' (no sync has run with this state "
@@ -670,8 +741,12 @@ int mbq_journal_table_run_commit(mbq_journal *j, mbq_table_run *r, const char *c
     r->updated_ms = now_ms;
     if ((rc = mbq_journal_table_run_save(j, r)) < 0)
         goto fail;
-    if ((rc = prepare(j, &st, "UPDATE table_runs SET mirror_state = 'pending' WHERE id = ?", "i",
-                      r->id)) < 0 ||
+    /* Only a run that ran a job (moved data) is mirrored: an unchanged table
+     * must cost no BigQuery job at all, the metadata INSERT included. */
+    if ((rc = prepare(j, &st,
+                      "UPDATE table_runs SET mirror_state = CASE WHEN load_job_id IS NOT NULL "
+                      "THEN 'pending' ELSE 'none' END WHERE id = ?",
+                      "i", r->id)) < 0 ||
         (rc = step_done(j, st, "cannot queue the metadata mirror")) < 0)
         goto fail;
     if ((rc = table_ensure(j, r->table_name, now_ms)) < 0)

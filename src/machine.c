@@ -346,6 +346,29 @@ static void note_job_failure(table_job *t, int rc)
         t->run.attempt++;
 }
 
+/* A rebuild's load replaced the target's schema (a WRITE_TRUNCATE load sets
+ * it); prove it before the cursor is committed, so a target that kept its
+ * old types (the emulator ignores a load's schema, README divergences) is
+ * never reported as rebuilt. */
+static int verify_rebuilt_schema(sync_ctx *ctx, table_job *t)
+{
+    mbq_bq_table_info *info = NULL;
+    int rc = mbq_bq_table_get(&info, ctx->bq, ctx->cfg->bigquery.dataset, t->tc->target);
+    for (size_t i = 0; rc == 0 && i < t->load_schema->n_fields; i++) {
+        const mbq_bq_field *want = &t->load_schema->fields[i];
+        const mbq_bq_field *have = mbq_bq_schema_find(info->schema, want->name);
+        if (!have || strcmp(have->type, want->type) != 0)
+            rc = mbq_error_set(MBQ_ESCHEMA,
+                               "table '%s': the rebuild loaded every row, but BigQuery kept "
+                               "column '%s' as %s instead of %s; the cursor is not committed. "
+                               "Drop the target '%s' and run 'mbq-state reset %s --full --yes'",
+                               t->tc->name, want->name, have ? have->type : "(missing)",
+                               want->type, t->tc->target, t->tc->name);
+    }
+    mbq_bq_table_info_free(info);
+    return rc;
+}
+
 /* stage: load the staged file into the staging table (merge) or straight
  * into the target (replace), as a job with a deterministic id. */
 static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
@@ -406,13 +429,27 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.create_disposition = replace ? MBQ_BQ_CREATE_NEVER : MBQ_BQ_CREATE_IF_NEEDED;
         if ((rc = mbq_bq_load_file(&job, ctx->bq, t->run.load_job_id, &lo)) < 0)
             goto failed_job;
-        if (job->output_rows >= 0 && job->output_rows != t->run.staged_rows) {
+        if (job->output_rows < 0) {
+            /* BigQuery always reports outputRows for a load; without it the
+             * job cannot be trusted to hold these rows (the emulator, for
+             * one, registers a job for an upload cut short and loads
+             * nothing). Count what the table holds now instead: after a
+             * WRITE_TRUNCATE it is exactly what this job wrote. */
+            mbq_bq_table_info *info = NULL;
+            if ((rc = mbq_bq_table_get(&info, ctx->bq, lo.dataset, lo.table)) < 0)
+                goto done;
+            job->output_rows = info->num_rows;
+            mbq_bq_table_info_free(info);
+        }
+        if (job->output_rows != t->run.staged_rows) {
             rc = mbq_error_set(MBQ_EBQ,
                                "load job '%s' wrote %" PRId64 " rows but %" PRId64
                                " were staged",
                                t->run.load_job_id, job->output_rows, t->run.staged_rows);
             goto failed_job;
         }
+        if (t->rebuild && (rc = verify_rebuilt_schema(ctx, t)) < 0)
+            goto done;
         mbq_log(MBQ_LOG_INFO, t->tc->name, "stage", "loaded %" PRId64 " rows into '%s'%s",
                 t->run.staged_rows, lo.table, job->existed ? " (job found from an earlier try)" : "");
     }
@@ -482,6 +519,16 @@ static int build_merge_sql(mbq_buf *sql, const sync_ctx *ctx, const table_job *t
         P(mbq_buf_quote_bq_ident(sql, s->columns[i].bq_name));
         P(mbq_buf_puts(sql, " = S."));
         P(mbq_buf_quote_bq_ident(sql, s->columns[i].bq_name));
+    }
+    /* Columns dropped in MySQL stay in the target with their history, and
+     * an updated row no longer has a value for them. */
+    for (size_t i = 0; t->load_schema && i < t->load_schema->n_fields; i++) {
+        const char *name = t->load_schema->fields[i].name;
+        if (mbq_bq_schema_find(t->stage_schema, name))
+            continue;
+        P(mbq_buf_puts(sql, ", "));
+        P(mbq_buf_quote_bq_ident(sql, name));
+        P(mbq_buf_puts(sql, " = NULL"));
     }
     P(mbq_buf_puts(sql, " WHEN NOT MATCHED THEN INSERT ("));
     for (size_t i = 0; i < s->n_columns; i++) {

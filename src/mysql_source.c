@@ -504,6 +504,48 @@ mbq_cursor_kind mbq_cursor_kind_of(const mbq_column *col)
     return MBQ_CURSOR_NONE;
 }
 
+int mbq_mysql_key_is_unique(bool *out, mbq_mysql *c, const mbq_table_schema *s,
+                            const char *const *key, size_t n_key)
+{
+    int rc = 0;
+    MYSQL_RES *res = NULL;
+    mbq_buf sql = MBQ_BUF_INIT;
+    *out = false;
+    /* A UNIQUE index admits many NULLs: every key column must be NOT NULL. */
+    for (size_t i = 0; i < n_key; i++) {
+        const mbq_column *col = mbq_table_schema_column(s, key[i]);
+        if (!col || col->nullable)
+            return 0;
+    }
+    /* An index that is unique and made of exactly the key's columns (in any
+     * order: uniqueness does not depend on it). */
+    rc = mbq_buf_puts(&sql, "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE "
+                            "TABLE_SCHEMA = ");
+    if (rc == 0)
+        rc = put_literal(&sql, c, s->database);
+    if (rc == 0)
+        rc = mbq_buf_puts(&sql, " AND TABLE_NAME = ");
+    if (rc == 0)
+        rc = put_literal(&sql, c, s->table);
+    if (rc == 0)
+        rc = mbq_buf_printf(&sql, " AND NON_UNIQUE = 0 GROUP BY INDEX_NAME HAVING COUNT(*) = %zu "
+                                  "AND SUM(COLUMN_NAME IN (", n_key);
+    for (size_t i = 0; rc == 0 && i < n_key; i++) {
+        if (i)
+            rc = mbq_buf_putc(&sql, ',');
+        if (rc == 0)
+            rc = put_literal(&sql, c, mbq_table_schema_column(s, key[i])->name);
+    }
+    if (rc == 0)
+        rc = mbq_buf_printf(&sql, ")) = %zu", n_key);
+    if (rc == 0 && (rc = query_store(&res, c, &sql)) == 0)
+        *out = mysql_num_rows(res) > 0;
+    if (res)
+        mysql_free_result(res);
+    mbq_buf_free(&sql);
+    return rc;
+}
+
 int mbq_mysql_check_table(mbq_cursor_kind *kind_out, const mbq_table_schema *s,
                           const char *const *pk, size_t n_pk, const char *cursor)
 {
@@ -672,6 +714,9 @@ static void *writer_main(void *arg)
             pthread_mutex_unlock(&w->mu);
         }
     }
+    /* The thread's error message (thread-local) dies with the thread: free
+     * it, its text was copied to w->errmsg for the encoder's side. */
+    mbq_error_clear();
     return NULL;
 }
 

@@ -465,6 +465,26 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
     if ((rc = mbq_mysql_check_table(&t->kind, t->src, (const char *const *)tc->primary_key,
                                     tc->n_primary_key, cursor)) < 0)
         goto done;
+    /* Only an upsert needs a unique key; a full refresh copies the rows as
+     * they are, duplicates included. */
+    bool unique = !cursor;
+    if (cursor && (rc = mbq_mysql_key_is_unique(&unique, ctx->my, t->src,
+                                      (const char *const *)tc->primary_key, tc->n_primary_key)) <
+        0)
+        goto done;
+    if (!unique) {
+        mbq_buf keys = MBQ_BUF_INIT;
+        for (size_t i = 0; i < tc->n_primary_key; i++)
+            mbq_buf_printf(&keys, "%s'%s'", i ? ", " : "", tc->primary_key[i]);
+        rc = mbq_error_set(MBQ_ESCHEMA,
+                           "table '%s': primary_key (%s) is not guaranteed unique in MySQL (no "
+                           "PRIMARY KEY or UNIQUE index on exactly these NOT NULL columns); an "
+                           "upsert by it could merge distinct rows into one, so mbq stops. Add "
+                           "such an index, or configure the table's real key",
+                           tc->name, mbq_buf_cstr(&keys));
+        mbq_buf_free(&keys);
+        goto done;
+    }
     const char *kind_name = t->kind == MBQ_CURSOR_INTEGER     ? "integer"
                             : t->kind == MBQ_CURSOR_TIMESTAMP ? "timestamp"
                                                               : NULL;

@@ -447,17 +447,7 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     int conn_rc = mbq_mysql_connect(&ctx.my, &cfg->mysql);
     if (conn_rc == 0) {
         mbq_bq_options bo;
-        mbq_bq_options_init(&bo);
-        bo.project = bc->project_id;
-        bo.location = bc->location;
-        bo.endpoint = bc->endpoint;
-        bo.credentials = bc->credentials;
-        bo.job_timeout_ms = bc->job_timeout_ms;
-        bo.max_retries = bc->max_retries;
-        bo.retry_max_elapsed_ms = bc->retry_max_elapsed_ms;
-        bo.upload_chunk_bytes = bc->upload_chunk_bytes;
-        bo.multipart_max_bytes = bc->multipart_max_bytes;
-        bo.tls_verify = bc->tls_verify;
+        mbq_bq_options_from_config(&bo, bc);
         conn_rc = mbq_bq_new(&ctx.bq, &bo);
         if (conn_rc == 0)
             conn_rc = opts->dry_run ? mbq_bq_dataset_get(ctx.bq, NULL, bc->dataset)

@@ -348,12 +348,35 @@ static int quoted_copy(mbq_buf *out, const char *v, size_t len)
     return 0;
 }
 
+/* Is v[0..len) 'YYYY-MM-DD HH:MM:SS' with an optional '.' and 1 to 6
+ * fractional digits, as the server prints a TIMESTAMP? The value is copied
+ * into the JSON string without escaping, so only this exact shape may pass:
+ * fuzz_encoder found a non-ASCII byte in the date part written raw, which
+ * made the NDJSON line invalid UTF-8. */
+static bool timestamp_text_ok(const char *v, size_t len)
+{
+    static const char shape[] = "dddd-dd-dd dd:dd:dd";
+    if (len < 19 || len == 20 || len > 26)
+        return false;
+    for (size_t i = 0; i < 19; i++) {
+        if (shape[i] == 'd' ? !isdigit((unsigned char)v[i]) : v[i] != shape[i])
+            return false;
+    }
+    if (len > 19 && v[19] != '.')
+        return false;
+    for (size_t i = 20; i < len; i++) {
+        if (!isdigit((unsigned char)v[i]))
+            return false;
+    }
+    return true;
+}
+
 static int encode_timestamp(mbq_buf *out, const char *v, size_t len)
 {
     /* 'YYYY-MM-DD HH:MM:SS[.f{1,6}]' in the session's UTC -> always six
      * fractional digits and an explicit offset (the emulator refuses
      * anything else, BigQuery accepts it). */
-    if (len < 19 || len > 26)
+    if (!timestamp_text_ok(v, len))
         return bad_value("TIMESTAMP", v, len);
     if (mbq_buf_grow(out, 36) < 0)
         return MBQ_ENOMEM;

@@ -8,3 +8,6 @@ mbq_add_test(NAME faults_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME badinput_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_badinput.py
              LABELS reliability SERVICES TIMEOUT 600)
+mbq_add_test(NAME security_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_security.py
+             LABELS reliability SERVICES TIMEOUT 600)

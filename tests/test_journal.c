@@ -109,6 +109,16 @@ static void test_truncated_journal_is_refused(void)
     free(d);
 }
 
+static void test_empty_journal_file_is_refused(void)
+{
+    char *d = new_dir();
+    write_file(d, "state.db", "", 0);
+    mbq_journal *j = NULL;
+    CHECK_INT(mbq_journal_open(&j, d, MBQ_JOURNAL_WRITE), MBQ_EJOURNAL);
+    CHECK_CONTAINS(mbq_error_last(), "is empty (0 bytes)");
+    free(d);
+}
+
 static void test_newer_journal_version_is_refused(void)
 {
     char *d = new_dir();
@@ -302,6 +312,7 @@ int main(void)
     RUN(test_second_writer_gets_locked_error);
     RUN(test_garbage_journal_is_refused_not_recreated);
     RUN(test_truncated_journal_is_refused);
+    RUN(test_empty_journal_file_is_refused);
     RUN(test_newer_journal_version_is_refused);
     RUN(test_table_run_lifecycle_and_commit);
     RUN(test_migration_from_v1_keeps_cursors);

@@ -204,6 +204,12 @@ static void test_dates_times_and_zero_dates(void)
     CHECK_ENC(MBQ_ENC_TIMESTAMP, "2038-01-19 03:14:07", "\"2038-01-19 03:14:07.000000+00:00\"");
     CHECK_ENC(MBQ_ENC_TIMESTAMP, "2038-01-19 03:14:07.5", "\"2038-01-19 03:14:07.500000+00:00\"");
     CHECK_ENC(MBQ_ENC_TIMESTAMP, "0000-00-00 00:00:00.000000", "NULL");
+    /* Only the server's exact shape is copied unescaped (fuzz_encoder: a
+     * non-ASCII byte in the date part went raw into the JSON string). */
+    CHECK_ENC(MBQ_ENC_TIMESTAMP, "2038-\xc0" "1-19 03:14:07", "ERROR");
+    CHECK_ENC(MBQ_ENC_TIMESTAMP, "2038-01-19 03:14:07.", "ERROR");
+    CHECK_ENC(MBQ_ENC_TIMESTAMP, "2038-01-19 03:14:07.5\"", "ERROR");
+    CHECK_ENC(MBQ_ENC_TIMESTAMP, "2038-01-19 03:14:07x123", "ERROR");
     CHECK_ENC(MBQ_ENC_TIME, "-838:59:59", "\"-838:59:59\"");
     CHECK_ENC(MBQ_ENC_TIME, "12:00:00.000001", "\"12:00:00.000001\"");
     CHECK_ENC(MBQ_ENC_JSON, "{\"a\":[1]}", "\"{\\\"a\\\":[1]}\"");

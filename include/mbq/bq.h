@@ -72,6 +72,11 @@ typedef struct mbq_bq_options {
 /* Fill `opts` with the defaults above (project NULL). */
 void mbq_bq_options_init(mbq_bq_options *opts);
 
+/* Fill `opts` from the config's bigquery section (defaults first, then every
+ * knob the config has). The strings stay owned by `cfg`. */
+struct mbq_bigquery_config;
+void mbq_bq_options_from_config(mbq_bq_options *opts, const struct mbq_bigquery_config *cfg);
+
 /* Create a client. Validates the options (MBQ_ECONFIG: no project, a chunk
  * size that is not a multiple of 256 KiB, a bad endpoint) and, when auth is
  * used, loads the key file (MBQ_EAUTH, see mbq_bq_auth_new). No request is

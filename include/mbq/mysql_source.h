@@ -113,6 +113,14 @@ typedef enum mbq_cursor_kind {
 int mbq_mysql_check_table(mbq_cursor_kind *kind_out, const mbq_table_schema *s,
                           const char *const *pk, size_t n_pk, const char *cursor);
 
+/* Is `key` (n_key column names) guaranteed unique in the table: all its
+ * columns NOT NULL and a PRIMARY or UNIQUE index on exactly those columns?
+ * MERGE by a key that is not unique would collapse rows (and BigQuery
+ * refuses such a MERGE), so the sync refuses to use one. *out false when
+ * not; errors only for a failed query (MBQ_EMYSQL/MBQ_ENET). */
+int mbq_mysql_key_is_unique(bool *out, mbq_mysql *c, const mbq_table_schema *s,
+                            const char *const *key, size_t n_key);
+
 /* The cursor kind a column supports: NONE when it can't be a cursor. */
 mbq_cursor_kind mbq_cursor_kind_of(const mbq_column *col);
 

@@ -79,6 +79,8 @@ def test_unchanged_table_runs_no_job():
     check_eq(run0["load_job_id"], None, "an unchanged table loads nothing")
     check_eq(run0["merge_job_id"], None, "an unchanged table merges nothing")
     check("no changes" in r.stderr, "log says no changes: %r" % r)
+    meta = bq_query("SELECT COUNT(*) FROM `%s.sync_metadata`" % ws.dataset)
+    check_eq(meta, [["1"]], "no metadata job either: one mirrored run (the first)")
     # A change inside the lookback window is not mistaken for no change.
     # (updated_at kept: the row stays inside [cursor - lookback, cursor])
     mysql("UPDATE items SET val = 'touched', updated_at = updated_at WHERE id = 45", db=ws.db)

@@ -1,0 +1,21 @@
+/* The BigQuery client's options from the config (see mbq/bq.h). One place,
+ * so that every command talks to BigQuery with the same settings. */
+#include "mbq/bq.h"
+#include "mbq/config.h"
+#include "mbq/banned.h"
+
+void mbq_bq_options_from_config(mbq_bq_options *o, const mbq_bigquery_config *c)
+{
+    mbq_bq_options_init(o);
+    o->project = c->project_id;
+    o->location = c->location;
+    o->endpoint = c->endpoint;
+    o->credentials = c->credentials;
+    o->job_timeout_ms = c->job_timeout_ms;
+    o->request_timeout_ms = c->request_timeout_ms;
+    o->max_retries = c->max_retries;
+    o->retry_max_elapsed_ms = c->retry_max_elapsed_ms;
+    o->upload_chunk_bytes = c->upload_chunk_bytes;
+    o->multipart_max_bytes = c->multipart_max_bytes;
+    o->tls_verify = c->tls_verify;
+}
