@@ -909,7 +909,7 @@ static const char *const bq_keys[] = {
     "credentials",       "endpoint",    "upload_chunk_size", "multipart_max",
     "compression",       "staging_expiration",               "job_timeout",
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
-    "request_timeout",   NULL};
+    "request_timeout",   "stream_load",      NULL};
 static const char *const alerting_keys[] = {"email", "telegram", NULL};
 static const char *const email_keys[] = {"enabled",  "smtp_url", "host", "port", "tls",
                                          "username", "password", "from", "to",   "on",
@@ -1195,6 +1195,7 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     yaml_node_t *at = NULL, *project_at = NULL;
     int64_t v;
     b->upload_chunk_bytes = 8 * 1024 * 1024;
+    b->stream_load = true;
     b->multipart_max_bytes = 5 * 1024 * 1024;
     b->compress = true;
     b->staging_expiration_ms = 7LL * 86400 * 1000;
@@ -1278,6 +1279,8 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     } else if ((rc = get_bool(c, &s, "compression", &b->compress, NULL)) < 0) {
         goto done;
     }
+    if ((rc = get_bool(c, &s, "stream_load", &b->stream_load, NULL)) < 0)
+        goto done;
     /* BigQuery refuses table expirations under one hour. */
     if ((rc = get_duration(c, &s, "staging_expiration", 3600 * 1000, &b->staging_expiration_ms,
                            NULL)) < 0 ||

@@ -37,6 +37,8 @@
 #include "mbq/log.h"
 #include "mbq/machine.h"
 #include "mbq/mysql_source.h"
+#include "mbq/pipeline.h"
+#include "mbq/progress.h"
 #include "mbq/util.h"
 #include "sync_internal.h"
 #include "mbq/banned.h"
@@ -223,6 +225,40 @@ static void remove_staged_file(table_job *t)
 
 /* ---- states ----------------------------------------------------------- */
 
+/* Does a load job hold exactly the staged rows? BigQuery always reports
+ * outputRows for a load; without it the job cannot be trusted (the
+ * emulator, for one, registers a job for an upload cut short and loads
+ * nothing), so the table is counted instead: after a WRITE_TRUNCATE it holds
+ * exactly what the job wrote. MBQ_EBQ when the numbers differ. */
+static int check_loaded_rows(sync_ctx *ctx, table_job *t, mbq_bq_job *job, const char *table)
+{
+    if (job->output_rows < 0) {
+        mbq_bq_table_info *info = NULL;
+        int rc = mbq_bq_table_get(&info, ctx->bq, ctx->cfg->bigquery.dataset, table);
+        if (rc < 0)
+            return rc;
+        job->output_rows = info->num_rows;
+        mbq_bq_table_info_free(info);
+    }
+    if (job->output_rows != t->run.staged_rows)
+        return mbq_error_set(MBQ_EBQ,
+                             "load job '%s' wrote %" PRId64 " rows but %" PRId64 " were staged",
+                             job->job_id, job->output_rows, t->run.staged_rows);
+    return 0;
+}
+
+/* Stream a replace load while extracting? Only when configured and when the
+ * journal can record the job id first. */
+static bool cursor_or_full_streamable(const sync_ctx *ctx, const table_job *t)
+{
+    return ctx->cfg->bigquery.stream_load && ctx->j && t->load_schema;
+}
+
+static void extract_progress(void *ud, uint64_t rows, uint64_t raw_bytes)
+{
+    mbq_progress_update(ud, (int64_t)rows, (int64_t)raw_bytes);
+}
+
 /* extract: one consistent snapshot of the window into a new file. */
 static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
 {
@@ -230,7 +266,11 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     mbq_extract_result res = {0};
     mbq_buf path = MBQ_BUF_INIT;
     char *low = NULL;
+    mbq_bq_job *job = NULL;
 
+    free(t->run.load_job_id);
+    t->run.load_job_id = NULL;
+    t->preloaded = false;
     /* A previous attempt's file is never reused: the attempt (and so every
      * job id) changes with the data. */
     remove_staged_file(t);
@@ -258,9 +298,56 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     eo.log_table = t->tc->name;
     eo.want_tail = cursor != NULL;
     eo.tail_lookback_ms = t->tc->lookback_ms;
+    mbq_buf label = MBQ_BUF_INIT;
+    mbq_progress *prog = NULL;
+    if (mbq_buf_printf(&label, "%s extract", t->tc->name) == 0 &&
+        mbq_progress_new(&prog, label.ptr, ctx->progress ? MBQ_PROGRESS_AUTO : MBQ_PROGRESS_OFF) ==
+            0) {
+        eo.progress = extract_progress;
+        eo.progress_ud = prog;
+    }
+    mbq_buf_free(&label);
     int64_t t0 = mbq_monotonic_ms();
-    if ((rc = mbq_mysql_extract(&res, ctx->my, &eo)) < 0)
+    bool streamed = false;
+    if (replace && cursor_or_full_streamable(ctx, t)) {
+        /* Upload while extracting (pipeline.h). The job id is journaled
+         * before the first byte leaves: a crash mid-stream resumes at
+         * extract, whose attempt bump gives every job a new id. */
+        if ((rc = set_str(&t->run.load_mode, "replace")) < 0 ||
+            (rc = make_job_id(&t->run.load_job_id, "mbq_replace", t)) < 0 ||
+            (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0) {
+            mbq_progress_free(prog);
+            goto done;
+        }
+        mbq_bq_load_options lo = MBQ_BQ_LOAD_OPTIONS_INIT;
+        lo.dataset = ctx->cfg->bigquery.dataset;
+        lo.table = t->tc->target;
+        lo.path = path.ptr;
+        lo.schema = t->load_schema;
+        lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+        lo.create_disposition = MBQ_BQ_CREATE_NEVER;
+        mbq_pipeline_options po = MBQ_PIPELINE_OPTIONS_INIT;
+        mbq_pipeline_report rep = {0};
+        rc = mbq_pipeline_extract_load(&res, &job, ctx->my, &eo, ctx->bq, t->run.load_job_id, &lo,
+                                       &po, &rep);
+        if (rc < 0 && res.file_written) {
+            /* The rows are safe in the file; stage loads them from it. */
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "extract",
+                    "streamed upload failed, the load will run from the staged file: %s",
+                    mbq_error_last());
+            rc = 0;
+        }
+        streamed = rc == 0 && job;
+        t->run.t_stage_ms += rep.load_wait_ms;
+    } else {
+        rc = mbq_mysql_extract(&res, ctx->my, &eo);
+    }
+    if (rc < 0) {
+        mbq_progress_free(prog);
         goto done;
+    }
+    mbq_progress_update(prog, (int64_t)res.rows, (int64_t)res.raw_bytes);
+    mbq_progress_finish(prog);
     t->run.t_extract_ms += mbq_monotonic_ms() - t0;
     mbq_log(MBQ_LOG_INFO, t->tc->name, "extract",
             "extracted %" PRIu64 " rows (%" PRIu64 " bytes) with cursor in [%s .. %s] in %" PRId64
@@ -279,10 +366,27 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
         goto done;
     t->run.staged_rows = (int64_t)res.rows;
     t->run.staged_bytes = (int64_t)res.bytes;
-    free(t->run.load_job_id);
+    if (streamed) {
+        /* The streamed job must hold exactly the staged rows. */
+        if ((rc = check_loaded_rows(ctx, t, job, t->tc->target)) == 0)
+            t->preloaded = true;
+        else if (rc != MBQ_EBQ)
+            goto done;
+        else
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "extract", "%s: loading again from the file",
+                    mbq_error_last());
+        rc = 0;
+    }
+    if (t->run.load_job_id && !t->preloaded) {
+        /* A stream that did not complete may have left its job id behind
+         * (the emulator registers one for a cut request): never reuse it. */
+        t->run.attempt++;
+        free(t->run.load_job_id);
+        t->run.load_job_id = NULL;
+    }
     free(t->run.merge_job_id);
     free(t->run.staging_table);
-    t->run.load_job_id = t->run.merge_job_id = t->run.staging_table = NULL;
+    t->run.merge_job_id = t->run.staging_table = NULL;
 
     if (res.rows == 0) {
         if ((rc = set_str(&t->run.staged_path, NULL)) < 0)
@@ -309,7 +413,9 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
         *ev = EV_UNCHANGED;
         goto done;
     }
-    if ((rc = set_str(&t->run.staged_path, res.rows > 0 ? path.ptr : NULL)) < 0 ||
+    if ((rc = set_str(&t->run.staged_path, res.rows > 0 ? path.ptr : NULL)) < 0)
+        goto done;
+    if (!t->preloaded &&
         (rc = make_job_id(&t->run.load_job_id, replace ? "mbq_replace" : "mbq_load", t)) < 0)
         goto done;
     if (!replace) {
@@ -334,6 +440,7 @@ done:
     free(low);
     mbq_buf_free(&path);
     mbq_extract_result_free(&res);
+    mbq_bq_job_free(job);
     return rc;
 }
 
@@ -373,7 +480,7 @@ static int verify_rebuilt_schema(sync_ctx *ctx, table_job *t)
  * into the target (replace), as a job with a deterministic id. */
 static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
 {
-    int rc;
+    int rc = 0;
     mbq_bq_job *job = NULL;
     mbq_buf sql = MBQ_BUF_INIT;
     const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
@@ -427,31 +534,19 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.schema = replace ? t->load_schema : t->stage_schema;
         lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
         lo.create_disposition = replace ? MBQ_BQ_CREATE_NEVER : MBQ_BQ_CREATE_IF_NEEDED;
-        if ((rc = mbq_bq_load_file(&job, ctx->bq, t->run.load_job_id, &lo)) < 0)
-            goto failed_job;
-        if (job->output_rows < 0) {
-            /* BigQuery always reports outputRows for a load; without it the
-             * job cannot be trusted to hold these rows (the emulator, for
-             * one, registers a job for an upload cut short and loads
-             * nothing). Count what the table holds now instead: after a
-             * WRITE_TRUNCATE it is exactly what this job wrote. */
-            mbq_bq_table_info *info = NULL;
-            if ((rc = mbq_bq_table_get(&info, ctx->bq, lo.dataset, lo.table)) < 0)
-                goto done;
-            job->output_rows = info->num_rows;
-            mbq_bq_table_info_free(info);
-        }
-        if (job->output_rows != t->run.staged_rows) {
-            rc = mbq_error_set(MBQ_EBQ,
-                               "load job '%s' wrote %" PRId64 " rows but %" PRId64
-                               " were staged",
-                               t->run.load_job_id, job->output_rows, t->run.staged_rows);
-            goto failed_job;
+        if (!t->preloaded) {
+            if ((rc = mbq_bq_load_file(&job, ctx->bq, t->run.load_job_id, &lo)) < 0)
+                goto failed_job;
+            if ((rc = check_loaded_rows(ctx, t, job, lo.table)) < 0)
+                goto failed_job;
         }
         if (t->rebuild && (rc = verify_rebuilt_schema(ctx, t)) < 0)
             goto done;
         mbq_log(MBQ_LOG_INFO, t->tc->name, "stage", "loaded %" PRId64 " rows into '%s'%s",
-                t->run.staged_rows, lo.table, job->existed ? " (job found from an earlier try)" : "");
+                t->run.staged_rows, lo.table,
+                t->preloaded       ? " (streamed while extracting)"
+                : job->existed     ? " (job found from an earlier try)"
+                                   : "");
     }
     if (replace)
         t->rows_synced = t->run.staged_rows;

@@ -531,10 +531,11 @@ int mbq_mysql_key_is_unique(bool *out, mbq_mysql *c, const mbq_table_schema *s,
         rc = mbq_buf_printf(&sql, " AND NON_UNIQUE = 0 GROUP BY INDEX_NAME HAVING COUNT(*) = %zu "
                                   "AND SUM(COLUMN_NAME IN (", n_key);
     for (size_t i = 0; rc == 0 && i < n_key; i++) {
+        const mbq_column *col = mbq_table_schema_column(s, key[i]);
         if (i)
             rc = mbq_buf_putc(&sql, ',');
         if (rc == 0)
-            rc = put_literal(&sql, c, mbq_table_schema_column(s, key[i])->name);
+            rc = put_literal(&sql, c, col ? col->name : key[i]);
     }
     if (rc == 0)
         rc = mbq_buf_printf(&sql, ")) = %zu", n_key);
@@ -1023,6 +1024,7 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
     writer w;
     char *high = NULL;
     EVP_MD_CTX *tail_sha = NULL;
+    uint64_t handed_bytes = 0;
     bool in_tail = false;
     mbq_cursor_kind kind = MBQ_CURSOR_NONE;
     size_t cursor_idx = 0;
@@ -1208,7 +1210,10 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
             goto done;
         }
         if (cur->len >= chunk) {
+            handed_bytes += cur->len;
             writer_submit(&w, cur);
+            if (o->progress)
+                o->progress(o->progress_ud, out->rows, handed_bytes);
             if (faults)
                 mbq_fault_point("extract.mid");
             if (!(cur = writer_get(&w))) {

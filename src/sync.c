@@ -381,6 +381,7 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     ctx.cfg = cfg;
     ctx.run_id = run_id;
     ctx.dry_run = opts->dry_run;
+    ctx.progress = opts->progress;
 
     for (size_t i = 0; opts->tables && i < opts->n_tables; i++) {
         if (!mbq_config_table(cfg, opts->tables[i])) {

@@ -22,6 +22,7 @@ typedef struct sync_ctx {
     const char *run_id;
     char *staging_dir;    /* <state_dir>/staging */
     bool dry_run;
+    bool progress;        /* show progress lines (on a terminal only) */
 } sync_ctx;
 
 /* One table in one run. */
@@ -37,6 +38,7 @@ typedef struct table_job {
     int64_t target_rows;         /* target's row count at schema-check (-1 unknown) */
     bool unchanged;              /* extract found exactly what was committed last time */
     bool schema_changed_since_extract; /* source columns differ from the journaled ones */
+    bool preloaded;              /* extract streamed the load already (pipeline.h) */
     bool rebuild;                /* schema-check: an incompatible change under policy 'rebuild':
                                     the whole table is reloaded into the target, whose schema
                                     the replace load then sets to load_schema */

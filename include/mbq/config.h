@@ -102,6 +102,7 @@ typedef struct mbq_bigquery_config {
     int64_t upload_chunk_bytes;     /* resumable chunk size, multiple of 256 KiB; 0 = one request; default 8 MiB */
     int64_t multipart_max_bytes;    /* files up to this go by multipart upload; default 5 MiB */
     bool compress;                  /* gzip staging files (default true) */
+    bool stream_load;               /* a replace load uploads while it extracts (default true) */
     int64_t staging_expiration_ms;  /* default 7 days */
     int64_t job_timeout_ms;         /* default 6 h */
     int64_t request_timeout_ms;     /* one HTTP request, upload included; default 10 min */

@@ -150,10 +150,16 @@ typedef struct mbq_extract_options {
      * fails the extract with that code. NULL = none. */
     int (*sink)(void *sink_ud, const void *data, size_t len);
     void *sink_ud;
+    /* Optional: called on the calling thread after every chunk handed to
+     * the writer, with the rows and uncompressed bytes so far (a progress
+     * display). NULL = none. */
+    void (*progress)(void *progress_ud, uint64_t rows, uint64_t raw_bytes);
+    void *progress_ud;
 } mbq_extract_options;
 
 #define MBQ_EXTRACT_OPTIONS_INIT                                                                   \
-    {NULL, NULL, 0, NULL, MBQ_CURSOR_NONE, NULL, NULL, NULL, true, 0, 0, NULL, false, 0, NULL, NULL}
+    {NULL, NULL, 0, NULL, MBQ_CURSOR_NONE, NULL, NULL, NULL, true, 0,                             \
+     0,    NULL, false, 0, NULL, NULL, NULL, NULL}
 
 typedef struct mbq_extract_result {
     uint64_t rows;

@@ -513,3 +513,76 @@ def bq_field_types(ws, table):
     if t is None:
         return None
     return {f["name"]: f["type"] for f in t["schema"]["fields"]}
+
+
+# ---- a private emulator per suite ---------------------------------------------
+# goccy v0.8.1 grows without bound as it works (several GB of RSS after a few
+# hundred jobs) and then fails with a googlesqlite panic: "slice bounds out of
+# range" (README, emulator divergences). One shared emulator for the whole
+# suite would fall over in CI; each heavy suite starts its own, fresh, and may
+# restart it between groups of cases.
+
+_PRIVATE = {}
+
+
+def _free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def private_emulator():
+    """Start a fresh emulator for this process and point the tests (and the
+    mbq runs they make) at it. Replaces any earlier private one."""
+    import atexit
+    import signal
+    stop_private_emulator()
+    here = os.path.dirname(os.path.abspath(__file__))
+    binary = subprocess.run(["bash", os.path.join(here, "..", "..", "tools", "build-emulator.sh")],
+                            capture_output=True, check=True).stdout.decode().strip()
+    d = tempfile.mkdtemp(prefix="mbq-emu-")
+    for _ in range(5):
+        port, grpc = _free_port(), _free_port()
+        log = open(os.path.join(d, "emulator.log"), "ab")
+        p = subprocess.Popen([binary, "--project=%s" % os.environ.get("MBQ_TEST_BQ_PROJECT", "mbq-test"),
+                              "--host=127.0.0.1", "--port=%d" % port, "--grpc-port=%d" % grpc,
+                              "--database=%s" % os.path.join(d, "emulator.db")],
+                             stdout=log, stderr=log, start_new_session=True)
+        os.environ["BIGQUERY_EMULATOR_HOST"] = "127.0.0.1:%d" % port
+        for _ in range(200):
+            if p.poll() is not None:
+                break
+            try:
+                st, _body = bq_request("GET", "/datasets")
+                if st == 200:
+                    _PRIVATE.update(proc=p, dir=d)
+                    if not _PRIVATE.get("atexit"):
+                        atexit.register(stop_private_emulator)
+                        _PRIVATE["atexit"] = True
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        p.wait()
+    raise RuntimeError("cannot start a private emulator (log: %s/emulator.log)" % d)
+
+
+def stop_private_emulator():
+    import signal
+    p = _PRIVATE.pop("proc", None)
+    if p:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        p.wait()
+    d = _PRIVATE.pop("dir", None)
+    if d:
+        shutil.rmtree(d, ignore_errors=True)

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mbqtest import (Workspace, check, check_eq, expect_ok, mysql, require_services, run_cases)
+from mbqtest import (Workspace, check, check_eq, expect_ok, mysql, require_services, run_cases, private_emulator)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BOT_TOKEN = "123456:SECRET-bot-token-xyz"
@@ -188,11 +188,30 @@ def test_json_logs_have_level_table_and_state():
     ws.cleanup()
 
 
+def test_progress_on_a_terminal_only():
+    ws = alert_ws("progress", on="failure")
+    # script(1) gives mbq a pseudo-terminal as stderr.
+    cmd = "%s sync --config %s" % (os.environ["MBQ_BIN"], ws.config)
+    p = subprocess.run(["script", "-qefc", cmd, "/dev/null"], env=ws.env(), capture_output=True,
+                       timeout=300)
+    out = p.stdout.decode(errors="replace")
+    check_eq(p.returncode, 0, "sync on a terminal: %s" % out)
+    check(re.search(r"items extract: 3 rows, [0-9.]+ [KMG]?i?B", out) is not None,
+          "progress line on a terminal: %r" % out)
+    mysql("INSERT INTO items VALUES (9,'z',9,'2024-02-01 00:00:00')", db=ws.db)
+    r = ws.sync()
+    expect_ok(r)
+    check("items extract:" not in r.stderr, "no progress line off a terminal: %r" % r)
+    ws.cleanup()
+
+
 if __name__ == "__main__":
     require_services()
+    private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
     run_cases([test_failure_mail_lists_every_failed_table_once,
                test_change_policy_sends_on_failure_once_and_on_recovery,
                test_success_summary_has_rows_and_schema_changes,
                test_telegram_5xx_leaves_exit_code_and_is_journaled,
                test_metrics_file_holds_the_run,
-               test_json_logs_have_level_table_and_state])
+               test_json_logs_have_level_table_and_state,
+               test_progress_on_a_terminal_only])

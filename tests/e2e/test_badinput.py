@@ -17,7 +17,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mbqtest  # noqa: E402
 from mbqtest import (Workspace, bq_query, bq_table, check, check_clean_failure, check_eq,  # noqa: E402
-                     check_no_sanitizer, expect_ok, mysql, require_services, run, run_cases)
+                     check_no_sanitizer, expect_ok, mysql, require_services, run, run_cases, private_emulator)
 
 OK, FAILED, USAGE, UNAVAILABLE, NOPERM = 0, 1, 2, 69, 77
 CASES_RUN = []
@@ -394,6 +394,7 @@ def test_reset_with_an_unparseable_cursor():
 
 if __name__ == "__main__":
     require_services()
+    private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
     WS = Workspace("bad_config")
     mysql(ITEMS, db=WS.db)
     KEY_DIR = tempfile.mkdtemp(prefix="mbq-badinput-")

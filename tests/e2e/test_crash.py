@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, assert_target_equals_source, check, check_eq, expect_ok, mysql,
-                     require_services, run_cases)
+                     require_services, run_cases, private_emulator)
 
 COLS = ["id", "val", "n", "updated_at"]
 
@@ -125,7 +125,9 @@ def scenario_merge(point):
 
 
 def test_kill_at_every_point_of_a_first_sync():
-    for p in POINTS_REPLACE:
+    for i, p in enumerate(POINTS_REPLACE):
+        if i and i % 6 == 0:
+            private_emulator()  # the emulator's memory grows with every job
         try:
             scenario_replace(p)
         except Exception as e:
@@ -133,7 +135,9 @@ def test_kill_at_every_point_of_a_first_sync():
 
 
 def test_kill_at_every_point_of_an_incremental_sync():
-    for p in POINTS_MERGE:
+    for i, p in enumerate(POINTS_MERGE):
+        if i and i % 6 == 0:
+            private_emulator()  # the emulator's memory grows with every job
         try:
             scenario_merge(p)
         except Exception as e:
@@ -141,6 +145,7 @@ def test_kill_at_every_point_of_an_incremental_sync():
 
 
 def test_kill_in_the_middle_of_an_extract_stream():
+    private_emulator()
     # 3 MiB of rows: the extractor hands 1 MiB chunks to its writer thread
     # and the fault point fires after each; die after the second.
     ws = make_ws("crash_mid", rows=6000, width=100)
@@ -160,6 +165,7 @@ def test_report_kill_points():
 
 if __name__ == "__main__":
     require_services()
+    private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
     run_cases([test_kill_at_every_point_of_a_first_sync,
                test_kill_at_every_point_of_an_incremental_sync,
                test_kill_in_the_middle_of_an_extract_stream,

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, assert_target_equals_source, bq_field_types, bq_query, bq_table,
-                     check, check_eq, events_of, expect_ok, mysql, require_services, run_cases)
+                     check, check_eq, events_of, expect_ok, mysql, require_services, run_cases, private_emulator)
 
 DDL = """
 CREATE TABLE items (
@@ -472,6 +472,7 @@ def test_inspect_text_lists_schema_events():
 
 if __name__ == "__main__":
     require_services()
+    private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
     run_cases([
         test_added_columns_are_added_to_target_and_emulator_refusal_is_a_clear_failure,
         test_widen_int_to_bigint_unsigned_fails_clearly_on_emulator,

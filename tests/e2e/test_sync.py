@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, assert_target_equals_source, bq_query, bq_table, check, check_eq,
-                     expect_ok, mysql, require_services, run, run_cases)
+                     expect_ok, mysql, require_services, run, run_cases, private_emulator)
 
 COLS = ["id", "val", "n", "updated_at"]
 
@@ -40,6 +40,7 @@ def test_initial_sync_loads_every_row_and_commits_cursor():
     ws = items_ws("initial")
     r = ws.sync()
     expect_ok(r)
+    check("streamed while extracting" in r.stderr, "the first load streams: %r" % r)
     check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 50, "rows")
     st = ws.inspect("items")
     t = st["tables"][0]
@@ -48,6 +49,15 @@ def test_initial_sync_loads_every_row_and_commits_cursor():
     run0 = t["recent_runs"][0]
     check_eq(run0["load_mode"], "replace", "first sync loads straight into the target")
     check_eq(run0["merge_job_id"], None, "first sync runs no MERGE")
+    ws.cleanup()
+
+
+def test_first_sync_without_streaming_loads_from_the_file():
+    ws = items_ws("nostream", extra_bigquery="stream_load: false")
+    r = ws.sync()
+    expect_ok(r)
+    check("streamed" not in r.stderr, "no stream when stream_load is off: %r" % r)
+    check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 50, "rows")
     ws.cleanup()
 
 
@@ -254,8 +264,10 @@ def test_unreachable_mysql_fails_every_table_with_exit_69():
 
 if __name__ == "__main__":
     require_services()
+    private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
     run_cases([
         test_initial_sync_loads_every_row_and_commits_cursor,
+        test_first_sync_without_streaming_loads_from_the_file,
         test_incremental_sync_upserts_changes_and_boundary_ties,
         test_unchanged_table_runs_no_job,
         test_second_sync_while_one_holds_the_lock_exits_75,
