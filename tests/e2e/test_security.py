@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -256,6 +257,98 @@ def test_service_account_key_error_names_the_file_not_the_key():
     shutil.rmtree(d, ignore_errors=True)
 
 
+class TokenStandin:
+    """Google's OAuth token endpoint as its documentation describes it: a
+    POST of a signed JWT assertion answered with an access token. Records
+    the assertions it received."""
+
+    def __init__(self, token):
+        owner = self
+        self.assertions = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+                owner.assertions += form.get("assertion", [])
+                body = json.dumps({"access_token": token, "expires_in": 3599,
+                                   "token_type": "Bearer"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/token" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_access_token_and_signed_assertion_never_logged():
+    """The token endpoint answers, BigQuery itself is out of reach (no
+    endpoint override, no network here): the error paths that follow a
+    successful token fetch, at debug level and as JSON, never show the
+    access token, the signed JWT or the private key."""
+    access_token = "ya29.AccTok-Sec%s-%s" % (TAG, secrets.token_hex(8))
+    d = tempfile.mkdtemp(prefix="mbq-sec-tok-")
+    tok = TokenStandin(access_token)
+    key_path, body = make_key(d)
+    key = json.load(open(key_path))
+    key["token_uri"] = tok.url
+    with open(key_path, "w") as f:
+        json.dump(key, f)
+    ws = Workspace("security_token")
+    mysql(ITEMS, db=ws.db)
+    try:
+        ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"}],
+                        extra_bigquery="credentials: %s\nrequest_timeout: 5s" % key_path)
+        with open(ws.config) as f:
+            text = f.read()
+        text = text.replace("  endpoint: ${MBQ_E2E_BQ_ENDPOINT}\n", "", 1)
+        with open(ws.config, "w") as f:
+            f.write(text)
+        env = ws.env()
+        env.pop("BIGQUERY_EMULATOR_HOST", None)
+        env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+        outs = []
+        for what, args in (("check", ["check", "--config", ws.config]),
+                           ("sync debug", ["sync", "--config", ws.config, "--log-level", "debug"]),
+                           ("sync json", ["sync", "--config", ws.config, "--log-level", "debug",
+                                          "--log-format", "json"])):
+            r = run([os.environ["MBQ_BIN"]] + args, env, timeout=180)
+            check_no_sanitizer(r, what)
+            check(r.returncode != 0, "%s: BigQuery is out of reach here: %r" % (what, r))
+            check("bigquery.googleapis.com" in r.stdout + r.stderr,
+                  "%s: failed at a BigQuery request, after the token: %r" % (what, r))
+            outs.append((what, r.stdout + r.stderr))
+        check(tok.assertions, "mbq fetched an access token (the token endpoint was called)")
+        r = ws.state_cmd("inspect")
+        outs.append(("inspect", r.stdout + r.stderr))
+        if os.path.exists(os.path.join(ws.state, "state.db")):
+            dump = subprocess.run(["sqlite3", "-readonly", os.path.join(ws.state, "state.db"), ".dump"],
+                                  capture_output=True, timeout=60)
+            outs.append(("journal dump", dump.stdout.decode("utf-8", "replace")))
+        jwt_sig = {a.rsplit(".", 1)[-1] for a in tok.assertions}
+        for what, out in outs:
+            check(access_token not in out and access_token.split(".", 1)[1] not in out,
+                  "%s: the access token leaked: %s" % (what, out[-2000:]))
+            for sig in jwt_sig:
+                check(sig[:24] not in out, "%s: the signed JWT leaked: %s" % (what, out[-2000:]))
+            for line in body:
+                check(line[:24] not in out, "%s: the private key leaked" % what)
+    finally:
+        tok.stop()
+    ws.cleanup()
+    shutil.rmtree(d, ignore_errors=True)
+
+
 # ---- TLS -------------------------------------------------------------------
 
 def self_signed(d, cn="localhost"):
@@ -385,5 +478,6 @@ if __name__ == "__main__":
     require_services()
     run_cases([test_no_secret_in_any_output_of_a_full_sync,
                test_service_account_key_error_names_the_file_not_the_key,
+               test_access_token_and_signed_assertion_never_logged,
                test_https_endpoint_certificate_is_verified_unless_tls_insecure,
                test_mysql_tls_never_falls_back_to_plain_text])
