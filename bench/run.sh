@@ -139,15 +139,23 @@ make_big() { # TABLE ROWS
       FROM seq_1_to_$2;"
 }
 
-# floor_load TABLE NDJSON SCHEMA_JSON: one multipart upload with curl, the
-# load runs inside the request on the emulator; then jobs.get must say DONE.
+# floor_load TABLE NDJSON SCHEMA_JSON: print shell commands for ONE multipart
+# upload of the ready NDJSON with curl. The body (JSON part, the file, the
+# closing boundary) is streamed through a pipe into `curl -T -` (chunked POST),
+# so neither curl nor cat holds the file in memory. The emulator runs the load
+# inside the request; then jobs.get must say DONE.
 floor_load() {
     local t=$1 file=$2 schema=$3 job="floor_${1}_$$_$RANDOM" b="mbqbenchboundary7f3a"
     printf -- '--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{"jobReference":{"projectId":"%s","jobId":"%s"},"configuration":{"load":{"destinationTable":{"projectId":"%s","datasetId":"bench","tableId":"%s"},"schema":{"fields":%s},"sourceFormat":"NEWLINE_DELIMITED_JSON","writeDisposition":"WRITE_TRUNCATE","createDisposition":"CREATE_IF_NEEDED"}}}\r\n--%s\r\nContent-Type: application/octet-stream\r\n\r\n' \
         "$b" "$MBQ_TEST_BQ_PROJECT" "$job" "$MBQ_TEST_BQ_PROJECT" "$t" "$schema" "$b" >"$WORK/pre.$t"
     printf -- '\r\n--%s--\r\n' "$b" >"$WORK/post.$t"
-    cat "$WORK/pre.$t" "$file" "$WORK/post.$t" >"$WORK/body.$t" # not timed: a ready body
-    echo "curl -sS -f -H 'Content-Type: multipart/related; boundary=$b' -H 'Expect:' --data-binary @'$WORK/body.$t' '$UP/jobs?uploadType=multipart' >/dev/null && curl -sS -f '$BQ/jobs/$job' | grep -q '\"DONE\"'"
+    echo "cat '$WORK/pre.$t' '$file' '$WORK/post.$t' | curl -sS -f -X POST -T - -H 'Content-Type: multipart/related; boundary=$b' -H 'Expect:' '$UP/jobs?uploadType=multipart' >/dev/null"
+    echo "curl -sS -f '$BQ/jobs/$job' | grep -q '\"DONE\"'"
+}
+
+# floor_extract TABLE OUT: print the floor's extract command.
+floor_extract() {
+    echo "mariadb -h 127.0.0.1 -P '$MBQ_TEST_MYSQL_PORT' -u root --quick --batch -e 'SELECT * FROM bench.$1' > '$2'"
 }
 
 bq_schema() { # TABLE -> fields JSON of the target mbq made
@@ -176,32 +184,82 @@ row() { # LABEL ROWS WALL CPU RSS_KiB FLOOR_WALL
     ROWS_OUT+=("$(printf '| %s | %s | %s | %s | %.1f | %s | %s |' "$1" "$2" "$3" "$4" "$(awk -v k="$5" 'BEGIN{print k/1024}')" "$rps" "$ratio")")
 }
 
+# script NAME LINE...: write the lines into $WORK/NAME.sh under `set -e`
+script() {
+    local f="$WORK/$1.sh"
+    shift
+    { echo "set -e"; printf '%s\n' "$@"; } >"$f"
+    echo "$f"
+}
+
+inspect_json() { # CONFIG OUT: the journal as `mbq-state inspect --json` shows it
+    "$BUILD/mbq-state" inspect --json --config "$1" >"$2"
+}
+
+# runs_of JSON: one line per run the journal holds: table id state load_mode
+# load_job merge_job mirror schema/extract/stage/merge/commit ms
+runs_of() {
+    python3 - "$1" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+out = []
+def walk(o, table=None):
+    if isinstance(o, dict):
+        t = o.get("name") or o.get("table") or table
+        if "timings" in o and "run_id" in o:
+            tm = o["timings"]
+            out.append("%s %s %s %s %s %s %s %d/%d/%d/%d/%d" % (
+                t, o.get("id"), o.get("state"), o.get("load_mode"), o.get("load_job_id") or "-",
+                o.get("merge_job_id") or "-", o.get("mirror") or "-",
+                tm["schema_check_ms"], tm["extract_ms"], tm["stage_ms"], tm["merge_ms"], tm["commit_ms"]))
+        for v in o.values():
+            walk(v, t)
+    elif isinstance(o, list):
+        for v in o:
+            walk(v, table)
+walk(doc)
+print("\n".join(sorted(set(out))))
+PY
+}
+
+# stage_sum FIELD: the sum of one timing (1 schema-check .. 5 commit) over the
+# runs_of lines on stdin, in seconds
+stage_sum() { awk -v f="$1" 'NF {split($8, a, "/"); s += a[f]} END {printf "%.2f", s / 1000}'; }
+
 # ---- 1. the big table ----------------------------------------------------
 
+note "load before the run: $(uptime)"
+LOAD_START="$(uptime | sed 's/.*load average: //')"
 start_services svc-big
 note "building bench_big ($ROWS rows)"
 make_big bench_big "$ROWS"
 write_config "$WORK/big.yml" bench_big
+sed -i 's/^  level: warn$/  level: info/' "$WORK/big.yml" # to see "(streamed while extracting)"
 "${M[@]}" --quick --batch -e "SELECT * FROM bench.bench_big" >/dev/null # warm the buffer pool
 
 note "mbq sync of $ROWS rows"
 measure mbq_big "$MBQ" sync --config "$WORK/big.yml"
 [ "$(bq_rows bench_big)" = "$ROWS" ] || { echo "bench: mbq loaded the wrong row count" >&2; exit 1; }
+STREAMED=$(grep -c "streamed while extracting" "$WORK/mbq_big.err" || true)
+inspect_json "$WORK/big.yml" "$WORK/big.inspect.json"
+BIG_RUN="$(runs_of "$WORK/big.inspect.json")"
 SCHEMA="$(bq_schema bench_big)"
 "$MBQ" extract --config "$WORK/big.yml" --table bench_big --out "$WORK/big.ndjson" --no-compress >/dev/null
+BIG_BYTES=$(stat -c %s "$WORK/big.ndjson")
 
-note "floor: mariadb --quick --batch + one upload of the same NDJSON, on a fresh emulator"
+note "floor: mariadb --quick --batch + one streamed upload of the same NDJSON, on a fresh emulator"
 fresh_emulator
 create_dataset
-measure floor_x sh -c "mariadb -h 127.0.0.1 -P '$MBQ_TEST_MYSQL_PORT' -u root --quick --batch -e 'SELECT * FROM bench.bench_big' > '$WORK/big.tsv'"
-measure floor_l sh -c "$(floor_load floor_big "$WORK/big.ndjson" "$SCHEMA")"
+measure floor_x bash "$(script floor_x "$(floor_extract bench_big "$WORK/big.tsv")")"
+mapfile -t FL < <(floor_load floor_big "$WORK/big.ndjson" "$SCHEMA")
+measure floor_l bash "$(script floor_l "${FL[@]}")"
 [ "$(bq_rows floor_big)" = "$ROWS" ] || { echo "bench: the floor loaded the wrong row count" >&2; exit 1; }
 floor_big_wall=$(add "$floor_x_wall" "$floor_l_wall")
 floor_big_cpu=$(add "$floor_x_cpu" "$floor_l_cpu")
 floor_big_rss=$(maxi "$floor_x_rss" "$floor_l_rss")
-rm -f "$WORK/big.tsv" "$WORK"/body.* "$WORK/big.ndjson"
-row "**mbq sync**, initial, 1 table" "$ROWS" "$mbq_big_wall" "$mbq_big_cpu" "$mbq_big_rss" "$floor_big_wall"
-row "floor: mariadb extract ($floor_x_wall s) + one upload/load ($floor_l_wall s)" "$ROWS" "$floor_big_wall" "$floor_big_cpu" "$floor_big_rss" "$floor_big_wall"
+rm -f "$WORK/big.tsv" "$WORK/big.ndjson"
+row "**mbq sync**, initial, 1 table (streamed: $STREAMED)" "$ROWS" "$mbq_big_wall" "$mbq_big_cpu" "$mbq_big_rss" "$floor_big_wall"
+row "floor: mariadb extract ($floor_x_wall s, $floor_x_cpu s CPU, $(awk -v k="$floor_x_rss" 'BEGIN{printf "%.1f", k/1024}') MiB) + one streamed upload/load ($floor_l_wall s, $floor_l_cpu s CPU, $(awk -v k="$floor_l_rss" 'BEGIN{printf "%.1f", k/1024}') MiB)" "$ROWS" "$floor_big_wall" "$floor_big_cpu" "$floor_big_rss" "$floor_big_wall"
 
 # ---- 2. seven small tables -----------------------------------------------
 
@@ -215,28 +273,40 @@ for i in "${!SIZES[@]}"; do
 done
 TOTAL=12456
 write_config "$WORK/small.yml" "${SMALL[@]}"
+for t in "${SMALL[@]}"; do # warm, as for the big table
+    "${M[@]}" --quick --batch -e "SELECT * FROM bench.$t" >/dev/null
+done
 
-note "floor for the 7 tables: mariadb extract + one upload each"
-floor_s_wall=0 floor_s_cpu=0 floor_s_rss=0
+# The floor for the 7 tables, measured as ONE command (wall, CPU of every
+# process, max RSS of the largest): for each table the mariadb extract, then
+# one streamed upload/load of mbq's own NDJSON of it (made untimed, before).
+# The tables have the DDL of bench_big, so the schema is the one mbq gave
+# bench_big's target (checked against mbq's small targets below).
+note "floor for the 7 tables: mariadb extract + one streamed upload/load each"
 for t in "${SMALL[@]}"; do
     "$MBQ" extract --config "$WORK/small.yml" --table "$t" --out "$WORK/$t.ndjson" --no-compress >/dev/null
 done
 create_dataset
+FS=()
 for t in "${SMALL[@]}"; do
-    measure fx sh -c "mariadb -h 127.0.0.1 -P '$MBQ_TEST_MYSQL_PORT' -u root --quick --batch -e 'SELECT * FROM bench.$t' > '$WORK/$t.tsv'"
-    measure fl sh -c "$(floor_load "$t" "$WORK/$t.ndjson" "$SCHEMA")"
-    floor_s_wall=$(add "$floor_s_wall" "$(add "$fx_wall" "$fl_wall")")
-    floor_s_cpu=$(add "$floor_s_cpu" "$(add "$fx_cpu" "$fl_cpu")")
-    floor_s_rss=$(maxi "$floor_s_rss" "$(maxi "$fx_rss" "$fl_rss")")
+    FS+=("$(floor_extract "$t" "$WORK/$t.tsv")")
+    mapfile -t FL < <(floor_load "$t" "$WORK/$t.ndjson" "$SCHEMA")
+    FS+=("${FL[@]}")
 done
-rm -f "$WORK"/small_*.tsv "$WORK"/small_*.ndjson "$WORK"/body.*
+measure floor_s bash "$(script floor_s "${FS[@]}")"
+for i in "${!SMALL[@]}"; do
+    [ "$(bq_rows "${SMALL[$i]}")" = "${SIZES[$i]}" ] || { echo "bench: floor ${SMALL[$i]}: wrong row count" >&2; exit 1; }
+done
+rm -f "$WORK"/small_*.tsv "$WORK"/small_*.ndjson
 fresh_emulator
 
 note "mbq sync of 7 tables, $TOTAL rows, on a fresh emulator"
 measure mbq_small "$MBQ" sync --config "$WORK/small.yml"
 for i in "${!SMALL[@]}"; do
     [ "$(bq_rows "${SMALL[$i]}")" = "${SIZES[$i]}" ] || { echo "bench: ${SMALL[$i]}: wrong row count" >&2; exit 1; }
+    [ "$(bq_schema "${SMALL[$i]}")" = "$SCHEMA" ] || note "WARNING: ${SMALL[$i]}: mbq's schema differs from the floor's"
 done
+inspect_json "$WORK/small.yml" "$WORK/small.init.json"
 
 # incremental round: 10% updated, 2% inserted, deterministically
 for i in "${!SMALL[@]}"; do
@@ -252,16 +322,24 @@ measure mbq_incr "$MBQ" sync --config "$WORK/small.yml"
 for t in "${SMALL[@]}"; do
     [ "$(bq_rows "$t")" = "$("${M[@]}" -N bench -e "SELECT COUNT(*) FROM $t")" ] || { echo "bench: $t: wrong row count after the incremental sync" >&2; exit 1; }
 done
+inspect_json "$WORK/small.yml" "$WORK/small.incr.json"
+INCR_RUNS="$(comm -13 <(runs_of "$WORK/small.init.json") <(runs_of "$WORK/small.incr.json"))"
+
+note "mbq sync with nothing changed"
 jobs_before=$(bq_jobs)
 measure mbq_noop "$MBQ" sync --config "$WORK/small.yml"
 jobs_after=$(bq_jobs)
+inspect_json "$WORK/small.yml" "$WORK/small.noop.json"
 NOOP_IDS=$(comm -13 <(echo "$jobs_before") <(echo "$jobs_after") | tr '\n' ' ')
 NOOP_JOBS=$(echo "$NOOP_IDS" | wc -w)
+NOOP_RUNS="$(comm -13 <(runs_of "$WORK/small.incr.json") <(runs_of "$WORK/small.noop.json"))"
+NOOP_WITH_JOB=$(printf '%s\n' "$NOOP_RUNS" | awk 'NF && ($5 != "-" || $6 != "-" || ($7 != "-" && $7 != "none" && $7 != "null")) {n++} END {print n+0}')
 
 row "**mbq sync**, initial, 7 tables" "$TOTAL" "$mbq_small_wall" "$mbq_small_cpu" "$mbq_small_rss" "$floor_s_wall"
-row "floor: mariadb extract + one upload/load per table (7 tables)" "$TOTAL" "$floor_s_wall" "$floor_s_cpu" "$floor_s_rss" "$floor_s_wall"
+row "floor: mariadb extract + one streamed upload/load per table (7 tables, one measurement)" "$TOTAL" "$floor_s_wall" "$floor_s_cpu" "$floor_s_rss" "$floor_s_wall"
 row "**mbq sync**, incremental ($CHANGED rows changed)" "$CHANGED" "$mbq_incr_wall" "$mbq_incr_cpu" "$mbq_incr_rss" ""
 row "**mbq sync**, nothing changed ($NOOP_JOBS BigQuery jobs)" 0 "$mbq_noop_wall" "$mbq_noop_cpu" "$mbq_noop_rss" ""
+bash tools/services.sh stop-bq "$SVC" >&2 # the emulator is done; free its memory for the 5M build
 
 # ---- 3. 5M-row extract: memory stays flat --------------------------------
 
@@ -283,4 +361,11 @@ echo "|---|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS_OUT[@]}"
 echo
 echo "machine: $(nproc) vCPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/{print $2}') GiB RAM; $(mariadb --version | awk '{print $1, $2, $3, $5}' | tr -d ,); emulator goccy v0.8.1"
-echo "no-change sync: $NOOP_JOBS BigQuery job(s): ${NOOP_IDS:-none}"
+echo "disk: $(df -h --output=source,fstype,size "$WORK" | tail -n 1 | tr -s ' '); $(lsblk -d -n -o NAME,ROTA,SIZE 2>/dev/null | tr -s ' ' | paste -sd ';' -) (ROTA 0 = not rotational)"
+echo "load average: before $LOAD_START; after $(uptime | sed 's/.*load average: //')"
+echo "1M initial sync: 'streamed while extracting' logged $STREAMED time(s); NDJSON $BIG_BYTES bytes; journal run (table id state mode load_job merge_job mirror schema/extract/stage/merge/commit ms):"
+echo "  $BIG_RUN"
+echo "incremental: stage timings summed over its 7 runs: schema-check $(printf "%s\n" "$INCR_RUNS" | stage_sum 1) s, extract $(printf "%s\n" "$INCR_RUNS" | stage_sum 2) s, stage $(printf "%s\n" "$INCR_RUNS" | stage_sum 3) s, merge $(printf "%s\n" "$INCR_RUNS" | stage_sum 4) s, commit $(printf "%s\n" "$INCR_RUNS" | stage_sum 5) s; its runs:"
+printf '%s\n' "$INCR_RUNS" | sed 's/^/  /'
+echo "no-change sync: $NOOP_JOBS BigQuery job(s) new on the emulator (jobs.list: $(echo "$jobs_before" | grep -c . || true) jobs before, $(echo "$jobs_after" | grep -c . || true) after): ${NOOP_IDS:-none}; new journal runs: $(printf '%s\n' "$NOOP_RUNS" | grep -c . || true), of them with a load/merge job or a mirror: $NOOP_WITH_JOB"
+[ -z "$NOOP_RUNS" ] || printf '%s\n' "$NOOP_RUNS" | sed 's/^/  /'

@@ -721,7 +721,7 @@ static const step_fn steps[MBQ_ST__COUNT] = {
 int mbq_machine_drive(sync_ctx *ctx, table_job *t)
 {
     int rc = 0;
-    mbq_state s;
+    mbq_state s = MBQ_ST_SCHEMA_CHECK;
     int64_t t0 = mbq_monotonic_ms();
 
     /* schema-check always runs, also on resume: it is idempotent and builds
