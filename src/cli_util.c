@@ -1,6 +1,7 @@
 /* Helpers shared by the subcommands (see mbq/commands.h). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mbq/commands.h"
 #include "mbq/config.h"
@@ -47,4 +48,37 @@ int mbq_cli_load_config(mbq_config **out, const char *path, const char *log_leve
         mbq_log_parse_format(&format, (*out)->log_format) == 0)
         mbq_log_set_format(format);
     return 0;
+}
+
+static void usage(FILE *out, const char *prog, const mbq_cli_command *commands, size_t n)
+{
+    fprintf(out, "usage: %s <command> [options]\n\ncommands:\n", prog);
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nrun '%s <command> --help' for a command's options\n"
+                 "options: --help, --version\n", prog);
+}
+
+int mbq_cli_dispatch(const char *prog, const mbq_cli_command *commands, size_t n, int argc,
+                     char **argv)
+{
+    if (argc < 2) {
+        usage(stderr, prog, commands, n);
+        return MBQ_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout, prog, commands, n);
+        return MBQ_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("%s %s\n", prog, MBQ_VERSION);
+        return MBQ_EXIT_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[1]);
+    usage(stderr, prog, commands, n);
+    return MBQ_EXIT_USAGE;
 }

@@ -1,1 +1,2 @@
 mbq_add_test(NAME core_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_core.c LABELS unit)
+mbq_add_test(NAME cli_unit SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_cli.sh LABELS unit)

@@ -14,6 +14,8 @@ int mbq_cmd_reset(int argc, char **argv);
 
 #ifndef MBQ_COMMANDS_HELPERS
 #define MBQ_COMMANDS_HELPERS
+#include <stddef.h>
+
 #include "mbq/config.h"
 
 /* The config file a command uses: `--config` if given, else $MBQ_CONFIG,
@@ -22,6 +24,17 @@ int mbq_cmd_reset(int argc, char **argv);
  * the error to stderr and returns the exit code to use (2), else 0. */
 int mbq_cli_load_config(mbq_config **out, const char *path, const char *log_level,
                         const char *log_format);
+
+/* A program's subcommand table and its dispatch: --help/--version, the
+ * command by name, or usage on stderr with exit code 2. */
+typedef struct mbq_cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} mbq_cli_command;
+
+int mbq_cli_dispatch(const char *prog, const mbq_cli_command *commands, size_t n, int argc,
+                     char **argv);
 
 /* Print "PROG: <last error>" to stderr and return the exit code for `err`. */
 int mbq_cli_fail(const char *prog, int err);
