@@ -89,11 +89,16 @@ show_bigquery() {
 }
 
 # sync LABEL: run mbq sync; on failure explain and exit with its code.
+SYNC_RC=0
+# sync TITLE [continue]: run one sync. Any failure of the first sync stops
+# the demo; after the second, a failed table (exit 1) still shows what landed
+# and what the journal says, and the demo exits with that code at the end.
 sync() {
     local rc=0
     step "$1: $BUILD/mbq sync --config config/mbq.demo.yml"
     "$BUILD/mbq" sync --config "$CONFIG" || rc=$?
-    if [ "$rc" -ne 0 ]; then
+    SYNC_RC=$rc
+    if [ "$rc" -ne 0 ] && { [ "${2:-}" != continue ] || [ "$rc" -ne 1 ]; }; then
         echo >&2
         echo "demo: 'mbq sync' exited with code $rc: the demo stops here." >&2
         echo "demo: what the journal says:" >&2
@@ -126,11 +131,22 @@ UPDATE orders SET status = 'shipped' WHERE id IN (1, 2, 3);
 INSERT INTO orders (id, user_id, status, total, currency) VALUES (3001, 1001, 'pending', 99.99, 'EUR');
 SQL
 
-sync "Second sync"
+sync "Second sync" continue
 step "What BigQuery holds now"
 show_bigquery
 
 step "The journal: $BUILD/mbq-state inspect --config config/mbq.demo.yml"
 "$BUILD/mbq-state" inspect --config "$CONFIG"
 
+if [ "$SYNC_RC" -ne 0 ]; then
+    step "The second sync exited with code $SYNC_RC: a table failed (above, and in the journal)"
+    if "$BUILD/mbq-state" inspect --config "$CONFIG" |
+        grep -q "known limitation of the local BigQuery emulator"; then
+        echo "The local emulator cannot make an added column readable (README, 'Emulator"
+        echo "divergences' 5), so mbq stopped that table with a clear error instead of loading"
+        echo "rows it could not merge. The other tables synced; on BigQuery the new column is"
+        echo "added and filled in the same run."
+    fi
+fi
 step "Done. The services stop now; run 'bash tools/test.sh' for the test suite."
+exit "$SYNC_RC"
