@@ -534,11 +534,27 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.schema = replace ? t->load_schema : t->stage_schema;
         lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
         lo.create_disposition = replace ? MBQ_BQ_CREATE_NEVER : MBQ_BQ_CREATE_IF_NEEDED;
-        if (!t->preloaded) {
+        for (int tries = 0; !t->preloaded; tries++) {
             if ((rc = mbq_bq_load_file(&job, ctx->bq, t->run.load_job_id, &lo)) < 0)
                 goto failed_job;
-            if ((rc = check_loaded_rows(ctx, t, job, lo.table)) < 0)
+            if ((rc = check_loaded_rows(ctx, t, job, lo.table)) == 0)
+                break;
+            if (rc != MBQ_EBQ || !job->existed || tries > 0)
                 goto failed_job;
+            /* A job found by its id that does not hold these rows is an
+             * upload cut short (the emulator registers one; BigQuery does
+             * not): load once more under a new id, journaled first. */
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "stage", "%s: loading again under a new job id",
+                    mbq_error_last());
+            mbq_bq_job_free(job);
+            job = NULL;
+            t->run.attempt++;
+            free(t->run.load_job_id);
+            t->run.load_job_id = NULL;
+            if ((rc = make_job_id(&t->run.load_job_id, replace ? "mbq_replace" : "mbq_load",
+                                  t)) < 0 ||
+                (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+                goto done;
         }
         if (t->rebuild && (rc = verify_rebuilt_schema(ctx, t)) < 0)
             goto done;

@@ -149,6 +149,17 @@ int mbq_mysql_connect(mbq_mysql **out, const mbq_mysql_config *cfg)
                            c->where, c->user, mysql_error(c->my));
         goto done;
     }
+    /* Connector/C enforces TLS (MYSQL_OPT_SSL_ENFORCE) only when it also
+     * verifies the certificate: with verification off it falls back to
+     * plain text against a server without TLS. TLS that was asked for is
+     * never optional: check that the session is encrypted. */
+    if (cfg->ssl && !sock && !mysql_get_ssl_cipher(c->my)) {
+        rc = mbq_error_set(MBQ_ENET,
+                           "cannot connect to MySQL at %s as '%s': mysql.ssl asks for TLS but "
+                           "the server did not start it (the connection was not used)",
+                           c->where, c->user);
+        goto done;
+    }
     /* Session for faithful reading: TIMESTAMPs in UTC, utf8mb4 text, no
      * sql_mode that changes values or quoting (PAD_CHAR_TO_FULL_LENGTH,
      * ANSI_QUOTES, NO_BACKSLASH_ESCAPES), and a net_write_timeout as long as

@@ -478,9 +478,10 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
             mbq_buf_printf(&keys, "%s'%s'", i ? ", " : "", tc->primary_key[i]);
         rc = mbq_error_set(MBQ_ESCHEMA,
                            "table '%s': primary_key (%s) is not guaranteed unique in MySQL (no "
-                           "PRIMARY KEY or UNIQUE index on exactly these NOT NULL columns); an "
-                           "upsert by it could merge distinct rows into one, so mbq stops. Add "
-                           "such an index, or configure the table's real key",
+                           "PRIMARY KEY or UNIQUE index on exactly these NOT NULL columns), so "
+                           "it may hold duplicate keys, and an upsert by it would merge distinct "
+                           "rows into one: mbq stops. Add such an index, or configure the "
+                           "table's real key",
                            tc->name, mbq_buf_cstr(&keys));
         mbq_buf_free(&keys);
         goto done;

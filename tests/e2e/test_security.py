@@ -37,7 +37,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, check, check_eq, check_no_sanitizer, expect_ok, mysql,
-                     require_services, run, run_cases)
+                     require_services, run, run_cases, private_emulator)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TAG = secrets.token_hex(4)
@@ -476,6 +476,7 @@ def test_mysql_tls_never_falls_back_to_plain_text():
 
 if __name__ == "__main__":
     require_services()
+    private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
     run_cases([test_no_secret_in_any_output_of_a_full_sync,
                test_service_account_key_error_names_the_file_not_the_key,
                test_access_token_and_signed_assertion_never_logged,
