@@ -437,10 +437,25 @@ static bool json_number_ok(const char *v, size_t len)
 int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t len)
 {
     switch (enc) {
-    case MBQ_ENC_INT:
+    case MBQ_ENC_INT: {
+        /* Integers: an optional '-' and digits. YEAR and ZEROFILL columns
+         * arrive zero-padded ("0000", "00042"), which JSON does not allow
+         * in a number: drop the leading zeros, keep one digit. */
+        size_t i = len && val[0] == '-' ? 1 : 0, start = i;
+        if (i >= len)
+            return bad_value("INT64", val, len);
+        for (size_t k = i; k < len; k++)
+            if (!isdigit((unsigned char)val[k]))
+                return bad_value("INT64", val, len);
+        while (i + 1 < len && val[i] == '0')
+            i++;
+        bool zero = i + 1 == len && val[i] == '0';
+        int rc = start && !zero ? mbq_buf_putc(out, '-') : 0;
+        return rc < 0 ? rc : mbq_buf_append(out, val + i, len - i);
+    }
     case MBQ_ENC_DOUBLE:
-        /* The server's integer and double text are valid JSON numbers
-         * (doubles in round-trip precision). */
+        /* The server's double text is a valid JSON number (round-trip
+         * precision). */
         if (!json_number_ok(val, len))
             return bad_value(enc == MBQ_ENC_INT ? "INT64" : "DOUBLE", val, len);
         return mbq_buf_append(out, val, len);

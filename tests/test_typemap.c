@@ -102,6 +102,15 @@ static char *enc(mbq_value_enc e, const char *v, size_t len)
 static void test_numbers_encode_losslessly(void)
 {
     CHECK_ENC(MBQ_ENC_INT, "-9223372036854775808", "-9223372036854775808");
+    /* YEAR and ZEROFILL arrive zero-padded; JSON numbers have no leading 0 */
+    CHECK_ENC(MBQ_ENC_INT, "0000", "0");
+    CHECK_ENC(MBQ_ENC_INT, "2024", "2024");
+    CHECK_ENC(MBQ_ENC_INT, "00042", "42");
+    CHECK_ENC(MBQ_ENC_INT, "-007", "-7");
+    CHECK_ENC(MBQ_ENC_INT, "-0", "0");
+    CHECK_ENC(MBQ_ENC_INT, "12a", "ERROR");
+    CHECK_ENC(MBQ_ENC_INT, "-", "ERROR");
+    CHECK_ENC(MBQ_ENC_INT, "", "ERROR");
     CHECK_ENC(MBQ_ENC_DECIMAL, "18446744073709551615", "\"18446744073709551615\"");
     CHECK_ENC(MBQ_ENC_DECIMAL, "-0.50", "\"-0.50\"");
     CHECK_ENC(MBQ_ENC_DOUBLE, "1.7976931348623157e308", "1.7976931348623157e308");
