@@ -1160,6 +1160,7 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
     }
 
     size_t chunk = o->chunk_bytes ? o->chunk_bytes : 1024 * 1024;
+    size_t max_row = o->max_row_bytes ? o->max_row_bytes : (size_t)100 * 1000 * 1000;
     bool faults = mbq_fault_enabled();
     mbq_buf *cur = writer_get(&w);
     if (!cur) {
@@ -1203,6 +1204,22 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
         }
         if ((rc = mbq_buf_append(cur, "}\n", 2)) < 0)
             goto done;
+        if (cur->len - row_start > max_row) {
+            mbq_buf key = MBQ_BUF_INIT;
+            for (size_t k = 0; k < n_pk; k++) {
+                const mbq_column *kc = mbq_table_schema_column(s, pk[k]);
+                size_t ki = kc ? (size_t)(kc - s->columns) : 0;
+                mbq_buf_printf(&key, "%s%s=%.*s", k ? ", " : "", pk[k],
+                               row[ki] ? (int)(lens[ki] > 64 ? 64 : lens[ki]) : 4,
+                               row[ki] ? row[ki] : "NULL");
+            }
+            rc = mbq_error_set(MBQ_EDATA,
+                               "table '%s': the row with %s is %zu bytes as JSON, over "
+                               "BigQuery's limit of %zu bytes for a row in a load job",
+                               tname, mbq_buf_cstr(&key), cur->len - row_start, max_row);
+            mbq_buf_free(&key);
+            goto done;
+        }
         /* Rows come in cursor order, NULL cursors first: once one row is in
          * the tail, every later row is. */
         if (tail_sha && !in_tail && row[cursor_idx] &&

@@ -117,6 +117,41 @@ static void test_unwritable_output_directory_is_an_io_error(void)
     mbq_mysql_close(c);
 }
 
+static void test_row_over_the_size_limit_is_refused_naming_its_key(void)
+{
+    mbq_mysql_config cfg = tmy_config(DB);
+    mbq_mysql *c = NULL;
+    mbq_table_schema *s = NULL;
+    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
+    if (!c)
+        return;
+    CHECK_INT(mbq_mysql_table_schema(&s, c, DB, "big"), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/toobig.json", dir);
+    mbq_extract_options o = MBQ_EXTRACT_OPTIONS_INIT;
+    o.schema = s;
+    o.path = path;
+    /* A small limit stands in for BigQuery's 100 MB: the rows are ~170 bytes. */
+    o.max_row_bytes = 100;
+    mbq_extract_result r;
+    CHECK_INT(mbq_mysql_extract(&r, c, &o), MBQ_EDATA);
+    CHECK_CONTAINS(mbq_error_last(), "table 'big': the row with id=1 is");
+    CHECK_CONTAINS(mbq_error_last(), "over BigQuery's limit of 100 bytes");
+    struct stat st;
+    CHECK(stat(path, &st) != 0);
+    char tmp[640];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK(stat(tmp, &st) != 0);
+    mbq_extract_result_free(&r);
+    o.max_row_bytes = 0; /* the default (100 MB) takes them */
+    CHECK_INT(mbq_mysql_extract(&r, c, &o), 0);
+    CHECK_INT(r.rows, 300000);
+    mbq_extract_result_free(&r);
+    unlink(path);
+    mbq_table_schema_free(s);
+    mbq_mysql_close(c);
+}
+
 struct killer {
     char tmp[600];
     unsigned long id;
@@ -191,6 +226,7 @@ int main(void)
     RUN(test_missing_table_pk_and_cursor_are_named);
     RUN(test_unwritable_output_directory_is_an_io_error);
     RUN(test_connection_killed_mid_stream_leaves_no_file);
+    RUN(test_row_over_the_size_limit_is_refused_naming_its_key);
     tmy_exec(admin, "DROP DATABASE " DB);
     mysql_close(admin);
     char cmd[600];

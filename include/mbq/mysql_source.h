@@ -155,11 +155,16 @@ typedef struct mbq_extract_options {
      * display). NULL = none. */
     void (*progress)(void *progress_ud, uint64_t rows, uint64_t raw_bytes);
     void *progress_ud;
+    /* The largest NDJSON row accepted; 0 = BigQuery's limit for a JSON row
+     * in a load job (100 MB). A larger row fails the extract with
+     * MBQ_EDATA naming the table and the row's key, rather than a load job
+     * that BigQuery would refuse. */
+    size_t max_row_bytes;
 } mbq_extract_options;
 
 #define MBQ_EXTRACT_OPTIONS_INIT                                                                   \
     {NULL, NULL, 0, NULL, MBQ_CURSOR_NONE, NULL, NULL, NULL, true, 0,                             \
-     0,    NULL, false, 0, NULL, NULL, NULL, NULL}
+     0,    NULL, false, 0, NULL, NULL, NULL, NULL, 0}
 
 typedef struct mbq_extract_result {
     uint64_t rows;
