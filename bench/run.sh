@@ -2,8 +2,8 @@
 # End-to-end benchmark (issue 11): `mbq sync` against the floor, side by side
 # in one run, on fresh local services (MariaDB + goccy/bigquery-emulator).
 #
-#   bash bench/run.sh                 # everything (several minutes: the emulator
-#                                     # loads ~10k bench rows/s)
+#   bash bench/run.sh                 # everything (4-6 min on a 2-vCPU VM: the emulator
+#                                     # loads 1M bench rows in ~55-115 s, twice)
 #   BENCH_ROWS=200000 bash bench/run.sh   # a smaller big table (quick look)
 #   BENCH_EXTRACT_ROWS=0 ...          # skip the 5M-row `mbq extract` RSS check
 #
@@ -18,15 +18,23 @@
 #     - floor: a FRESH emulator (the emulator slows as it holds more), then
 #       `mariadb --quick --batch` extract of the same table to a file (timed)
 #       plus ONE multipart upload of mbq's own NDJSON of that table (made by
-#       `mbq extract --no-compress`, not timed) with curl, with the schema mbq
-#       gave the target, WRITE_TRUNCATE; the emulator runs the load inside the
-#       request, and a jobs.get confirms it (timed). The load side is thus
-#       byte-identical; floor wall = extract + upload/load.
+#       `mbq extract --no-compress`, not timed) with the schema mbq gave the
+#       target, WRITE_TRUNCATE: `cat head file tail | curl -X POST -T -`, so the
+#       body streams through a pipe (curl's RSS is not the file's size); the
+#       emulator runs the load inside the request, and a jobs.get confirms it
+#       (timed). The load side is thus byte-identical; floor wall = extract +
+#       upload/load (each measured, summed; RSS is the larger of the two).
 #  3. Small tables: fresh services in $WORK/svc-small; 7 tables, 12,456 rows in
-#     all. mbq initial sync; the floor for it (mariadb extract + one curl upload
-#     per table, sequential); an incremental round (10% of the rows updated, 2%
-#     inserted) synced by mbq; then a sync with no change, which must run no
-#     BigQuery job (counted with jobs.list on the emulator).
+#     all, with bench_big's DDL. The floor first, on the fresh emulator, as ONE
+#     measured script: for each table the mariadb extract, then one streamed
+#     curl upload/load of mbq's own NDJSON of it (wall, CPU of all processes,
+#     max RSS of the largest). Then a fresh emulator: mbq initial sync (its
+#     targets' schema is checked against the floor's), an incremental round
+#     (10% of the rows updated, 2% inserted) synced by mbq, then a sync with
+#     no change, which must run no BigQuery job: counted with jobs.list on the
+#     emulator, and the journal (`mbq-state inspect --json`) must show no
+#     load/merge job and no mirror for its runs. The incremental's per-stage
+#     timings come from the journal.
 #  4. `mbq extract --no-compress` of BENCH_EXTRACT_ROWS (default 5,000,000)
 #     rows: max RSS must stay under 64 MiB.
 # Prints one Markdown table; the raw logs stay in $WORK (printed at the end)

@@ -52,8 +52,12 @@ static inline mbq_mysql_config tmy_config(const char *database)
 static inline MYSQL *tmy_admin(void)
 {
     MYSQL *m = mysql_init(NULL);
-    unsigned t = 10;
+    unsigned t = 10, rw = 120;
     mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &t);
+    /* A stuck statement fails the test with a message instead of hanging it
+     * until ctest's timeout. */
+    mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &rw);
+    mysql_optionsv(m, MYSQL_OPT_WRITE_TIMEOUT, &rw);
     mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     if (!mysql_real_connect(m, test_require_env("MBQ_TEST_MYSQL_HOST"),
                             test_require_env("MBQ_TEST_MYSQL_USER"),
@@ -62,7 +66,8 @@ static inline MYSQL *tmy_admin(void)
         fprintf(stderr, "cannot connect as admin: %s\n", mysql_error(m));
         exit(1);
     }
-    if (mysql_query(m, "SET time_zone = '+00:00', sql_mode = ''") != 0) {
+    if (mysql_query(m, "SET time_zone = '+00:00', sql_mode = '', innodb_lock_wait_timeout = 30") !=
+        0) {
         fprintf(stderr, "cannot set up the admin session: %s\n", mysql_error(m));
         exit(1);
     }
