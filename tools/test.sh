@@ -34,18 +34,19 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:strict_string_checks=1:det
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export MBQ_REQUIRE_SERVICES=1
 
-cd "$BUILD"
 rc=0
-ctest --output-on-failure --parallel 2 "$@" || rc=$?
-
 # Fuzzing (issue 8): libFuzzer needs clang, so the harnesses build in their
 # own tree build-fuzz/; `ctest -L fuzz` runs each for about a minute and
-# fails on any crash, leak or sanitizer report. Skipped when ctest was given
-# a selection (e.g. `-L unit`) or MBQ_SKIP_FUZZ=1.
+# fails on any crash, leak or sanitizer report. It runs first, so that the
+# last lines of this command are the whole suite's summary. Skipped when
+# ctest was given a selection (e.g. `-L unit`) or MBQ_SKIP_FUZZ=1.
 if [ "$#" -eq 0 ] && [ "${MBQ_SKIP_FUZZ:-0}" != 1 ]; then
     FUZZ="$ROOT/build-fuzz"
     CC=clang cmake -S "$ROOT" -B "$FUZZ" -G Ninja -DMBQ_FUZZ=ON -DMBQ_SANITIZE=ON
     cmake --build "$FUZZ" --parallel "$(nproc)" --target fuzz_config fuzz_bq_json fuzz_encoder
     (cd "$FUZZ" && ctest -L fuzz --output-on-failure --parallel 3) || rc=1
 fi
+
+cd "$BUILD"
+ctest --output-on-failure --parallel 2 "$@" || rc=$?
 exit "$rc"
