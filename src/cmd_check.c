@@ -2,8 +2,10 @@
  * BigQuery and the presence of every configured table, key and cursor
  * column. Changes nothing (no dataset or table is created). */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mbq/bq.h"
 #include "mbq/commands.h"
@@ -20,6 +22,16 @@ static const char check_usage[] =
     "configured table, primary key and cursor column. Changes nothing.\n"
     "exit codes: 0 all checks passed, 1 a table check failed, 2 config invalid,\n"
     "            69 MySQL or BigQuery unreachable, 77 credentials refused\n";
+
+/* Print a failed check: "FAIL  <subject>: <message>", without repeating the
+ * subject when the message already starts with it (the BigQuery client's
+ * messages do: "bigquery: ..."). */
+static void print_fail(const char *subject, const char *msg)
+{
+    size_t n = strlen(subject);
+    bool has = strncmp(msg, subject, n) == 0 && msg[n] == ':';
+    printf("FAIL  %s%s%s\n", has ? "" : subject, has ? "" : ": ", msg);
+}
 
 int mbq_cmd_check(int argc, char **argv)
 {
@@ -46,7 +58,7 @@ int mbq_cmd_check(int argc, char **argv)
     printf("ok    config '%s': %zu table(s)\n", cfg->path, cfg->n_tables);
 
     if ((rc = mbq_mysql_connect(&my, &cfg->mysql)) < 0) {
-        printf("FAIL  mysql: %s\n", mbq_error_last());
+        print_fail("mysql", mbq_error_last());
         exit_code = mbq_exit_for_error(rc);
         goto done;
     }
@@ -59,7 +71,7 @@ int mbq_cmd_check(int argc, char **argv)
     bo.max_retries = 2;
     bo.retry_max_elapsed_ms = 30000;
     if ((rc = mbq_bq_new(&bq, &bo)) < 0) {
-        printf("FAIL  bigquery: %s\n", mbq_error_last());
+        print_fail("bigquery", mbq_error_last());
         exit_code = mbq_exit_for_error(rc);
         goto done;
     }
@@ -68,7 +80,7 @@ int mbq_cmd_check(int argc, char **argv)
         printf("ok    bigquery: %s reachable; dataset '%s' does not exist yet (sync creates it)\n",
                mbq_bq_endpoint(bq), cfg->bigquery.dataset);
     } else if (rc < 0) {
-        printf("FAIL  bigquery: %s\n", mbq_error_last());
+        print_fail("bigquery", mbq_error_last());
         exit_code = mbq_exit_for_error(rc);
         goto done;
     } else {

@@ -11,6 +11,7 @@
 
 #include "mbq/bq.h"
 #include "mbq/bq_auth.h"
+#include "mbq/config.h"
 #include "mbq/error.h"
 #include "mbq/http.h"
 #include "mbq/log.h"
@@ -434,6 +435,36 @@ static void test_options_validated(void)
     mbq_bq_free(bq);
 }
 
+/* The client's options come from the config in one place; an endpoint
+ * alone means an emulator (no token), an endpoint with a key file a private
+ * route to BigQuery (token sent). */
+static void test_options_from_config(void)
+{
+    mbq_bigquery_config c;
+    memset(&c, 0, sizeof c);
+    c.project_id = "proj";
+    c.location = "EU";
+    c.request_timeout_ms = 1234;
+    c.max_retries = 3;
+    c.upload_chunk_bytes = 512 * 1024;
+    c.tls_verify = true;
+    mbq_bq_options o;
+    mbq_bq_options_from_config(&o, &c);
+    CHECK_STR(o.project, "proj");
+    CHECK_STR(o.location, "EU");
+    CHECK_INT(o.request_timeout_ms, 1234);
+    CHECK_INT(o.max_retries, 3);
+    CHECK_INT(o.upload_chunk_bytes, 512 * 1024);
+    CHECK(o.tls_verify);
+    CHECK_INT(o.auth, MBQ_BQ_AUTH_AUTO);
+    c.endpoint = "http://127.0.0.1:9050";
+    mbq_bq_options_from_config(&o, &c);
+    CHECK_INT(o.auth, MBQ_BQ_AUTH_AUTO);
+    c.credentials = "/etc/mbq/key.json";
+    mbq_bq_options_from_config(&o, &c);
+    CHECK_INT(o.auth, MBQ_BQ_AUTH_SERVICE_ACCOUNT);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) {
@@ -450,6 +481,7 @@ int main(void)
         fprintf(stderr, "cannot generate a test key pair with openssl\n");
         return 1;
     }
+    RUN(test_options_from_config);
     RUN(test_base64url_vectors);
     RUN(test_jwt_header_claims_and_signature);
     RUN(test_key_file_errors_name_the_path_not_the_content);
