@@ -338,7 +338,10 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
             rc = 0;
         }
         streamed = rc == 0 && job;
+        /* The call's wall time is extract + the load's wait: book each to
+         * its stage (the extract time is added below from t0). */
         t->run.t_stage_ms += rep.load_wait_ms;
+        t0 += rep.load_wait_ms;
     } else {
         rc = mbq_mysql_extract(&res, ctx->my, &eo);
     }

@@ -219,12 +219,14 @@ int mbq_pipeline_extract_load(mbq_extract_result *xr, mbq_bq_job **job, mbq_mysq
     int xrc = mbq_mysql_extract(xr, c, &eo);
     rep.extract_ms = mbq_monotonic_ms() - t0;
     bool commit = xrc == 0 && xr->rows > 0 && (!po->keep || po->keep(po->keep_ud, xr));
-    /* Only now may the request reach its end: the file is renamed. */
+    /* Only now may the request reach its end: the file is renamed. The
+     * load's own time (BigQuery reading the body, the job running) is what
+     * the upload thread waits for from here. */
+    int64_t t1 = mbq_monotonic_ms();
     mbq_pipe_end(pipe, commit);
     pthread_join(th, NULL);
     started = false;
     rep.aborted = !commit;
-    int64_t t1 = mbq_monotonic_ms();
     if (xrc < 0) {
         rc = xrc; /* the extract's message is still this thread's */
         mbq_bq_job_free(u.job);
