@@ -226,12 +226,18 @@ static void remove_staged_file(table_job *t)
 /* ---- states ----------------------------------------------------------- */
 
 /* Does a load job hold exactly the staged rows? BigQuery always reports
- * outputRows for a load; without it the job cannot be trusted (the
- * emulator, for one, registers a job for an upload cut short and loads
- * nothing), so the table is counted instead: after a WRITE_TRUNCATE it holds
- * exactly what the job wrote. MBQ_EBQ when the numbers differ. */
+ * outputRows for a load. Without it, a job found by its id (not submitted
+ * whole by this process) cannot be trusted: the emulator, for one,
+ * registers a job for an upload cut short and loads nothing. The table is
+ * counted instead: after a WRITE_TRUNCATE it holds exactly what the job
+ * wrote. MBQ_EBQ when the numbers differ. */
 static int check_loaded_rows(sync_ctx *ctx, table_job *t, mbq_bq_job *job, const char *table)
 {
+    /* A job this process submitted with the whole body and saw DONE without
+     * error holds the file's rows (the table may be large: counting it is
+     * not free). Doubt is for a job found by its id. */
+    if (job->output_rows < 0 && !job->existed)
+        return 0;
     if (job->output_rows < 0) {
         mbq_bq_table_info *info = NULL;
         int rc = mbq_bq_table_get(&info, ctx->bq, ctx->cfg->bigquery.dataset, table);
