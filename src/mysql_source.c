@@ -906,7 +906,8 @@ done:
 }
 
 static int build_select(mbq_buf *sql, mbq_mysql *c, const mbq_extract_options *o,
-                        mbq_cursor_kind kind, const char *high, const char *const *pk, size_t n_pk)
+                        mbq_cursor_kind kind, const char *high, const char *const *pk, size_t n_pk,
+                        bool order_by_cursor)
 {
     const mbq_table_schema *s = o->schema;
     int rc = mbq_buf_puts(sql, "SELECT ");
@@ -955,13 +956,13 @@ static int build_select(mbq_buf *sql, mbq_mysql *c, const mbq_extract_options *o
         }
     }
     const char *sep = " ORDER BY ";
-    if (rc == 0 && o->cursor) {
+    if (rc == 0 && o->cursor && order_by_cursor) {
         if ((rc = mbq_buf_puts(sql, sep)) == 0)
             rc = mbq_buf_quote_mysql_ident(sql, o->cursor);
         sep = ", ";
     }
     for (size_t i = 0; rc == 0 && i < n_pk; i++) {
-        if (o->cursor && strcasecmp(pk[i], o->cursor) == 0)
+        if (o->cursor && order_by_cursor && strcasecmp(pk[i], o->cursor) == 0)
             continue;
         if ((rc = mbq_buf_puts(sql, sep)) == 0)
             rc = mbq_buf_quote_mysql_ident(sql, pk[i]);
@@ -983,6 +984,128 @@ static int hex_digest(char **out, EVP_MD_CTX *sha)
     if (rc == 0 && !(*out = mbq_buf_detach(&b)))
         rc = MBQ_ENOMEM;
     mbq_buf_free(&b);
+    return rc;
+}
+
+/* Encode one row's fields as `{"key":value,...` (without the closing "}\n")
+ * into `cur`: NULLs leave their key out, a zero date becomes NULL (counted
+ * in *zero_dates). On error `cur` is cut back to where the row started. The
+ * hot loop of every extract. */
+static int encode_row(mbq_buf *cur, MYSQL_ROW row, const unsigned long *lens,
+                      const mbq_table_schema *s, char *const *keys, const size_t *keylen,
+                      uint64_t *zero_dates, const char *tname)
+{
+    size_t row_start = cur->len;
+    int rc = mbq_buf_putc(cur, '{');
+    if (rc < 0)
+        return rc;
+    bool first = true;
+    for (size_t i = 0; i < s->n_columns; i++) {
+        if (!row[i])
+            continue; /* NULL: the key is left out */
+        size_t mark = cur->len;
+        /* ',"key":' with one capacity check (the hot loop). */
+        if (cur->cap - cur->len < keylen[i] + 2 && (rc = mbq_buf_grow(cur, keylen[i] + 1)) < 0)
+            return rc;
+        if (!first)
+            cur->ptr[cur->len++] = ',';
+        memcpy(cur->ptr + cur->len, keys[i], keylen[i]);
+        cur->len += keylen[i];
+        cur->ptr[cur->len] = '\0';
+        rc = mbq_typemap_encode(cur, s->columns[i].map.enc, row[i], lens[i]);
+        if (rc == 1) {
+            cur->len = mark; /* zero date -> NULL */
+            cur->ptr[mark] = '\0';
+            (*zero_dates)++;
+            continue;
+        }
+        if (rc < 0) {
+            mbq_error_wrap(rc, "table '%s', column '%s': ", tname, s->columns[i].name);
+            cur->len = row_start;
+            cur->ptr[row_start] = '\0';
+            return rc;
+        }
+        first = false;
+    }
+    return 0;
+}
+
+/* The tail of a full (unordered) extract, in the same snapshot: the rows the
+ * next run's first window [tail_from, high] will read, read the way it will
+ * read them (ORDER BY cursor, key) and hashed line by line, so that an
+ * unchanged table is recognised then. A tail of more than TAIL_MAX_ROWS rows
+ * (a bulk load sharing one timestamp) is not worth a second pass: no tail
+ * checksum, and the next run merges that window once. */
+#define TAIL_MAX_ROWS 100000
+
+static int full_extract_tail(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_options *o,
+                             mbq_cursor_kind kind, const char *high, const char *const *pk,
+                             size_t n_pk, char *const *keys, const size_t *keylen,
+                             const char *tname)
+{
+    int rc;
+    mbq_buf sql = MBQ_BUF_INIT, line = MBQ_BUF_INIT;
+    MYSQL_RES *res = NULL;
+    EVP_MD_CTX *sha = NULL;
+    mbq_extract_options to = *o;
+    to.low = out->tail_from;
+    uint64_t zero = 0, n = 0;
+
+    if ((rc = mbq_buf_puts(&sql, "SELECT COUNT(*) FROM ")) < 0 ||
+        (rc = put_table(&sql, o->schema)) < 0 || (rc = mbq_buf_puts(&sql, " WHERE ")) < 0 ||
+        (rc = mbq_buf_quote_mysql_ident(&sql, o->cursor)) < 0 ||
+        (rc = mbq_buf_puts(&sql, " >= ")) < 0 ||
+        (rc = put_bound(&sql, c, kind, out->tail_from, "tail bound")) < 0 ||
+        (rc = query_store(&res, c, &sql)) < 0)
+        goto done;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    uint64_t count = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
+    mysql_free_result(res);
+    res = NULL;
+    if (count > TAIL_MAX_ROWS) {
+        mbq_log(MBQ_LOG_DEBUG, tname, "extract",
+                "%llu rows share the last window: no tail checksum (the next run merges them)",
+                (unsigned long long)count);
+        goto done;
+    }
+    mbq_buf_clear(&sql);
+    if ((rc = build_select(&sql, c, &to, kind, high, pk, n_pk, true)) < 0)
+        goto done;
+    if (mysql_real_query(c->my, sql.ptr, sql.len) != 0 || !(res = mysql_use_result(c->my))) {
+        rc = my_error(c, "tail query failed");
+        goto done;
+    }
+    if (!(sha = EVP_MD_CTX_new()) || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+        rc = mbq_error_set(MBQ_ENOMEM, "cannot start sha-256");
+        goto done;
+    }
+    while ((row = mysql_fetch_row(res))) {
+        mbq_buf_clear(&line);
+        if ((rc = encode_row(&line, row, mysql_fetch_lengths(res), o->schema, keys, keylen, &zero,
+                             tname)) < 0 ||
+            (rc = mbq_buf_append(&line, "}\n", 2)) < 0)
+            goto done;
+        if (EVP_DigestUpdate(sha, line.ptr, line.len) != 1) {
+            rc = mbq_error_set(MBQ_EINTERNAL, "sha-256 update failed");
+            goto done;
+        }
+        n++;
+    }
+    if (mysql_errno(c->my)) {
+        rc = my_error(c, "tail query failed");
+        goto done;
+    }
+    if ((rc = hex_digest(&out->tail_checksum, sha)) == 0)
+        out->tail_rows = n;
+done:
+    if (rc < 0)
+        mbq_error_wrap(rc, "table '%s': ", tname);
+    if (res)
+        mysql_free_result(res);
+    if (sha)
+        EVP_MD_CTX_free(sha);
+    mbq_buf_free(&sql);
+    mbq_buf_free(&line);
     return rc;
 }
 
@@ -1115,16 +1238,21 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
         if (!high)
             goto finish; /* nothing in the window: no file */
     }
+    /* A first or full extraction (no low bound) reads in key order: a scan
+     * of the clustered index, where cursor order would make the server sort
+     * the whole table (a filesort of every row in its tmpdir). Its tail
+     * checksum then comes from a second, small query (full_extract_tail). */
+    bool full_scan = o->cursor && !o->low;
     if (o->want_tail && high) {
         rc = mbq_cursor_minus(&out->tail_from, kind == MBQ_CURSOR_TIMESTAMP ? "timestamp" : "integer",
                               high, kind == MBQ_CURSOR_TIMESTAMP ? o->tail_lookback_ms : 0);
-        if (rc < 0 || !(tail_sha = EVP_MD_CTX_new()) ||
-            EVP_DigestInit_ex(tail_sha, EVP_sha256(), NULL) != 1) {
+        if (rc < 0 || (!full_scan && (!(tail_sha = EVP_MD_CTX_new()) ||
+                                      EVP_DigestInit_ex(tail_sha, EVP_sha256(), NULL) != 1))) {
             rc = rc < 0 ? rc : mbq_error_set(MBQ_ENOMEM, "cannot start sha-256");
             goto done;
         }
     }
-    if ((rc = build_select(&sql, c, o, kind, high, pk, n_pk)) < 0)
+    if ((rc = build_select(&sql, c, o, kind, high, pk, n_pk, !full_scan)) < 0)
         goto done;
     mbq_log(MBQ_LOG_DEBUG, tname, "extract", "query: %s", mbq_buf_cstr(&sql));
 
@@ -1171,37 +1299,8 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
     while ((row = mysql_fetch_row(res))) {
         unsigned long *lens = mysql_fetch_lengths(res);
         size_t row_start = cur->len;
-        if ((rc = mbq_buf_putc(cur, '{')) < 0)
+        if ((rc = encode_row(cur, row, lens, s, keys, keylen, &out->zero_dates, tname)) < 0)
             goto done;
-        bool first = true;
-        for (size_t i = 0; i < s->n_columns; i++) {
-            if (!row[i])
-                continue; /* NULL: the key is left out */
-            size_t mark = cur->len;
-            /* ',"key":' with one capacity check (the hot loop). */
-            if (cur->cap - cur->len < keylen[i] + 2 &&
-                (rc = mbq_buf_grow(cur, keylen[i] + 1)) < 0)
-                goto done;
-            if (!first)
-                cur->ptr[cur->len++] = ',';
-            memcpy(cur->ptr + cur->len, keys[i], keylen[i]);
-            cur->len += keylen[i];
-            cur->ptr[cur->len] = '\0';
-            rc = mbq_typemap_encode(cur, s->columns[i].map.enc, row[i], lens[i]);
-            if (rc == 1) {
-                cur->len = mark; /* zero date -> NULL */
-                cur->ptr[mark] = '\0';
-                out->zero_dates++;
-                rc = 0;
-                continue;
-            }
-            if (rc < 0) {
-                mbq_error_wrap(rc, "table '%s', column '%s': ", tname, s->columns[i].name);
-                cur->len = row_start;
-                goto done;
-            }
-            first = false;
-        }
         if ((rc = mbq_buf_append(cur, "}\n", 2)) < 0)
             goto done;
         if (cur->len - row_start > max_row) {
@@ -1232,11 +1331,18 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
             }
             out->tail_rows++;
         }
-        if (out->rows++ == 0 && o->cursor && row[cursor_idx] &&
-            !(out->low = mbq_strndup(row[cursor_idx], lens[cursor_idx]))) {
-            rc = MBQ_ENOMEM;
-            goto done;
+        /* low: the smallest cursor value extracted (rows come in cursor
+         * order unless this is a full scan). */
+        if (o->cursor && row[cursor_idx] &&
+            (!out->low ||
+             (full_scan && cursor_cmp(kind, row[cursor_idx], lens[cursor_idx], out->low) < 0))) {
+            free(out->low);
+            if (!(out->low = mbq_strndup(row[cursor_idx], lens[cursor_idx]))) {
+                rc = MBQ_ENOMEM;
+                goto done;
+            }
         }
+        out->rows++;
         if (cur->len >= chunk) {
             handed_bytes += cur->len;
             writer_submit(&w, cur);
@@ -1261,6 +1367,9 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
     mysql_free_result(res);
     res = NULL;
     if ((rc = writer_finish(&w)) < 0)
+        goto done;
+    if (full_scan && out->tail_from && out->rows > 0 &&
+        (rc = full_extract_tail(out, c, o, kind, high, pk, n_pk, keys, keylen, tname)) < 0)
         goto done;
 
 finish:

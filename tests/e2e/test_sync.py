@@ -54,10 +54,19 @@ def test_initial_sync_loads_every_row_and_commits_cursor():
 
 def test_first_sync_without_streaming_loads_from_the_file():
     ws = items_ws("nostream", extra_bigquery="stream_load: false")
-    r = ws.sync()
+    r = ws.sync("--log-level", "debug")
     expect_ok(r)
     check("streamed" not in r.stderr, "no stream when stream_load is off: %r" % r)
     check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 50, "rows")
+    # A first sync reads in key order (no filesort of the whole table); an
+    # incremental window in cursor order.
+    check("ORDER BY `id`" in r.stderr and "ORDER BY `updated_at`" not in r.stderr,
+          "first sync in key order: %r" % r)
+    mysql("UPDATE items SET val = 'x' WHERE id = 1", db=ws.db)
+    r = ws.sync("--log-level", "debug")
+    expect_ok(r)
+    check("ORDER BY `updated_at`, `id`" in r.stderr, "a window in cursor order: %r" % r)
+    assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"])
     ws.cleanup()
 
 
