@@ -142,37 +142,6 @@ int mbq_buf_quote_bq_string(mbq_buf *b, const char *s)
     return put_bq_escaped(b, s, '\'');
 }
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 if invalid. Rejects
- * overlongs, surrogates and code points above U+10FFFF (RFC 3629). */
-static size_t utf8_seq_len(const unsigned char *p, size_t avail)
-{
-    unsigned c = p[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        if (avail < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xe0 && p[1] < 0xa0)
-            return 0;
-        if (c == 0xed && p[1] > 0x9f)
-            return 0;
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        if (avail < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-            (p[3] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xf0 && p[1] < 0x90)
-            return 0;
-        if (c == 0xf4 && p[1] > 0x8f)
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
 int mbq_buf_json_string(mbq_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -209,7 +178,7 @@ int mbq_buf_json_string(mbq_buf *b, const char *s, size_t len)
             }
             p++;
         } else {
-            size_t n = utf8_seq_len(p, (size_t)(end - p));
+            size_t n = mbq_utf8_seq_len(p, (size_t)(end - p));
             if (n == 0) {
                 rc = mbq_buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
                 p++;

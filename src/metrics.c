@@ -12,29 +12,9 @@
 #include "mbq/util.h"
 #include "mbq/banned.h"
 
-/* Length of a valid UTF-8 sequence at p (len bytes left), 0 if invalid. The
- * exposition format requires UTF-8 label values; a table name in latin1
- * would make the collector reject the whole file. */
-static size_t utf8_len(const unsigned char *p, size_t len)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t n = (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (n == 0 || len < n)
-        return 0;
-    unsigned cp = p[0] & (0x7Fu >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3Fu);
-    }
-    static const unsigned min[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
-/* A label value in quotes: the format's only escapes are \\, \" and \n. */
+/* A label value in quotes: the format's only escapes are \\, \" and \n.
+ * The format requires UTF-8 label values (a table name in latin1 would make
+ * the collector reject the whole file): invalid bytes become U+FFFD. */
 static int put_label_value(mbq_buf *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)(s ? s : "");
@@ -42,7 +22,7 @@ static int put_label_value(mbq_buf *b, const char *s)
     if (mbq_buf_putc(b, '"'))
         return MBQ_ENOMEM;
     while (i < len) {
-        size_t n = utf8_len(p + i, len - i);
+        size_t n = mbq_utf8_seq_len(p + i, len - i);
         int rc;
         if (n == 0) {
             rc = mbq_buf_puts(b, "\xEF\xBF\xBD");

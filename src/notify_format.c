@@ -62,37 +62,6 @@ int mbq_notify_should_send(mbq_alert_on on, const mbq_run_summary *s)
 
 /* ---- text helpers ---------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s[0..len), or 0 when it is invalid
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_seq_len(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned min;
-    unsigned cp;
-    if ((c & 0xE0) == 0xC0) {
-        n = 2, min = 0x80, cp = c & 0x1Fu;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3, min = 0x800, cp = c & 0x0Fu;
-    } else if ((c & 0xF8) == 0xF0) {
-        n = 4, min = 0x10000, cp = c & 0x07u;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3Fu);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 /* Append `s` as one line of clean UTF-8: control characters (a newline in an
  * error message, or CR/LF in a table name that would otherwise let it inject
  * mail headers) become spaces, invalid bytes become U+FFFD. */
@@ -104,7 +73,7 @@ static int put_clean(mbq_buf *b, const char *s)
     size_t len = strlen(s);
     size_t i = 0;
     while (i < len) {
-        size_t n = utf8_seq_len(p + i, len - i);
+        size_t n = mbq_utf8_seq_len(p + i, len - i);
         int rc;
         if (n == 0) {
             rc = mbq_buf_puts(b, "\xEF\xBF\xBD");
@@ -498,7 +467,7 @@ static int put_subject_header(mbq_buf *b, const char *subject)
     while (i < len) {
         size_t n = 0;
         while (i + n < len) {
-            size_t k = utf8_seq_len(p + i + n, len - i - n);
+            size_t k = mbq_utf8_seq_len(p + i + n, len - i - n);
             if (k == 0)
                 k = 1; /* put_clean made it valid; be safe anyway */
             if (n + k > (first ? 39u : 45u))
@@ -648,7 +617,7 @@ static int put_html(mbq_buf *b, const char *text, size_t *budget, size_t *consum
     const unsigned char *p = (const unsigned char *)text;
     size_t len = strlen(text), i = 0;
     while (i < len) {
-        size_t n = utf8_seq_len(p + i, len - i);
+        size_t n = mbq_utf8_seq_len(p + i, len - i);
         const char *rep = NULL;
         size_t units;
         if (n == 0) {

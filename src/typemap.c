@@ -123,31 +123,6 @@ int mbq_typemap_column(mbq_type_mapping *out, const mbq_mysql_type *t)
 
 /* ---- value encoding ---------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 if invalid (RFC 3629:
- * no overlongs, surrogates or code points above U+10FFFF). */
-static size_t utf8_len(const unsigned char *p, size_t avail)
-{
-    unsigned c = p[0];
-    if (c >= 0xc2 && c <= 0xdf)
-        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        if (avail < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-            return 0;
-        if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f))
-            return 0;
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        if (avail < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-            (p[3] & 0xc0) != 0x80)
-            return 0;
-        if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f))
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
 /* Is any byte of the 8 in `w` a byte JSON cannot copy as is (a control
  * character, '"', '\\') or non-ASCII (to be checked as UTF-8)? The
  * "has less than" / "has zero byte" bit tricks: exact for "any byte". */
@@ -219,7 +194,7 @@ static int json_string(mbq_buf *b, const unsigned char *p, size_t len)
             }
             p++;
         } else {
-            size_t n = utf8_len(p, left);
+            size_t n = mbq_utf8_seq_len(p, left);
             if (n == 0) {
                 /* Not UTF-8 (a binary collation, a broken client): U+FFFD
                  * keeps the line valid JSON that BigQuery accepts. */
@@ -521,7 +496,7 @@ int mbq_typemap_bq_column_name(mbq_buf *out, bool *changed, const char *name)
             p++;
         } else {
             /* One '_' per character, not per byte: "größe" -> "gr__e". */
-            size_t n = *p >= 0x80 ? utf8_len(p, strlen((const char *)p)) : 1;
+            size_t n = *p >= 0x80 ? mbq_utf8_seq_len(p, strlen((const char *)p)) : 1;
             rc = mbq_buf_putc(&b, '_');
             p += n ? n : 1;
         }

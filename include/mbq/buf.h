@@ -46,6 +46,39 @@ int mbq_buf_quote_bq_ident(mbq_buf *b, const char *ident);
 /* A GoogleSQL string literal ('...' with backslash escapes). */
 int mbq_buf_quote_bq_string(mbq_buf *b, const char *s);
 
+/* Length of the valid UTF-8 sequence at p (1-4; `avail` > 0 bytes there),
+ * or 0 when it is not valid UTF-8 (RFC 3629: overlong forms, surrogates and
+ * code points past U+10FFFF are invalid). ASCII gives 1. Inline: the string
+ * encoders call it for every non-ASCII character. */
+static inline size_t mbq_utf8_seq_len(const unsigned char *p, size_t avail)
+{
+    unsigned c = p[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        if (avail < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+            return 0;
+        if (c == 0xe0 && p[1] < 0xa0)
+            return 0;
+        if (c == 0xed && p[1] > 0x9f)
+            return 0;
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if (avail < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
+            (p[3] & 0xc0) != 0x80)
+            return 0;
+        if (c == 0xf0 && p[1] < 0x90)
+            return 0;
+        if (c == 0xf4 && p[1] > 0x8f)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
 /* Append `s` as a JSON string literal with quotes; bytes that are not valid
  * UTF-8 are replaced by U+FFFD, so the output is always valid JSON. */
 int mbq_buf_json_string(mbq_buf *b, const char *s, size_t len);
