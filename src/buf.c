@@ -100,6 +100,24 @@ void mbq_buf_free(mbq_buf *b)
     b->len = b->cap = 0;
 }
 
+int mbq_buf_put_count(mbq_buf *b, int64_t v)
+{
+    char digits[32];
+    unsigned long long u = v < 0 ? (unsigned long long)(-(v + 1)) + 1 : (unsigned long long)v;
+    int n = snprintf(digits, sizeof digits, "%llu", u);
+    if (n < 0)
+        return mbq_error_set(MBQ_EINTERNAL, "cannot format a number");
+    if (v < 0 && mbq_buf_putc(b, '-'))
+        return MBQ_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && (n - i) % 3 == 0 && mbq_buf_putc(b, ','))
+            return MBQ_ENOMEM;
+        if (mbq_buf_putc(b, digits[i]))
+            return MBQ_ENOMEM;
+    }
+    return 0;
+}
+
 int mbq_buf_quote_mysql_ident(mbq_buf *b, const char *ident)
 {
     int rc = mbq_buf_putc(b, '`');

@@ -90,25 +90,6 @@ static int put_clean(mbq_buf *b, const char *s)
     return 0;
 }
 
-/* 1234567 -> "1,234,567" */
-static int put_count(mbq_buf *b, int64_t v)
-{
-    char digits[32];
-    unsigned long long u = v < 0 ? (unsigned long long)(-(v + 1)) + 1 : (unsigned long long)v;
-    int n = snprintf(digits, sizeof digits, "%llu", u);
-    if (n < 0)
-        return mbq_error_set(MBQ_EINTERNAL, "cannot format a number");
-    if (v < 0 && mbq_buf_putc(b, '-'))
-        return MBQ_ENOMEM;
-    for (int i = 0; i < n; i++) {
-        if (i > 0 && (n - i) % 3 == 0 && mbq_buf_putc(b, ','))
-            return MBQ_ENOMEM;
-        if (mbq_buf_putc(b, digits[i]))
-            return MBQ_ENOMEM;
-    }
-    return 0;
-}
-
 /* 12345 -> "12.3 s", 252000 -> "4 min 12 s", 7380000 -> "2 h 3 min" */
 static int put_duration(mbq_buf *b, int64_t ms)
 {
@@ -225,7 +206,7 @@ int mbq_notify_format_subject(mbq_buf *out, const mbq_run_summary *s)
     } else {
         rc = mbq_buf_printf(out, "[mbq] OK: %zu %s synced, ", c.ok, c.ok == 1 ? "table" : "tables");
         if (!rc)
-            rc = put_count(out, c.rows);
+            rc = mbq_buf_put_count(out, c.rows);
         if (!rc)
             rc = mbq_buf_puts(out, c.rows == 1 ? " row (" : " rows (");
         if (!rc)
@@ -307,7 +288,7 @@ int mbq_notify_format_text(mbq_buf *out, const mbq_run_summary *s)
                               s->n_tables == 1 ? "table" : "tables")) {
         goto done;
     }
-    if (mbq_buf_puts(out, ", ") || put_count(out, c.rows) ||
+    if (mbq_buf_puts(out, ", ") || mbq_buf_put_count(out, c.rows) ||
         mbq_buf_puts(out, c.rows == 1 ? " row synced\n" : " rows synced\n"))
         goto done;
 
@@ -359,7 +340,7 @@ int mbq_notify_format_text(mbq_buf *out, const mbq_run_summary *s)
                 mbq_buf_puts(out, " after "))
                 goto done;
         } else if (t->result == MBQ_TABLE_OK) {
-            if (mbq_buf_puts(out, ", ") || put_count(out, t->rows_synced) ||
+            if (mbq_buf_puts(out, ", ") || mbq_buf_put_count(out, t->rows_synced) ||
                 mbq_buf_puts(out, t->rows_synced == 1 ? " row in " : " rows in "))
                 goto done;
         } else if (mbq_buf_puts(out, ", ")) {

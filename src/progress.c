@@ -26,19 +26,6 @@ struct mbq_progress {
     int64_t bytes;
 };
 
-static int put_count(mbq_buf *b, int64_t v)
-{
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%lld", (long long)(v < 0 ? 0 : v));
-    for (int i = 0; i < n; i++) {
-        if (i > 0 && (n - i) % 3 == 0 && mbq_buf_putc(b, ','))
-            return MBQ_ENOMEM;
-        if (mbq_buf_putc(b, digits[i]))
-            return MBQ_ENOMEM;
-    }
-    return 0;
-}
-
 static int put_bytes(mbq_buf *b, int64_t v)
 {
     static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
@@ -62,8 +49,9 @@ static void draw(mbq_progress *p, int64_t now, bool final)
     int64_t rate = elapsed > 0 ? p->rows * 1000 / elapsed : 0;
     /* \r returns to column 0; ESC[K clears what a longer previous line left. */
     if (mbq_buf_puts(&line, "\r\033[K") || mbq_buf_puts(&line, p->label) ||
-        mbq_buf_puts(&line, ": ") || put_count(&line, p->rows) || mbq_buf_puts(&line, " rows, ") ||
-        put_bytes(&line, p->bytes) || mbq_buf_puts(&line, ", ") || put_count(&line, rate) ||
+        mbq_buf_puts(&line, ": ") || mbq_buf_put_count(&line, p->rows < 0 ? 0 : p->rows) ||
+        mbq_buf_puts(&line, " rows, ") || put_bytes(&line, p->bytes) ||
+        mbq_buf_puts(&line, ", ") || mbq_buf_put_count(&line, rate < 0 ? 0 : rate) ||
         mbq_buf_puts(&line, " rows/s") || (final && mbq_buf_putc(&line, '\n')))
         goto done;
     ssize_t w = write(STDERR_FILENO, line.ptr, line.len);

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct mbq_buf {
     char *ptr;  /* NUL-terminated data; NULL until the first append */
@@ -36,6 +37,9 @@ void mbq_buf_clear(mbq_buf *b);
 char *mbq_buf_detach(mbq_buf *b);
 
 void mbq_buf_free(mbq_buf *b);
+
+/* Append an integer with thousands separators: 1234567 -> "1,234,567". */
+int mbq_buf_put_count(mbq_buf *b, int64_t v);
 
 /* Identifier quoting. MySQL: backticks, a backtick inside doubled.
  * BigQuery GoogleSQL: backticks, with backslash escapes for backslash and
