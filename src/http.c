@@ -195,6 +195,17 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Append one header line to *list (curl_slist_append returns NULL on
+ * failure and leaves the list as it was). */
+static int append_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*list, line);
+    if (!n)
+        return mbq_error_set(MBQ_ENOMEM, "out of memory");
+    *list = n;
+    return 0;
+}
+
 /* The URL without its query string, for messages: resumable upload URLs
  * carry the upload id, which is a bearer capability for the session. */
 static void url_for_message(mbq_buf *out, const char *url)
@@ -242,32 +253,20 @@ int mbq_http_do(mbq_http *h, mbq_http_response *resp, const mbq_http_request *re
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)h->opts.low_speed_time_s);
     }
 
-    for (const char *const *p = req->headers; p && *p; p++) {
-        struct curl_slist *n = curl_slist_append(hdrs, *p);
-        if (!n) {
-            rc = mbq_error_set(MBQ_ENOMEM, "out of memory");
-            goto done;
-        }
-        hdrs = n;
-    }
-    /* No "Expect: 100-continue" round trip before large bodies. */
-    struct curl_slist *n = curl_slist_append(hdrs, "Expect:");
-    if (!n) {
-        rc = mbq_error_set(MBQ_ENOMEM, "out of memory");
+    bool stream = req->body && req->body->stream;
+    for (const char *const *p = req->headers; rc == 0 && p && *p; p++)
+        rc = append_header(&hdrs, *p);
+    /* No "Expect: 100-continue" round trip before large bodies; a stream of
+     * unknown length goes by chunked transfer encoding, never re-sent. */
+    if (rc == 0)
+        rc = append_header(&hdrs, "Expect:");
+    if (rc == 0 && stream)
+        rc = append_header(&hdrs, "Transfer-Encoding: chunked");
+    if (rc < 0)
         goto done;
-    }
-    hdrs = n;
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 
-    if (req->body && req->body->stream) {
-        /* Unknown length: chunked transfer encoding, never re-sent. */
-        struct curl_slist *te = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
-        if (!te) {
-            rc = mbq_error_set(MBQ_ENOMEM, "out of memory");
-            goto done;
-        }
-        hdrs = te;
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (stream) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, read_stream_cb);
         curl_easy_setopt(c, CURLOPT_READDATA, &st);
