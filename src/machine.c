@@ -99,14 +99,6 @@ static const struct transition {
     {MBQ_ST_COMMIT, EV_OK, MBQ_ST_DONE},
 };
 
-/* Fault points, in the order a run meets them; tests walk this list. */
-const char *const mbq_fault_points[] = {
-    "schema-check.enter", "schema-check.done", "extract.enter",  "extract.mid",
-    "extract.done",       "stage.enter",       "stage.done",     "merge.enter",
-    "merge.done",         "commit-metadata.enter", "commit-metadata.done", "cleanup.done",
-    "mirror.done",        NULL,
-};
-
 static int lookup_transition(mbq_state *to, mbq_state from, step_event ev)
 {
     for (size_t i = 0; i < sizeof transitions / sizeof transitions[0]; i++) {

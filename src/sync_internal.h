@@ -66,9 +66,6 @@ int mbq_schema_note(table_job *t, const char *fmt, ...) __attribute__((format(pr
  * error that stopped it (the run stays in flight, journaled with it). */
 int mbq_machine_drive(sync_ctx *ctx, table_job *t);
 
-/* machine.c: the names of every fault point (NULL-terminated). */
-extern const char *const mbq_fault_points[];
-
 /* `project`.`dataset`.`table` quoted for GoogleSQL. */
 int mbq_bq_table_ref(mbq_buf *b, const sync_ctx *ctx, const char *table);
 

@@ -7,8 +7,12 @@
  * makes it die on the Nth time the point is reached (default 1), which is how
  * tests kill in the middle of a stream (e.g. after the 3rd chunk).
  *
- * The names of all points are listed in mbq_fault_points[] so that a test can
- * walk every one of them. */
+ * The points: "<state>.enter" after a state is journaled and "<state>.done"
+ * after its side effect (src/machine.c), "extract.mid" after each chunk and
+ * "extract.before_rename" (src/mysql_source.c), "schema-check.altered"
+ * (src/schema.c, tests/e2e/test_schema.py), "cleanup.done" and
+ * "mirror.done". tests/e2e/test_crash.py walks them and fails for a point
+ * that is never reached. */
 #ifndef MBQ_FAULT_H
 #define MBQ_FAULT_H
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Crash and resume proof (label `crash`).
 
-For every fault point of the state machine (mbq_fault_points in
-src/machine.c, plus the extractor's), a sync is killed there with SIGKILL
+For every fault point of the state machine (listed in include/mbq/fault.h,
+plus the extractor's), a sync is killed there with SIGKILL
 (MBQ_FAULT=<point>), while another connection keeps inserting and updating
 rows; then more rows change (including rows sharing the committed cursor's
 exact timestamp), and `mbq sync` runs again, twice. After that the BigQuery
