@@ -445,13 +445,18 @@ done:
     return rc;
 }
 
-/* A failed BigQuery job (MBQ_EBQ) must not be found again by the retry:
- * bump the attempt so that the next job id is new. Journaled with the error
- * by the caller. Network errors keep the id: the job may exist. */
-static void note_job_failure(table_job *t, int rc)
+/* A job id that must not be used again (its job failed, or an upload cut
+ * short may have left it behind): bump the attempt and derive a new one. */
+static int renew_job_id(char **id, const char *kind, table_job *t)
 {
-    if (rc == MBQ_EBQ)
-        t->run.attempt++;
+    char *fresh = NULL;
+    t->run.attempt++;
+    int rc = make_job_id(&fresh, kind, t);
+    if (rc == 0) {
+        free(*id);
+        *id = fresh;
+    }
+    return rc;
 }
 
 /* A rebuild's load replaced the target's schema (a WRITE_TRUNCATE load sets
@@ -549,11 +554,8 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
                     mbq_error_last());
             mbq_bq_job_free(job);
             job = NULL;
-            t->run.attempt++;
-            free(t->run.load_job_id);
-            t->run.load_job_id = NULL;
-            if ((rc = make_job_id(&t->run.load_job_id, replace ? "mbq_replace" : "mbq_load",
-                                  t)) < 0 ||
+            if ((rc = renew_job_id(&t->run.load_job_id, replace ? "mbq_replace" : "mbq_load",
+                                   t)) < 0 ||
                 (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
                 goto done;
         }
@@ -666,15 +668,12 @@ static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
     if (rc == 0)
         rc = mbq_bq_query(&job, ctx->bq, t->run.merge_job_id, sql.ptr, NULL);
     if (rc < 0) {
-        if (rc == MBQ_EBQ) {
-            /* A new merge job id for the retry; the staged rows stay. */
-            note_job_failure(t, rc);
-            char *id = NULL;
-            if (make_job_id(&id, "mbq_merge", t) == 0) {
-                free(t->run.merge_job_id);
-                t->run.merge_job_id = id;
-            }
-        }
+        /* BigQuery ran the MERGE and it failed: the retry (next run) needs
+         * a new job id, or it would find the failed job; the staged rows
+         * stay. A network error keeps the id: the job may exist. The
+         * MERGE's own error is the one reported. */
+        if (rc == MBQ_EBQ)
+            renew_job_id(&t->run.merge_job_id, "mbq_merge", t);
         goto done;
     }
     t->run.rows_merged = job->dml_affected_rows >= 0 ? job->dml_affected_rows : 0;
