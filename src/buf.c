@@ -8,9 +8,9 @@
 #include "mbq/util.h"
 #include "mbq/banned.h"
 
-int mbq_buf_grow(mbq_buf *b, size_t extra)
+int mbq_buf_grow_slow(mbq_buf *b, size_t extra)
 {
-    if (b->len + extra + 1 <= b->cap)
+    if (extra < b->cap - b->len)
         return 0;
     if (extra > SIZE_MAX / 2 - b->len)
         return mbq_error_set(MBQ_ENOMEM, "buffer size overflow");

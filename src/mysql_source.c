@@ -10,6 +10,7 @@
  * The main thread never holds more than one row from the server (use_result)
  * plus the chunk it fills; the queue holds at most four chunks, so peak
  * memory does not depend on the table's size. */
+#define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -601,6 +602,7 @@ int mbq_mysql_check_table(mbq_cursor_kind *kind_out, const mbq_table_schema *s,
 /* ---- the writer thread ------------------------------------------------- */
 
 #define NSLOTS 4
+#define WRITE_BEHIND (8u << 20)
 
 typedef struct writer {
     int fd;
@@ -612,6 +614,7 @@ typedef struct writer {
     size_t zout_cap;
     EVP_MD_CTX *sha;
     uint64_t file_bytes, raw_bytes;
+    uint64_t started_bytes; /* file bytes whose writeback was started */
     int (*sink)(void *ud, const void *data, size_t len); /* tap on the file's bytes */
     void *sink_ud;
 
@@ -646,6 +649,15 @@ static int write_all(writer *w, const void *data, size_t len)
         p += n;
         len -= (size_t)n;
         w->file_bytes += (uint64_t)n;
+    }
+    /* Write-behind: start the disk writes of each WRITE_BEHIND bytes now,
+     * so the final fsync waits for the last few MiB, not for the whole
+     * file (0.09 s of a 1M-row extract's 1.3 s here), and a big extract
+     * never leaves gigabytes dirty. Only a hint: fsync stays the proof. */
+    if (w->file_bytes - w->started_bytes >= WRITE_BEHIND) {
+        (void)sync_file_range(w->fd, (off_t)w->started_bytes,
+                              (off_t)(w->file_bytes - w->started_bytes), SYNC_FILE_RANGE_WRITE);
+        w->started_bytes = w->file_bytes;
     }
     return 0;
 }

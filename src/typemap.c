@@ -123,14 +123,21 @@ int mbq_typemap_column(mbq_type_mapping *out, const mbq_mysql_type *t)
 
 /* ---- value encoding ---------------------------------------------------- */
 
-/* Is any byte of the 8 in `w` a byte JSON cannot copy as is (a control
- * character, '"', '\\') or non-ASCII (to be checked as UTF-8)? The
- * "has less than" / "has zero byte" bit tricks: exact for "any byte". */
-static inline int word_needs_care(uint64_t w)
+/* The bytes of the 8 in `w` that JSON cannot copy as is (a control
+ * character, '"', '\\') or that are non-ASCII (to be checked as UTF-8), as
+ * a mask of their high bits. The "has less than" / "has zero byte" bit
+ * tricks: a borrow can flag a byte above a real match, never one below it,
+ * so the mask is exact for "any byte" and for the lowest flagged byte. */
+static inline uint64_t word_care_mask(uint64_t w)
 {
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-    return ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high) != 0;
+    return (w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high;
+}
+
+static inline bool is_digit(unsigned char c)
+{
+    return (unsigned)(c - '0') < 10; /* not isdigit(): no locale table */
 }
 
 /* A JSON string literal, written straight into the buffer's memory: this is
@@ -158,15 +165,20 @@ static int json_string(mbq_buf *b, const unsigned char *p, size_t len)
         /* Plain printable ASCII: the common case, a word at a time while
          * the room check above covers the whole input left. */
         const unsigned char *run = p;
-        uint64_t w;
+        uint64_t w, care = 0;
         while (end - p >= 8) {
             memcpy(&w, p, 8);
-            if (word_needs_care(w))
+            if ((care = word_care_mask(w)) != 0)
                 break;
             p += 8;
         }
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (care) /* straight to the first byte that needs care */
+            p += __builtin_ctzll(care) / 8;
+        else
+#endif
+            while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+                p++;
         if (p > run) {
             memcpy(o, run, (size_t)(p - run));
             o += p - run;
@@ -306,9 +318,15 @@ static int quoted_copy(mbq_buf *out, const char *v, size_t len)
     /* Dates, times and decimals from the server are plain ASCII; anything
      * else (control bytes, quotes: fuzz_encoder found a DATETIME with a NUL
      * written raw) goes through the escaping writer, so the line stays JSON. */
-    for (size_t i = 0; i < len; i++) {
+    size_t i = 0;
+    for (uint64_t w; i + 8 <= len; i += 8) {
+        memcpy(&w, v + i, 8);
+        if (word_care_mask(w))
+            return mbq_buf_json_string(out, v, len);
+    }
+    for (; i < len; i++) {
         unsigned char ch = (unsigned char)v[i];
-        if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+        if (ch < 0x20 || ch >= 0x80 || ch == '"' || ch == '\\')
             return mbq_buf_json_string(out, v, len);
     }
     if (mbq_buf_grow(out, len + 2) < 0)
@@ -334,13 +352,13 @@ static bool timestamp_text_ok(const char *v, size_t len)
     if (len < 19 || len == 20 || len > 26)
         return false;
     for (size_t i = 0; i < 19; i++) {
-        if (shape[i] == 'd' ? !isdigit((unsigned char)v[i]) : v[i] != shape[i])
+        if (shape[i] == 'd' ? !is_digit((unsigned char)v[i]) : v[i] != shape[i])
             return false;
     }
     if (len > 19 && v[19] != '.')
         return false;
     for (size_t i = 20; i < len; i++) {
-        if (!isdigit((unsigned char)v[i]))
+        if (!is_digit((unsigned char)v[i]))
             return false;
     }
     return true;
@@ -382,16 +400,16 @@ static bool json_number_ok(const char *v, size_t len)
     size_t i = 0;
     if (i < len && v[i] == '-')
         i++;
-    if (i >= len || !isdigit((unsigned char)v[i]))
+    if (i >= len || !is_digit((unsigned char)v[i]))
         return false;
     if (v[i] == '0')
         i++;
     else
-        while (i < len && isdigit((unsigned char)v[i]))
+        while (i < len && is_digit((unsigned char)v[i]))
             i++;
     if (i < len && v[i] == '.') {
         size_t d = ++i;
-        while (i < len && isdigit((unsigned char)v[i]))
+        while (i < len && is_digit((unsigned char)v[i]))
             i++;
         if (i == d)
             return false;
@@ -401,7 +419,7 @@ static bool json_number_ok(const char *v, size_t len)
         if (i < len && (v[i] == '+' || v[i] == '-'))
             i++;
         size_t d = i;
-        while (i < len && isdigit((unsigned char)v[i]))
+        while (i < len && is_digit((unsigned char)v[i]))
             i++;
         if (i == d)
             return false;
@@ -420,7 +438,7 @@ int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t 
         if (i >= len)
             return bad_value("INT64", val, len);
         for (size_t k = i; k < len; k++)
-            if (!isdigit((unsigned char)val[k]))
+            if (!is_digit((unsigned char)val[k]))
                 return bad_value("INT64", val, len);
         while (i + 1 < len && val[i] == '0')
             i++;

@@ -18,6 +18,10 @@
 #   services.sh stop-mysql|start-mysql|stop-bq|start-bq DIR
 #                                  take one service down / bring it back (outage tests)
 #
+# Environment: MBQ_SERVICES="mysql bq smtp" (the default) picks what `start`
+# starts (the extraction benchmark needs only mysql); MBQ_MYSQL_BUFFER_POOL
+# (default 64M) sizes InnoDB's buffer pool (benchmarks keep their tables in it).
+#
 # Every daemon runs in its own session (setsid), so its pid is also its process
 # group id: `stop` kills the whole group (the emulator and mariadbd start no
 # children today, but a group kill cannot miss one that a later version adds).
@@ -155,7 +159,7 @@ mysql_spawn() {
         --socket="$d/mysql.sock" --port="$port" --bind-address=127.0.0.1 \
         --pid-file="$d/mariadbd.pid" --log-error="$d/error.log" \
         --skip-name-resolve --performance-schema=OFF --skip-log-bin \
-        --innodb-buffer-pool-size=64M --innodb-log-file-size=32M \
+        --innodb-buffer-pool-size="${MBQ_MYSQL_BUFFER_POOL:-64M}" --innodb-log-file-size=32M \
         --innodb-flush-log-at-trx-commit=2 --max-connections=200 \
         --key-buffer-size=4M --table-open-cache=400 \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci
@@ -408,9 +412,10 @@ cmd_start() {
     trap 'trap - EXIT; note "interrupted, stopping what was started"; stop_all "$START_DIR" || true; exit 130' INT TERM
     trap 'rc=$?; if [ $rc -ne 0 ]; then note "start failed, stopping what was started"; stop_all "$START_DIR" || true; fi' EXIT
 
-    mysql_start "$dir"
-    bq_start "$dir"
-    smtp_start "$dir"
+    local want=" ${MBQ_SERVICES:-mysql bq smtp} "
+    [[ $want == *" mysql "* ]] && mysql_start "$dir"
+    [[ $want == *" bq "* ]] && bq_start "$dir"
+    [[ $want == *" smtp "* ]] && smtp_start "$dir"
     write_env "$dir"
     trap - INT TERM EXIT
     note "ready: source $dir/env"
@@ -448,7 +453,7 @@ main() {
     case "$cmd" in
     start | stop | env | status | restart-mysql | restart-bq | stop-mysql | start-mysql | stop-bq | start-bq) ;;
     -h | --help | help)
-        sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         return 0
         ;;
     *) die "usage: services.sh start|stop|env|status|restart-mysql|restart-bq|stop-mysql|start-mysql|stop-bq|start-bq DIR" ;;

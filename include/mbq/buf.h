@@ -18,8 +18,13 @@ typedef struct mbq_buf {
 
 #define MBQ_BUF_INIT {NULL, 0, 0}
 
-/* Make room for `extra` more bytes (plus the NUL). */
-int mbq_buf_grow(mbq_buf *b, size_t extra);
+/* Make room for `extra` more bytes (plus the NUL). Inline for the encoders'
+ * hot loops: only a buffer that must grow makes a call. */
+int mbq_buf_grow_slow(mbq_buf *b, size_t extra);
+static inline int mbq_buf_grow(mbq_buf *b, size_t extra)
+{
+    return extra < b->cap - b->len ? 0 : mbq_buf_grow_slow(b, extra); /* no overflow */
+}
 int mbq_buf_append(mbq_buf *b, const void *data, size_t len);
 int mbq_buf_puts(mbq_buf *b, const char *s);
 int mbq_buf_putc(mbq_buf *b, char c);
