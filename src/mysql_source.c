@@ -5,7 +5,7 @@
  *
  *   server --text protocol, mysql_use_result--> main thread: encode rows into
  *   1 MiB chunks --queue of 4 chunks--> writer thread: SHA-256, deflate,
- *   write(<path>.tmp) ... fsync, rename(<path>), fsync(dir)
+ *   write(<path>.tmp) with write-behind ... fsync, rename(<path>), fsync(dir)
  *
  * The main thread never holds more than one row from the server (use_result)
  * plus the chunk it fills; the queue holds at most four chunks, so peak

@@ -5,7 +5,7 @@
 #
 #   bench/extract/run.sh [ROWS ...]        (default: 1000000 5000000)
 #
-# Environment: ROUNDS (default 5), BUILD (default build-bench-extract: a
+# Environment: ROUNDS (default 7), BUILD (default build-bench-extract: a
 # Release build made here), BUFFER_POOL (default 3G: InnoDB's buffer pool,
 # large enough to hold the 5M-row table, so every tool reads from memory).
 #
@@ -19,7 +19,9 @@
 #  - runs ROUNDS rounds; each round runs every tool once, the order rotating
 #    from round to round so that no tool always follows the same neighbour:
 #      mariadb --quick --batch -e 'SELECT * ...' > file
-#      mydumper -t 2 (plain SQL files) and mydumper -t 2 -c (gzip)
+#      mydumper -t 2 (plain SQL files), the same followed by `sync` (its files
+#        durable when it ends, as mbq's are: mbq fsyncs before it renames),
+#        and mydumper -t 2 -c (gzip)
 #      mbq extract --no-compress, and mbq extract (gzip level 1, the default)
 #  - prints, per tool, the median and the minimum wall time, the peak RSS
 #    (largest over the rounds), the output size, the ratios of the medians to
@@ -30,7 +32,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BUILD="${BUILD:-$ROOT/build-bench-extract}"
-ROUNDS="${ROUNDS:-5}"
+ROUNDS="${ROUNDS:-7}"
 BUFFER_POOL="${BUFFER_POOL:-3G}"
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000000 5000000)
@@ -105,6 +107,10 @@ run_tool() { # TAG ROUND ROWS
         measure "$tag" "$round" mydumper -h "$HOST" -P "$PORT" -u root -p "$MYSQL_PWD" -t 2 \
             -B mbq_bench -T "bench_$n" -o "$WORK/out/dump" --no-schemas --trx-consistency-only \
             "${z[@]}" ;;
+    mydumper_sync) # its files on disk when it ends, as mbq's (fsync) are
+        measure "$tag" "$round" sh -c "mydumper -h '$HOST' -P '$PORT' -u root -p \"\$MYSQL_PWD\" \
+            -t 2 -B mbq_bench -T 'bench_$n' -o '$WORK/out/dump' --no-schemas \
+            --trx-consistency-only && sync" ;;
     mbq)
         measure "$tag" "$round" "$MBQ" extract --config "$WORK/mbq.yml" --table "bench_$n" \
             --out "$WORK/out/t.json" --no-compress
@@ -117,7 +123,7 @@ run_tool() { # TAG ROUND ROWS
     echo "$tag $(du -sb "$WORK/out" | cut -f1)" >>"$WORK/sizes"
 }
 
-TOOLS=(mariadb mydumper mydumper_gz mbq mbq_gz)
+TOOLS=(mariadb mydumper mydumper_sync mydumper_gz mbq mbq_gz)
 for n in "${SIZES[@]}"; do
     echo "bench/extract: creating bench_$n" >&2
     make_table "$n"
@@ -167,7 +173,7 @@ for line in open(sizes):
     tag, b = line.split()
     size[tag] = int(b)
 label = {"mariadb": "mariadb --quick --batch", "mydumper": "mydumper -t 2",
-         "mydumper_gz": "mydumper -t 2 -c (gzip)", "mbq": "**mbq extract --no-compress**",
+         "mydumper_sync": "mydumper -t 2, then sync", "mydumper_gz": "mydumper -t 2 -c (gzip)", "mbq": "**mbq extract --no-compress**",
          "mbq_gz": "**mbq extract** (gzip -1)"}
 med = {t: statistics.median(v) for t, v in wall.items()}
 def per_round(tag, base):
@@ -176,7 +182,7 @@ def per_round(tag, base):
 print("| rows | tool | median wall s | min wall s | peak RSS MiB | output MB "
       "| median / mariadb | median / mydumper | per round / mydumper |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-for t in ["mariadb", "mydumper", "mydumper_gz", "mbq", "mbq_gz"]:
+for t in ["mariadb", "mydumper", "mydumper_sync", "mydumper_gz", "mbq", "mbq_gz"]:
     base = "mydumper_gz" if t == "mbq_gz" else "mydumper"
     vs = "%.2f" % (med[t] / med["mydumper"])
     if t == "mbq_gz":
@@ -185,6 +191,12 @@ for t in ["mariadb", "mydumper", "mydumper_gz", "mbq", "mbq_gz"]:
         format(int(n), ","), label[t], med[t], min(wall[t]), rss[t] / 1024, size[t] / 1e6,
         med[t] / med["mariadb"], vs,
         per_round(t, base) + (" (of -c)" if t == "mbq_gz" else "") if t.startswith("mbq") else "-"))
+print()
+print("Wall seconds per round (rounds in order; the tools' order rotates):")
+print()
+for t in ["mariadb", "mydumper", "mydumper_sync", "mydumper_gz", "mbq", "mbq_gz"]:
+    print("- %s: %s" % (label[t].replace("*", ""), " ".join("%.2f" % w for w in wall[t])))
+print()
 PY
     "${M[@]}" -e "DROP TABLE mbq_bench.bench_$n"
 done
