@@ -14,13 +14,16 @@
 #include "mbq/banned.h"
 
 static const char sync_usage[] =
-    "usage: mbq sync [--config FILE] [--tables a,b] [--dry-run] [--metrics-file PATH]\n"
-    "                [--log-level error|warn|info|debug] [--log-format text|json]\n"
+    "usage: mbq sync [--config FILE] [--tables a,b] [--jobs N] [--dry-run]\n"
+    "                [--metrics-file PATH] [--log-level error|warn|info|debug]\n"
+    "                [--log-format text|json]\n"
     "\n"
     "Resumes every unfinished table run from the journal, then syncs each table:\n"
     "schema-check -> extract -> stage -> merge -> commit-metadata.\n"
     "  --config FILE        config file (default $MBQ_CONFIG or ./mbq.yml)\n"
     "  --tables a,b         only these tables\n"
+    "  --jobs N             sync up to N tables at the same time (1-32, default 1);\n"
+    "                       each uses its own MySQL and BigQuery connection\n"
     "  --dry-run            print windows and schema changes; change nothing\n"
     "  --metrics-file PATH  write Prometheus metrics there after the run\n"
     "  --no-progress        no progress line even on a terminal\n"
@@ -35,13 +38,14 @@ int mbq_cmd_sync(int argc, char **argv)
         {"dry-run", no_argument, NULL, 'n'},          {"metrics-file", required_argument, NULL, 'm'},
         {"log-level", required_argument, NULL, 'l'},  {"log-format", required_argument, NULL, 'f'},
         {"no-progress", no_argument, NULL, 'P'},      {"help", no_argument, NULL, 'h'},
+        {"jobs", required_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *tables = NULL, *log_level = NULL, *log_format = NULL;
     mbq_sync_options so = MBQ_SYNC_OPTIONS_INIT;
     int opt, exit_code;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:t:nm:l:f:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:t:j:nm:l:f:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': config_path = optarg; break;
         case 't': tables = optarg; break;
@@ -50,6 +54,17 @@ int mbq_cmd_sync(int argc, char **argv)
         case 'l': log_level = optarg; break;
         case 'f': log_format = optarg; break;
         case 'P': so.progress = false; break;
+        case 'j': {
+            char *end = NULL;
+            long n = strtol(optarg, &end, 10);
+            if (!*optarg || *end || n < 1 || n > MBQ_SYNC_JOBS_MAX) {
+                fprintf(stderr, "mbq sync: --jobs '%s': give a number of tables from 1 to %d\n",
+                        optarg, MBQ_SYNC_JOBS_MAX);
+                return MBQ_EXIT_USAGE;
+            }
+            so.jobs = (int)n;
+            break;
+        }
         case 'h': fputs(sync_usage, stdout); return MBQ_EXIT_OK;
         default: fputs(sync_usage, stderr); return MBQ_EXIT_USAGE;
         }

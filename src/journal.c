@@ -271,14 +271,17 @@ int mbq_journal_open(mbq_journal **out, const char *dir, mbq_journal_mode mode)
                                           "directory)", j->path);
         goto done;
     }
-    int flags = mode == MBQ_JOURNAL_WRITE ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                                          : SQLITE_OPEN_READONLY;
+    int flags = mode == MBQ_JOURNAL_WRITE    ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                : mode == MBQ_JOURNAL_ATTACH ? SQLITE_OPEN_READWRITE
+                                             : SQLITE_OPEN_READONLY;
     if (sqlite3_open_v2(j->path, &j->db, flags | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
         rc = mbq_error_set(MBQ_EJOURNAL, "cannot open journal '%s': %s", j->path,
                            j->db ? sqlite3_errmsg(j->db) : "out of memory");
         goto done;
     }
-    sqlite3_busy_timeout(j->db, 5000);
+    /* Parallel tables (`sync --jobs`) write through several connections:
+     * each write is short, so waiting for the others is always enough. */
+    sqlite3_busy_timeout(j->db, 30000);
     /* A garbage or truncated file shows here ("file is not a database"):
      * refuse it rather than start over, which would reset every cursor. */
     if (mode == MBQ_JOURNAL_WRITE) {
@@ -291,6 +294,11 @@ int mbq_journal_open(mbq_journal **out, const char *dir, mbq_journal_mode mode)
         if ((rc = exec(j, "PRAGMA quick_check")) < 0)
             goto fail_open;
     } else {
+        /* WAL mode is the file's (set by the WRITE connection); the rest is
+         * per connection. */
+        if (mode == MBQ_JOURNAL_ATTACH && ((rc = exec(j, "PRAGMA synchronous=FULL")) < 0 ||
+                                           (rc = exec(j, "PRAGMA foreign_keys=ON")) < 0))
+            goto fail_open;
         int version = 0;
         if ((rc = read_user_version(j, &version)) < 0)
             goto fail_open;

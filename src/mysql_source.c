@@ -47,6 +47,11 @@ const char *mbq_mysql_where(const mbq_mysql *c)
     return c->where;
 }
 
+void mbq_mysql_thread_end(void)
+{
+    mysql_thread_end();
+}
+
 unsigned long mbq_mysql_thread_id(const mbq_mysql *c)
 {
     return mysql_thread_id(c->my);

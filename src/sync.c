@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,145 @@ static void print_dry_run(const sync_ctx *ctx, const table_job *t)
         printf("  schema: %s\n", t->changes[i]);
 }
 
+/* Drive one table (a dry run only checks its schema); true when it synced. */
+static bool run_table(sync_ctx *ctx, table_job *t)
+{
+    int64_t t0 = mbq_monotonic_ms();
+    int rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
+    if (rc < 0)
+        table_job_fail(ctx, t, rc);
+    else if (!ctx->dry_run)
+        mbq_log(MBQ_LOG_INFO, t->tc->name, "done", "synced %" PRId64 " rows in %.1f s%s",
+                t->rows_synced, (double)(mbq_monotonic_ms() - t0) / 1000.0,
+                t->unchanged ? " (no changes)" : "");
+    if (ctx->dry_run)
+        print_dry_run(ctx, t);
+    return rc == 0;
+}
+
+/* ---- parallel tables (`--jobs N`) --------------------------------------
+ *
+ * Tables are independent: each worker thread takes the next table of the
+ * run and drives it with its own MySQL connection, BigQuery client and
+ * journal connection (MBQ_JOURNAL_ATTACH: the process holds the lock;
+ * SQLite serialises the short writes). Worker 0 is the run's own context.
+ * Everything a table run journals is the same as when tables run one after
+ * another, so a run killed with several tables in flight resumes each of
+ * them like any other. */
+typedef struct worker_pool {
+    mbq_journal *run_j; /* the run's journal connection (worker 0's) */
+    table_job *jobs;
+    size_t n_jobs;
+    size_t next; /* the next table to take */
+    int ok, failed;
+    pthread_mutex_t mu;
+} worker_pool;
+
+typedef struct worker {
+    worker_pool *pool;
+    sync_ctx ctx;
+    bool own; /* ctx's connections are this worker's (not the run's) */
+    pthread_t thread;
+} worker;
+
+static int worker_connect(worker *w)
+{
+    const mbq_config *cfg = w->ctx.cfg;
+    int rc = mbq_journal_open(&w->ctx.j, cfg->state_dir, MBQ_JOURNAL_ATTACH);
+    if (rc == 0)
+        rc = mbq_mysql_connect(&w->ctx.my, &cfg->mysql);
+    if (rc == 0) {
+        mbq_bq_options bo;
+        mbq_bq_options_from_config(&bo, &cfg->bigquery);
+        rc = mbq_bq_new(&w->ctx.bq, &bo);
+    }
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    worker_pool *p = w->pool;
+    int conn_rc = w->own ? worker_connect(w) : 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        size_t i = p->next < p->n_jobs ? p->next++ : p->n_jobs;
+        pthread_mutex_unlock(&p->mu);
+        if (i == p->n_jobs)
+            break;
+        table_job *t = &p->jobs[i];
+        bool ok = false;
+        if (conn_rc < 0) {
+            /* This worker's connections failed: its tables fail with that
+             * error, journaled (through the run's journal when this
+             * worker has none), as when the run's own connections fail. */
+            sync_ctx fail_ctx = w->ctx;
+            if (!fail_ctx.j)
+                fail_ctx.j = p->run_j; /* FULLMUTEX: one call at a time */
+            mbq_error_set(conn_rc, "%s", mbq_error_last());
+            table_job_fail(&fail_ctx, t, conn_rc);
+        } else {
+            ok = run_table(&w->ctx, t);
+        }
+        pthread_mutex_lock(&p->mu);
+        ok ? p->ok++ : p->failed++;
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (w->own) {
+        mbq_bq_free(w->ctx.bq);
+        mbq_mysql_close(w->ctx.my);
+        mbq_journal_close(w->ctx.j);
+        mbq_mysql_thread_end();
+    }
+    mbq_error_clear(); /* the thread's message dies with it */
+    return NULL;
+}
+
+static void run_tables(sync_ctx *ctx, table_job *jobs, size_t n_jobs, int n_workers, int *ok,
+                       int *failed)
+{
+    if (n_workers > (int)n_jobs)
+        n_workers = (int)n_jobs;
+    if (n_workers <= 1) {
+        for (size_t i = 0; i < n_jobs; i++)
+            run_table(ctx, &jobs[i]) ? (*ok)++ : (*failed)++;
+        return;
+    }
+    worker_pool pool = {ctx->j, jobs, n_jobs, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    worker *ws = mbq_calloc((size_t)n_workers, sizeof *ws);
+    if (!ws) { /* no memory for workers: one after another */
+        run_tables(ctx, jobs, n_jobs, 1, ok, failed);
+        return;
+    }
+    mbq_fault_enabled(); /* read the environment once, before any thread */
+    mbq_log(MBQ_LOG_INFO, NULL, NULL, "syncing %zu tables, %d at a time", n_jobs, n_workers);
+    int started = 0;
+    for (int k = 0; k < n_workers; k++) {
+        ws[k].pool = &pool;
+        ws[k].ctx = *ctx;
+        ws[k].ctx.progress = false; /* one terminal line cannot show several tables */
+        ws[k].own = k > 0;
+        if (ws[k].own) {
+            ws[k].ctx.j = NULL;
+            ws[k].ctx.my = NULL;
+            ws[k].ctx.bq = NULL;
+        }
+        if (k > 0 && pthread_create(&ws[k].thread, NULL, worker_main, &ws[k]) != 0) {
+            mbq_log(MBQ_LOG_WARN, NULL, NULL, "cannot start worker %d: fewer tables at a time",
+                    k + 1);
+            break;
+        }
+        started = k + 1;
+    }
+    worker_main(&ws[0]); /* the calling thread is worker 0 */
+    for (int k = 1; k < started; k++)
+        pthread_join(ws[k].thread, NULL);
+    *ok += pool.ok;
+    *failed += pool.failed;
+    pthread_mutex_destroy(&pool.mu);
+    free(ws);
+}
+
 static bool table_selected(const mbq_sync_options *opts, const char *name)
 {
     if (!opts->tables)
@@ -460,29 +600,16 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     }
 
     int ok = 0, failed = 0;
-    for (size_t i = 0; i < n_jobs; i++) {
-        table_job *t = &jobs[i];
-        if (conn_rc < 0) {
+    if (conn_rc < 0) {
+        for (size_t i = 0; i < n_jobs; i++) {
             mbq_error_set(conn_rc, "%s", mbq_error_last());
-            table_job_fail(&ctx, t, conn_rc);
+            table_job_fail(&ctx, &jobs[i], conn_rc);
             failed++;
-            continue;
         }
-        int64_t t0 = mbq_monotonic_ms();
-        rc = opts->dry_run ? mbq_schema_check(&ctx, t) : mbq_machine_drive(&ctx, t);
-        if (rc < 0) {
-            table_job_fail(&ctx, t, rc);
-            failed++;
-        } else {
-            ok++;
-            if (!opts->dry_run)
-                mbq_log(MBQ_LOG_INFO, t->tc->name, "done",
-                        "synced %" PRId64 " rows in %.1f s%s", t->rows_synced,
-                        (double)(mbq_monotonic_ms() - t0) / 1000.0,
-                        t->unchanged ? " (no changes)" : "");
-        }
-        if (opts->dry_run)
-            print_dry_run(&ctx, t);
+    } else {
+        /* A dry run prints a plan per table: one after another. */
+        int n_workers = opts->dry_run ? 1 : opts->jobs;
+        run_tables(&ctx, jobs, n_jobs, n_workers, &ok, &failed);
     }
     if (opts->dry_run) {
         exit_code = failed ? MBQ_EXIT_TABLE_FAILED : MBQ_EXIT_OK;

@@ -2,6 +2,7 @@
  * commit atomicity, refusal of corrupt and newer journals) and the cursor
  * helpers. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +69,63 @@ static void test_second_writer_gets_locked_error(void)
     mbq_journal_close(j);
     /* Released on close (and by the kernel when a holder dies). */
     CHECK_INT(mbq_journal_open(&j, d, MBQ_JOURNAL_WRITE), 0);
+    mbq_journal_close(j);
+    free(d);
+}
+
+/* `sync --jobs`: worker threads attach their own connections to the journal
+ * the process has locked, and write at the same time; every write lands. */
+typedef struct attach_arg {
+    const char *dir;
+    int worker;
+    int rc;
+} attach_arg;
+
+static void *attach_writer(void *p)
+{
+    attach_arg *a = p;
+    mbq_journal *j = NULL;
+    a->rc = mbq_journal_open(&j, a->dir, MBQ_JOURNAL_ATTACH);
+    for (int i = 0; a->rc == 0 && i < 50; i++) {
+        char table[32], cursor[32];
+        snprintf(table, sizeof table, "t%d_%d", a->worker, i % 5);
+        snprintf(cursor, sizeof cursor, "%d", i);
+        a->rc = mbq_journal_table_set_cursor(j, table, cursor, "integer", 1000 + i);
+    }
+    mbq_journal_close(j);
+    mbq_error_clear();
+    return NULL;
+}
+
+static void test_attached_connections_write_concurrently(void)
+{
+    char *d = new_dir();
+    mbq_journal *j = NULL, *k = NULL;
+    /* Nothing to attach to yet: the WRITE connection creates the file. */
+    CHECK_INT(mbq_journal_open(&k, d, MBQ_JOURNAL_ATTACH), MBQ_ENOTFOUND);
+    CHECK_INT(mbq_journal_open(&j, d, MBQ_JOURNAL_WRITE), 0);
+    /* The lock is the process's: ATTACH does not take it (a second WRITE
+     * would get MBQ_ELOCKED, see above). */
+    pthread_t th[4];
+    attach_arg args[4];
+    for (int w = 0; w < 4; w++) {
+        args[w] = (attach_arg){d, w, -1};
+        CHECK_INT(pthread_create(&th[w], NULL, attach_writer, &args[w]), 0);
+    }
+    for (int w = 0; w < 4; w++) {
+        pthread_join(th[w], NULL);
+        CHECK_INT(args[w].rc, 0);
+    }
+    for (int w = 0; w < 4; w++)
+        for (int t = 0; t < 5; t++) {
+            char table[32], want[8];
+            snprintf(table, sizeof table, "t%d_%d", w, t);
+            snprintf(want, sizeof want, "%d", 45 + t); /* the last of i % 5 == t */
+            mbq_table_state st = {0};
+            CHECK_INT(mbq_journal_table_get(j, &st, table), 0);
+            CHECK_STR(st.cursor_value ? st.cursor_value : "(null)", want);
+            mbq_table_state_clear(&st);
+        }
     mbq_journal_close(j);
     free(d);
 }
@@ -310,6 +368,7 @@ int main(void)
 {
     RUN(test_fresh_journal_is_migrated_to_latest);
     RUN(test_second_writer_gets_locked_error);
+    RUN(test_attached_connections_write_concurrently);
     RUN(test_garbage_journal_is_refused_not_recreated);
     RUN(test_truncated_journal_is_refused);
     RUN(test_empty_journal_file_is_refused);

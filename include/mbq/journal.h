@@ -37,6 +37,9 @@ typedef struct mbq_journal mbq_journal;
 typedef enum mbq_journal_mode {
     MBQ_JOURNAL_WRITE = 0,    /* lock the directory, migrate, read/write */
     MBQ_JOURNAL_READONLY = 1, /* no lock, no migration; the file must exist */
+    MBQ_JOURNAL_ATTACH = 2,   /* one more read/write connection of a process that holds
+                                 the lock (`sync --jobs`: one per worker thread); no lock,
+                                 no migration; the file must exist at the latest version */
 } mbq_journal_mode;
 
 /* Open (creating when writing) `<dir>/state.db`. *out is freed with

@@ -41,9 +41,11 @@ typedef struct mbq_sync_options {
     bool dry_run;          /* print the plan, change nothing */
     const char *metrics_file; /* Prometheus textfile to write after the run (NULL = none) */
     bool progress;         /* show progress on a terminal */
+    int jobs;              /* tables synced at the same time (1 = one after another) */
 } mbq_sync_options;
 
-#define MBQ_SYNC_OPTIONS_INIT {NULL, 0, false, NULL, true}
+#define MBQ_SYNC_OPTIONS_INIT {NULL, 0, false, NULL, true, 1}
+#define MBQ_SYNC_JOBS_MAX 32
 
 /* One `mbq sync`: take the lock, resume unfinished table runs, start new
  * ones, commit, mirror metadata, alert, write metrics. Returns the process

@@ -38,6 +38,10 @@ void mbq_mysql_close(mbq_mysql *c);
 /* "127.0.0.1:3306" or the socket path, for messages. Owned by `c`. */
 const char *mbq_mysql_where(const mbq_mysql *c);
 
+/* Free libmariadb's per-thread memory: call at the end of a thread (other
+ * than the main one) that used a connection. */
+void mbq_mysql_thread_end(void);
+
 /* The server's connection id (for KILL in tests and logs). */
 unsigned long mbq_mysql_thread_id(const mbq_mysql *c);
 

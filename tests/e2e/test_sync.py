@@ -271,6 +271,120 @@ def test_unreachable_mysql_fails_every_table_with_exit_69():
     ws.cleanup()
 
 
+JOB_TABLES = ["t1", "t2", "t3", "t4"]
+
+
+def jobs_ws(name, tables=JOB_TABLES, n_rows=30):
+    ws = Workspace(name)
+    for t in tables:
+        mysql(ITEMS_DDL.replace("CREATE TABLE items", "CREATE TABLE " + t), db=ws.db)
+        mysql("INSERT INTO %s (id, val, n, updated_at) SELECT seq, CONCAT('v', seq), seq, "
+              "'2024-01-01' + INTERVAL seq SECOND FROM seq_1_to_%d" % (t, n_rows), db=ws.db)
+    ws.write_config([{"name": t, "primary_key": "id", "updated_column": "updated_at"}
+                     for t in tables])
+    return ws
+
+
+def table_order(stderr):
+    """The tables named by the log lines ('[t2/extract] ...'), in order."""
+    return [line.split("[", 1)[1].split("/", 1)[0] for line in stderr.splitlines()
+            if "] " in line and "[" in line and "/" in line.split("[", 1)[1].split("]")[0]]
+
+
+def interleaved(order):
+    """True when some table's log lines are split by another table's: tables
+    ran at the same time. One after another, each table's lines are one block."""
+    seen, last = set(), None
+    for t in order:
+        if t != last and t in seen:
+            return True
+        seen.add(t)
+        last = t
+    return False
+
+
+def check_jobs_tables(ws, tables=JOB_TABLES):
+    for t in tables:
+        assert_target_equals_source(ws, t, COLS, "id", ["updated_at"])
+    for t in ws.inspect()["tables"]:
+        if t["name"] not in tables:
+            continue
+        check_eq(t["in_flight"], None, "%s: no run in flight" % t["name"])
+        want = mysql("SELECT DATE_FORMAT(MAX(updated_at), '%%Y-%%m-%%d %%H:%%i:%%s.%%f') FROM %s"
+                     % t["name"], db=ws.db)[0][0]
+        check_eq(t["cursor"], want, "%s: committed cursor is the source's maximum" % t["name"])
+
+
+def change_every_table(ws, n, tables=JOB_TABLES):
+    for t in tables:
+        # updated_at moves to now (ON UPDATE CURRENT_TIMESTAMP(6)), as in production
+        mysql("UPDATE %s SET val = 'changed%d' WHERE id IN (2, 3); "
+              "INSERT INTO %s (id, val, n) VALUES (%d, 'new', 0)" % (t, n, t, 1000 + n), db=ws.db)
+
+
+def test_jobs_sync_tables_at_the_same_time():
+    ws = jobs_ws("jobs")
+    r = ws.sync("--jobs", "3")
+    expect_ok(r)
+    check("syncing 4 tables, 3 at a time" in r.stderr, "workers announced: %r" % r)
+    check(interleaved(table_order(r.stderr)), "tables ran at the same time: %r" % r)
+    check_jobs_tables(ws)
+    # Incremental windows (stage + MERGE) in parallel.
+    change_every_table(ws, 1)
+    r = ws.sync("--jobs", "4")
+    expect_ok(r)
+    check(interleaved(table_order(r.stderr)), "incremental tables at the same time: %r" % r)
+    check_jobs_tables(ws)
+    # The control: without --jobs each table's lines form one block.
+    change_every_table(ws, 2)
+    r = ws.sync()
+    expect_ok(r)
+    check(not interleaved(table_order(r.stderr)), "--jobs 1: one after another: %r" % r)
+    check("at a time" not in r.stderr, "no workers without --jobs: %r" % r)
+    check_jobs_tables(ws)
+    ws.cleanup()
+
+
+def test_jobs_one_failing_table_does_not_stop_the_others():
+    ws = jobs_ws("jobsfail", tables=["t1", "t2", "t3"])
+    ws.write_config([{"name": t, "primary_key": "id", "updated_column": "updated_at"}
+                     for t in ["t1", "nosuchtable", "t2", "t3"]])
+    r = ws.sync("--jobs", "2")
+    check_eq(r.returncode, 1, "exit code when one table fails: %r" % r)
+    check("nosuchtable" in r.stderr, "the error names the table: %r" % r)
+    check_jobs_tables(ws, ["t1", "t2", "t3"])
+    bad = [t for t in ws.inspect()["tables"] if t["name"] == "nosuchtable"][0]
+    check_eq(bad["consecutive_failures"], 1, "failure journaled by its worker")
+    ws.cleanup()
+
+
+def test_jobs_killed_with_tables_in_flight_resume():
+    # Killed the second time any worker reaches merge.enter: two or more
+    # tables are in flight at once; the next run resumes each of them.
+    for point, hit in (("merge.enter", 2), ("stage.done", 3), ("commit-metadata.enter", 2)):
+        ws = jobs_ws("jobskill_" + point.replace(".", "_").replace("-", "_"))
+        expect_ok(ws.sync("--jobs", "4"), "initial sync")
+        change_every_table(ws, 1)
+        r = ws.sync("--jobs", "4", env=ws.env(MBQ_FAULT=point, MBQ_FAULT_HIT=hit))
+        check_eq(r.returncode, -9, "killed at %s (hit %d): %r" % (point, hit, r))
+        in_flight = [t["name"] for t in ws.inspect()["tables"] if t["in_flight"]]
+        check(len(in_flight) >= 2, "several tables in flight after the kill: %r" % in_flight)
+        change_every_table(ws, 2)
+        expect_ok(ws.sync("--jobs", "4"), "resumed sync")
+        expect_ok(ws.sync("--jobs", "4"), "next sync")
+        check_jobs_tables(ws)
+        ws.cleanup()
+
+
+def test_jobs_out_of_range_is_a_usage_error():
+    ws = items_ws("jobsbad", n_rows=0)
+    for bad in ("0", "33", "x", "", "-1"):
+        r = ws.sync("--jobs", bad)
+        check_eq(r.returncode, 2, "--jobs %r: %r" % (bad, r))
+        check("--jobs" in r.stderr, "message names the option: %r" % r)
+    ws.cleanup()
+
+
 if __name__ == "__main__":
     require_services()
     private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
@@ -289,4 +403,8 @@ if __name__ == "__main__":
         test_metadata_mirror_failure_is_retried_next_run,
         test_config_error_exits_2_with_line_and_column,
         test_unreachable_mysql_fails_every_table_with_exit_69,
+        test_jobs_sync_tables_at_the_same_time,
+        test_jobs_one_failing_table_does_not_stop_the_others,
+        test_jobs_killed_with_tables_in_flight_resume,
+        test_jobs_out_of_range_is_a_usage_error,
     ])
