@@ -135,6 +135,29 @@ static int curl_code_to_mbq(CURLcode cc)
     }
 }
 
+/* curl_easy_setopt in a chain: the first failure sticks in `cc`. Needs `h`
+ * and `cc` in scope. */
+#define SETOPT(opt, val)                                                                           \
+    do {                                                                                           \
+        if (cc == CURLE_OK)                                                                        \
+            cc = curl_easy_setopt(h, opt, val);                                                    \
+    } while (0)
+
+/* What every alert request sets: error text, URL, the only protocols it
+ * may speak (no redirect to file:// or the like), no signals, timeouts. */
+static CURLcode common_opts(CURL *h, char *errbuf, const char *url, const char *protocols,
+                            const mbq_notify_options *opts)
+{
+    CURLcode cc = CURLE_OK;
+    SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+    SETOPT(CURLOPT_URL, url);
+    SETOPT(CURLOPT_PROTOCOLS_STR, protocols);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    SETOPT(CURLOPT_TIMEOUT_MS, (long)opts->timeout_ms);
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)opts->connect_timeout_ms);
+    return cc;
+}
+
 /* ---- email ----------------------------------------------------------- */
 
 typedef struct email_ctx {
@@ -177,16 +200,7 @@ static attempt email_attempt(void *arg)
         a.code = mbq_error_set(MBQ_ENOMEM, "cannot send email alert: curl_easy_init failed");
         goto done;
     }
-    CURLcode cc = CURLE_OK;
-#define SETOPT(opt, val)                                                                           \
-    do {                                                                                           \
-        if (cc == CURLE_OK)                                                                        \
-            cc = curl_easy_setopt(h, opt, val);                                                    \
-    } while (0)
-    SETOPT(CURLOPT_ERRORBUFFER, errbuf);
-    SETOPT(CURLOPT_URL, c->url);
-    SETOPT(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = common_opts(h, errbuf, c->url, "smtp,smtps", c->opts);
     SETOPT(CURLOPT_MAIL_FROM, c->mail_from);
     SETOPT(CURLOPT_MAIL_RCPT, c->rcpt);
     SETOPT(CURLOPT_UPLOAD, 1L);
@@ -196,13 +210,10 @@ static attempt email_attempt(void *arg)
     SETOPT(CURLOPT_USE_SSL, c->use_ssl);
     SETOPT(CURLOPT_SSL_VERIFYPEER, c->cfg->tls_verify ? 1L : 0L);
     SETOPT(CURLOPT_SSL_VERIFYHOST, c->cfg->tls_verify ? 2L : 0L);
-    SETOPT(CURLOPT_TIMEOUT_MS, (long)c->opts->timeout_ms);
-    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts->connect_timeout_ms);
     if (c->cfg->username && c->cfg->username[0]) {
         SETOPT(CURLOPT_USERNAME, c->cfg->username);
         SETOPT(CURLOPT_PASSWORD, c->cfg->password ? c->cfg->password : "");
     }
-#undef SETOPT
     if (cc != CURLE_OK) {
         if (mbq_buf_printf(&msg, "cannot send email alert via '%s': %s", c->server,
                            curl_text(cc, errbuf)) == 0)
@@ -422,25 +433,13 @@ static attempt telegram_attempt(void *arg)
         goto done;
     }
     headers = hd;
-    CURLcode cc = CURLE_OK;
-#define SETOPT(opt, val)                                                                           \
-    do {                                                                                           \
-        if (cc == CURLE_OK)                                                                        \
-            cc = curl_easy_setopt(h, opt, val);                                                    \
-    } while (0)
-    SETOPT(CURLOPT_ERRORBUFFER, errbuf);
-    SETOPT(CURLOPT_URL, c->url);
-    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = common_opts(h, errbuf, c->url, "http,https", c->opts);
     SETOPT(CURLOPT_HTTPHEADER, headers);
     SETOPT(CURLOPT_POSTFIELDS, c->payload->ptr);
     SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->payload->len);
     SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(CURLOPT_WRITEDATA, &resp);
-    SETOPT(CURLOPT_TIMEOUT_MS, (long)c->opts->timeout_ms);
-    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts->connect_timeout_ms);
     SETOPT(CURLOPT_USERAGENT, "mbq/" MBQ_VERSION);
-#undef SETOPT
     if (cc == CURLE_OK)
         cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
