@@ -22,8 +22,9 @@ static const char sync_usage[] =
     "schema-check -> extract -> stage -> merge -> commit-metadata.\n"
     "  --config FILE        config file (default $MBQ_CONFIG or ./mbq.yml)\n"
     "  --tables a,b         only these tables\n"
-    "  --jobs N             sync up to N tables at the same time (1-32, default 1);\n"
-    "                       each uses its own MySQL and BigQuery connection\n"
+    "  --jobs N             sync up to N tables at the same time (1-32; default\n"
+    "                       sync.jobs of the config, else 1); each table uses its\n"
+    "                       own MySQL and BigQuery connection\n"
     "  --dry-run            print windows and schema changes; change nothing\n"
     "  --metrics-file PATH  write Prometheus metrics there after the run\n"
     "  --no-progress        no progress line even on a terminal\n"
@@ -43,7 +44,7 @@ int mbq_cmd_sync(int argc, char **argv)
     };
     const char *config_path = NULL, *tables = NULL, *log_level = NULL, *log_format = NULL;
     mbq_sync_options so = MBQ_SYNC_OPTIONS_INIT;
-    int opt, exit_code;
+    int opt, exit_code, cli_jobs = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:t:j:nm:l:f:h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -62,7 +63,7 @@ int mbq_cmd_sync(int argc, char **argv)
                         optarg, MBQ_SYNC_JOBS_MAX);
                 return MBQ_EXIT_USAGE;
             }
-            so.jobs = (int)n;
+            cli_jobs = (int)n;
             break;
         }
         case 'h': fputs(sync_usage, stdout); return MBQ_EXIT_OK;
@@ -77,6 +78,7 @@ int mbq_cmd_sync(int argc, char **argv)
     mbq_config *cfg = NULL;
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, log_level, log_format)) != 0)
         return exit_code;
+    so.jobs = cli_jobs ? cli_jobs : cfg->sync_jobs ? cfg->sync_jobs : 1; /* option > config */
 
     char *list = NULL, **names = NULL;
     size_t n = 0;

@@ -895,7 +895,7 @@ static int resolve_path(cfg_ctx *c, char **p)
 /* ---- sections ----------------------------------------------------------- */
 
 static const char *const top_keys[] = {"tables", "mysql", "bigquery", "alerting", "state", "log",
-                                       NULL};
+                                       "sync", NULL};
 static const char *const table_keys[] = {
     "name",           "primary_key", "updated_column", "mode",
     "lookback",       "target",      "partition_by",   "partition_type",
@@ -918,6 +918,7 @@ static const char *const telegram_keys[] = {"enabled", "bot_token", "chat_id", "
                                             NULL};
 static const char *const state_keys[] = {"dir", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
+static const char *const sync_keys[] = {"jobs", NULL};
 
 static const char *const mode_names[] = {"incremental", "full", NULL};
 static const char *const policy_names[] = {"fail", "rebuild", NULL};
@@ -1484,6 +1485,19 @@ static int parse_state_and_log(cfg_ctx *c, const section *top)
     return rc;
 }
 
+static int parse_sync(cfg_ctx *c, const section *top)
+{
+    mbq_buf path = MBQ_BUF_INIT;
+    section s;
+    bool present = false;
+    int64_t jobs = 0;
+    int rc = open_section(c, top, "sync", sync_keys, &path, &s, &present);
+    if (rc == 0 && present && (rc = get_int(c, &s, "jobs", 1, MBQ_CONFIG_JOBS_MAX, &jobs)) == 0)
+        c->cfg->sync_jobs = (int)jobs;
+    mbq_buf_free(&path);
+    return rc;
+}
+
 /* First pass: substitute and register the secrets, wherever they sit in the
  * file, before any other value can end up in a message. Problems are left
  * for the validating pass to report in order. */
@@ -1603,7 +1617,8 @@ static int parse_with(mbq_config **out, const char *yaml, size_t len, const char
     section top = {root, ""};
     if ((rc = check_mapping(&c, root, "", top_keys)) < 0 || (rc = parse_tables(&c, &top)) < 0 ||
         (rc = parse_mysql(&c, &top)) < 0 || (rc = parse_bigquery(&c, &top)) < 0 ||
-        (rc = parse_alerting(&c, &top)) < 0 || (rc = parse_state_and_log(&c, &top)) < 0)
+        (rc = parse_alerting(&c, &top)) < 0 || (rc = parse_state_and_log(&c, &top)) < 0 ||
+        (rc = parse_sync(&c, &top)) < 0)
         goto done;
     for (size_t i = 0; i < c.cfg->n_tables; i++) {
         if (strcasecmp(c.cfg->tables[i].target, c.cfg->bigquery.metadata_table) == 0) {

@@ -434,6 +434,27 @@ static void test_unknown_enum_values_suggest(void)
                       "got a list");
 }
 
+/* sync.jobs: tables at the same time, 1-32, with line and column when wrong. */
+static void test_sync_jobs(void)
+{
+    mbq_config *cfg = parse_ok(ONE_TABLE MYSQL_BQ "sync:\n  jobs: 4\n");
+    if (cfg) {
+        CHECK_INT(cfg->sync_jobs, 4);
+        mbq_config_free(cfg);
+    }
+    cfg = parse_ok(ONE_TABLE MYSQL_BQ);
+    if (cfg) {
+        CHECK_INT(cfg->sync_jobs, 0); /* not set: one table at a time */
+        mbq_config_free(cfg);
+    }
+    const char *m = parse_err(ONE_TABLE MYSQL_BQ "sync:\n  jobs: 0\n");
+    CHECK_CONTAINS(m, "line 11, column 9: 'sync.jobs' must be an integer between 1 and 32, got '0'");
+    m = parse_err(ONE_TABLE MYSQL_BQ "sync:\n  jobs: 33\n");
+    CHECK_CONTAINS(m, "'sync.jobs' must be an integer between 1 and 32, got '33'");
+    m = parse_err(ONE_TABLE MYSQL_BQ "sync:\n  job: 2\n");
+    CHECK_CONTAINS(m, "line 11, column 3: unknown key 'job' in 'sync' (did you mean 'jobs'?)");
+}
+
 static void test_every_enum_value(void)
 {
     const char *modes[] = {"incremental", "full"};
@@ -1116,6 +1137,7 @@ int main(int argc, char **argv)
     RUN(test_env_bad_references);
     RUN(test_secrets_never_in_messages);
     RUN(test_defaults);
+    RUN(test_sync_jobs);
     RUN(test_composite_keys_and_lookup);
     RUN(test_example_file_loads);
     RUN(test_every_allocation_failure_is_clean);

@@ -145,7 +145,10 @@ typedef struct mbq_config {
     char *state_dir;       /* default "./.mbq-state" relative to the config file's directory */
     char *log_level;       /* NULL = info */
     char *log_format;      /* NULL = text */
+    int sync_jobs;         /* sync.jobs: tables at the same time; 0 = not set (1) */
 } mbq_config;
+
+#define MBQ_CONFIG_JOBS_MAX 32 /* sync.jobs and `sync --jobs` */
 
 /* Load and validate `path`. On success *out is a new config (free with
  * mbq_config_free). On failure returns MBQ_ECONFIG (or MBQ_ENOTFOUND/MBQ_EIO

@@ -342,6 +342,19 @@ def test_jobs_sync_tables_at_the_same_time():
     check(not interleaved(table_order(r.stderr)), "--jobs 1: one after another: %r" % r)
     check("at a time" not in r.stderr, "no workers without --jobs: %r" % r)
     check_jobs_tables(ws)
+    # sync.jobs in the config does the same; --jobs overrides it.
+    ws.write_config([{"name": t, "primary_key": "id", "updated_column": "updated_at"}
+                     for t in JOB_TABLES], extra="sync:\n  jobs: 3")
+    change_every_table(ws, 3)
+    r = ws.sync()
+    expect_ok(r)
+    check("syncing 4 tables, 3 at a time" in r.stderr, "sync.jobs from the config: %r" % r)
+    check_jobs_tables(ws)
+    change_every_table(ws, 4)
+    r = ws.sync("--jobs", "1")
+    expect_ok(r)
+    check("at a time" not in r.stderr, "--jobs 1 overrides sync.jobs: %r" % r)
+    check_jobs_tables(ws)
     ws.cleanup()
 
 
