@@ -7,7 +7,10 @@
 # the result and the journal. Services and temp files go away on exit.
 #
 # Nothing is faked: when `mbq sync` fails, the demo says so and exits with
-# its exit code. MBQ_DEMO_BUILD_DIR overrides the build directory.
+# its exit code. The one exception is the failure the emulator forces on the
+# second sync (an added column it cannot query: README, divergence 5): the
+# demo shows mbq's exit code 1 and its message, explains it, and exits 0.
+# MBQ_DEMO_BUILD_DIR overrides the build directory.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -92,7 +95,8 @@ show_bigquery() {
 SYNC_RC=0
 # sync TITLE [continue]: run one sync. Any failure of the first sync stops
 # the demo; after the second, a failed table (exit 1) still shows what landed
-# and what the journal says, and the demo exits with that code at the end.
+# and what the journal says, and the demo exits with that code at the end
+# (0 when it is the emulator's known limitation, see the header).
 sync() {
     local rc=0
     step "$1: $BUILD/mbq sync --config config/mbq.demo.yml"
@@ -138,15 +142,18 @@ show_bigquery
 step "The journal: $BUILD/mbq-state inspect --config config/mbq.demo.yml"
 "$BUILD/mbq-state" inspect --config "$CONFIG"
 
+DEMO_RC=$SYNC_RC
 if [ "$SYNC_RC" -ne 0 ]; then
     step "The second sync exited with code $SYNC_RC: a table failed (above, and in the journal)"
-    if "$BUILD/mbq-state" inspect --config "$CONFIG" |
+    if [ "$SYNC_RC" -eq 1 ] && "$BUILD/mbq-state" inspect --config "$CONFIG" |
         grep -q "known limitation of the local BigQuery emulator"; then
         echo "The local emulator cannot make an added column readable (README, 'Emulator"
         echo "divergences' 5), so mbq stopped that table with a clear error instead of loading"
         echo "rows it could not merge. The other tables synced; on BigQuery the new column is"
-        echo "added and filled in the same run."
+        echo "added and filled in the same run. This is the outcome the demo expects here, so"
+        echo "the demo itself exits 0; any other failure makes it exit with mbq's code."
+        DEMO_RC=0
     fi
 fi
 step "Done. The services stop now; run 'bash tools/test.sh' for the test suite."
-exit "$SYNC_RC"
+exit "$DEMO_RC"
