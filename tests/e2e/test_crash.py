@@ -9,8 +9,9 @@ exact timestamp), and `mbq sync` runs again, twice. After that the BigQuery
 target must equal the MariaDB table row for row, hold no duplicate key, the
 cursor must be the source's maximum, and the journal must hold no run in
 flight. Scenario A kills the first sync (a replace load), scenario B an
-incremental one (staging + MERGE). The number of kill points covered is
-printed at the end."""
+incremental one (staging + MERGE), scenario C an incremental `sync --jobs 4`
+of four tables killed while other tables are in flight. The number of kill
+points covered is printed at the end."""
 import os
 import sys
 import threading
@@ -158,9 +159,39 @@ def test_kill_in_the_middle_of_an_extract_stream():
     ws.cleanup()
 
 
+def test_kill_at_every_point_with_parallel_tables():
+    """`sync --jobs 4` over four tables, killed the second time any worker
+    reaches each point of an incremental run (so other tables are elsewhere
+    in flight; the once-per-run mirror at its first), rows change again, and
+    two `--jobs 4` runs resume them all."""
+    from test_sync import JOB_TABLES, change_every_table, check_jobs_tables, jobs_ws
+    private_emulator()
+    for i, p in enumerate(POINTS_MERGE):
+        if i and i % 4 == 0:
+            private_emulator()  # the emulator's memory grows with every job
+        try:
+            ws = jobs_ws("crash_j_" + p.replace(".", "_").replace("-", "_"))
+            expect_ok(ws.sync("--jobs", "4"), "initial sync")
+            change_every_table(ws, 1)
+            hit = 1 if p == "mirror.done" else 2  # the mirror runs once per run
+            r = ws.sync("--jobs", "4", env=ws.env(MBQ_FAULT=p, MBQ_FAULT_HIT=hit))
+            check_eq(r.returncode, -9, "killed at hit %d of '%s': %r" % (hit, p, r))
+            covered.append(p + " (jobs)")
+            in_flight = [t["name"] for t in ws.inspect()["tables"] if t["in_flight"]]
+            if not p.startswith(("cleanup", "mirror")):
+                check(len(in_flight) >= 2, "several tables in flight: %r" % in_flight)
+            change_every_table(ws, 2)
+            expect_ok(ws.sync("--jobs", "4"), "resumed sync")
+            expect_ok(ws.sync("--jobs", "4"), "next sync")
+            check_jobs_tables(ws, JOB_TABLES)
+            ws.cleanup()
+        except Exception as e:
+            raise type(e)("at '%s': %s" % (p, e))
+
+
 def test_report_kill_points():
     print("kill points covered: %d (%d distinct)" % (len(covered), len(set(covered))))
-    check(len(covered) >= len(POINTS_REPLACE) + len(POINTS_MERGE) + 1, "every point was hit")
+    check(len(covered) >= len(POINTS_REPLACE) + 2 * len(POINTS_MERGE) + 1, "every point was hit")
 
 
 if __name__ == "__main__":
@@ -169,4 +200,5 @@ if __name__ == "__main__":
     run_cases([test_kill_at_every_point_of_a_first_sync,
                test_kill_at_every_point_of_an_incremental_sync,
                test_kill_in_the_middle_of_an_extract_stream,
+               test_kill_at_every_point_with_parallel_tables,
                test_report_kill_points])

@@ -371,24 +371,6 @@ def test_jobs_one_failing_table_does_not_stop_the_others():
     ws.cleanup()
 
 
-def test_jobs_killed_with_tables_in_flight_resume():
-    # Killed the second time any worker reaches merge.enter: two or more
-    # tables are in flight at once; the next run resumes each of them.
-    for point, hit in (("merge.enter", 2), ("stage.done", 3), ("commit-metadata.enter", 2)):
-        ws = jobs_ws("jobskill_" + point.replace(".", "_").replace("-", "_"))
-        expect_ok(ws.sync("--jobs", "4"), "initial sync")
-        change_every_table(ws, 1)
-        r = ws.sync("--jobs", "4", env=ws.env(MBQ_FAULT=point, MBQ_FAULT_HIT=hit))
-        check_eq(r.returncode, -9, "killed at %s (hit %d): %r" % (point, hit, r))
-        in_flight = [t["name"] for t in ws.inspect()["tables"] if t["in_flight"]]
-        check(len(in_flight) >= 2, "several tables in flight after the kill: %r" % in_flight)
-        change_every_table(ws, 2)
-        expect_ok(ws.sync("--jobs", "4"), "resumed sync")
-        expect_ok(ws.sync("--jobs", "4"), "next sync")
-        check_jobs_tables(ws)
-        ws.cleanup()
-
-
 def test_jobs_out_of_range_is_a_usage_error():
     ws = items_ws("jobsbad", n_rows=0)
     for bad in ("0", "33", "x", "", "-1"):
@@ -418,6 +400,5 @@ if __name__ == "__main__":
         test_unreachable_mysql_fails_every_table_with_exit_69,
         test_jobs_sync_tables_at_the_same_time,
         test_jobs_one_failing_table_does_not_stop_the_others,
-        test_jobs_killed_with_tables_in_flight_resume,
         test_jobs_out_of_range_is_a_usage_error,
     ])
