@@ -445,8 +445,8 @@ static void *worker_main(void *arg)
         mbq_mysql_close(w->ctx.my);
         mbq_journal_close(w->ctx.j);
         mbq_mysql_thread_end();
+        mbq_error_clear(); /* the thread's message dies with it */
     }
-    mbq_error_clear(); /* the thread's message dies with it */
     return NULL;
 }
 
