@@ -377,12 +377,12 @@ static bool run_table(sync_ctx *ctx, table_job *t)
  * Tables are independent: each worker thread takes the next table of the
  * run and drives it with its own MySQL connection, BigQuery client and
  * journal connection (MBQ_JOURNAL_ATTACH: the process holds the lock;
- * SQLite serialises the short writes). Worker 0 is the run's own context.
+ * SQLite serialises the short writes). Worker 0 is the run's own context
+ * (already connected), so a worker that cannot connect just leaves.
  * Everything a table run journals is the same as when tables run one after
  * another, so a run killed with several tables in flight resumes each of
  * them like any other. */
 typedef struct worker_pool {
-    mbq_journal *run_j; /* the run's journal connection (worker 0's) */
     table_job *jobs;
     size_t n_jobs;
     size_t next; /* the next table to take */
@@ -415,30 +415,25 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     worker_pool *p = w->pool;
-    int conn_rc = w->own ? worker_connect(w) : 0;
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        size_t i = p->next < p->n_jobs ? p->next++ : p->n_jobs;
-        pthread_mutex_unlock(&p->mu);
-        if (i == p->n_jobs)
-            break;
-        table_job *t = &p->jobs[i];
-        bool ok = false;
-        if (conn_rc < 0) {
-            /* This worker's connections failed: its tables fail with that
-             * error, journaled (through the run's journal when this
-             * worker has none), as when the run's own connections fail. */
-            sync_ctx fail_ctx = w->ctx;
-            if (!fail_ctx.j)
-                fail_ctx.j = p->run_j; /* FULLMUTEX: one call at a time */
-            mbq_error_set(conn_rc, "%s", mbq_error_last());
-            table_job_fail(&fail_ctx, t, conn_rc);
-        } else {
-            ok = run_table(&w->ctx, t);
+    if (w->own && worker_connect(w) < 0) {
+        /* Worker 0 runs on the run's own connections, so every table still
+         * gets a worker: leave them to the others rather than fail them
+         * (the server's max_connections or the user's limit reached). */
+        mbq_log(MBQ_LOG_WARN, NULL, NULL,
+                "a parallel worker cannot connect, fewer tables run at a time: %s",
+                mbq_error_last());
+    } else {
+        for (;;) {
+            pthread_mutex_lock(&p->mu);
+            size_t i = p->next < p->n_jobs ? p->next++ : p->n_jobs;
+            pthread_mutex_unlock(&p->mu);
+            if (i == p->n_jobs)
+                break;
+            bool ok = run_table(&w->ctx, &p->jobs[i]);
+            pthread_mutex_lock(&p->mu);
+            ok ? p->ok++ : p->failed++;
+            pthread_mutex_unlock(&p->mu);
         }
-        pthread_mutex_lock(&p->mu);
-        ok ? p->ok++ : p->failed++;
-        pthread_mutex_unlock(&p->mu);
     }
     if (w->own) {
         mbq_bq_free(w->ctx.bq);
@@ -460,7 +455,7 @@ static void run_tables(sync_ctx *ctx, table_job *jobs, size_t n_jobs, int n_work
             run_table(ctx, &jobs[i]) ? (*ok)++ : (*failed)++;
         return;
     }
-    worker_pool pool = {ctx->j, jobs, n_jobs, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    worker_pool pool = {jobs, n_jobs, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER};
     worker *ws = mbq_calloc((size_t)n_workers, sizeof *ws);
     if (!ws) { /* no memory for workers: one after another */
         run_tables(ctx, jobs, n_jobs, 1, ok, failed);

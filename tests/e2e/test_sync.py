@@ -371,6 +371,28 @@ def test_jobs_one_failing_table_does_not_stop_the_others():
     ws.cleanup()
 
 
+def test_jobs_worker_that_cannot_connect_leaves_its_tables_to_the_others():
+    # A MySQL user allowed one connection, the run's own (held for the whole
+    # run): none of the three workers can connect. Every table must still
+    # sync, on the run's connection.
+    ws = jobs_ws("jobslimit")
+    mysql("DROP USER IF EXISTS 'mbq_limited'@'%%';"
+          "CREATE USER 'mbq_limited'@'%%' IDENTIFIED BY 'limited-pw' "
+          "WITH MAX_USER_CONNECTIONS 1;"
+          "GRANT SELECT ON `%s`.* TO 'mbq_limited'@'%%'" % ws.db)
+    cfg = open(ws.config).read().replace("user: %s" % os.environ["MBQ_TEST_MYSQL_RO_USER"],
+                                         "user: mbq_limited")
+    open(ws.config, "w").write(cfg)
+    r = ws.sync("--jobs", "4", env=ws.env(MBQ_E2E_MYSQL_PASSWORD="limited-pw"))
+    expect_ok(r)
+    check_eq(r.stderr.count("a parallel worker cannot connect"), 3,
+             "the workers over the user's limit leave: %r" % r)
+    check("limited-pw" not in r.stderr, "no password in the warning")
+    check_jobs_tables(ws)
+    mysql("DROP USER 'mbq_limited'@'%'")
+    ws.cleanup()
+
+
 def test_jobs_out_of_range_is_a_usage_error():
     ws = items_ws("jobsbad", n_rows=0)
     for bad in ("0", "33", "x", "", "-1"):
@@ -400,5 +422,6 @@ if __name__ == "__main__":
         test_unreachable_mysql_fails_every_table_with_exit_69,
         test_jobs_sync_tables_at_the_same_time,
         test_jobs_one_failing_table_does_not_stop_the_others,
+        test_jobs_worker_that_cannot_connect_leaves_its_tables_to_the_others,
         test_jobs_out_of_range_is_a_usage_error,
     ])
