@@ -160,6 +160,21 @@ int mbq_buf_quote_bq_string(mbq_buf *b, const char *s)
     return put_bq_escaped(b, s, '\'');
 }
 
+int mbq_buf_put_utf8(mbq_buf *b, const char *s, const char *(*subst)(unsigned char c))
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s), i = 0;
+    while (i < len) {
+        size_t n = mbq_utf8_seq_len(p + i, len - i);
+        const char *rep = n == 0 ? "\xEF\xBF\xBD" : n == 1 ? subst(p[i]) : NULL;
+        int rc = rep ? mbq_buf_puts(b, rep) : mbq_buf_append(b, p + i, n);
+        if (rc)
+            return rc;
+        i += n ? n : 1;
+    }
+    return 0;
+}
+
 int mbq_buf_json_string(mbq_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";

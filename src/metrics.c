@@ -12,34 +12,19 @@
 #include "mbq/util.h"
 #include "mbq/banned.h"
 
-/* A label value in quotes: the format's only escapes are \\, \" and \n.
- * The format requires UTF-8 label values (a table name in latin1 would make
- * the collector reject the whole file): invalid bytes become U+FFFD. */
+/* The text format's only escapes in a label value: \\, \" and \n. */
+static const char *label_escape(unsigned char c)
+{
+    return c == '\\' ? "\\\\" : c == '"' ? "\\\"" : c == '\n' ? "\\n" : NULL;
+}
+
+/* A label value in quotes. The format requires UTF-8 label values (a table
+ * name in latin1 would make the collector reject the whole file): invalid
+ * bytes become U+FFFD. */
 static int put_label_value(mbq_buf *b, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    size_t len = strlen((const char *)p), i = 0;
-    if (mbq_buf_putc(b, '"'))
+    if (mbq_buf_putc(b, '"') || mbq_buf_put_utf8(b, s ? s : "", label_escape))
         return MBQ_ENOMEM;
-    while (i < len) {
-        size_t n = mbq_utf8_seq_len(p + i, len - i);
-        int rc;
-        if (n == 0) {
-            rc = mbq_buf_puts(b, "\xEF\xBF\xBD");
-            n = 1;
-        } else if (p[i] == '\\') {
-            rc = mbq_buf_puts(b, "\\\\");
-        } else if (p[i] == '"') {
-            rc = mbq_buf_puts(b, "\\\"");
-        } else if (p[i] == '\n') {
-            rc = mbq_buf_puts(b, "\\n");
-        } else {
-            rc = mbq_buf_append(b, p + i, n);
-        }
-        if (rc)
-            return rc;
-        i += n;
-    }
     return mbq_buf_putc(b, '"');
 }
 

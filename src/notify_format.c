@@ -62,32 +62,17 @@ int mbq_notify_should_send(mbq_alert_on on, const mbq_run_summary *s)
 
 /* ---- text helpers ---------------------------------------------------- */
 
+static const char *control_to_space(unsigned char c)
+{
+    return c < 0x20 || c == 0x7F ? " " : NULL;
+}
+
 /* Append `s` as one line of clean UTF-8: control characters (a newline in an
  * error message, or CR/LF in a table name that would otherwise let it inject
  * mail headers) become spaces, invalid bytes become U+FFFD. */
 static int put_clean(mbq_buf *b, const char *s)
 {
-    if (!s)
-        return mbq_buf_puts(b, "(none)");
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strlen(s);
-    size_t i = 0;
-    while (i < len) {
-        size_t n = mbq_utf8_seq_len(p + i, len - i);
-        int rc;
-        if (n == 0) {
-            rc = mbq_buf_puts(b, "\xEF\xBF\xBD");
-            n = 1;
-        } else if (n == 1 && (p[i] < 0x20 || p[i] == 0x7F)) {
-            rc = mbq_buf_putc(b, ' ');
-        } else {
-            rc = mbq_buf_append(b, p + i, n);
-        }
-        if (rc)
-            return rc;
-        i += n;
-    }
-    return 0;
+    return s ? mbq_buf_put_utf8(b, s, control_to_space) : mbq_buf_puts(b, "(none)");
 }
 
 /* 12345 -> "12.3 s", 252000 -> "4 min 12 s", 7380000 -> "2 h 3 min" */

@@ -56,6 +56,21 @@ static void test_json_string_escapes_and_repairs_utf8(void)
     mbq_buf_free(&b);
 }
 
+static const char *star_for_x(unsigned char c)
+{
+    return c == 'x' ? "*" : NULL;
+}
+
+/* mbq_buf_put_utf8: invalid bytes -> U+FFFD, ASCII through the substitution,
+ * valid multi-byte sequences copied (an 'x' inside one is not ASCII). */
+static void test_put_utf8_repairs_and_substitutes(void)
+{
+    mbq_buf b = MBQ_BUF_INIT;
+    CHECK_INT(mbq_buf_put_utf8(&b, "axb \xc3\xa9 \xff\xc0\xaf \xf0\x9f\x98\x80x", star_for_x), 0);
+    CHECK_STR(b.ptr, "a*b \xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \xf0\x9f\x98\x80*");
+    mbq_buf_free(&b);
+}
+
 static void test_error_messages_mask_secrets(void)
 {
     mbq_secret_register("hunter2-pass");
@@ -128,6 +143,7 @@ int main(void)
     RUN(test_mysql_ident_doubles_backticks);
     RUN(test_bq_ident_escapes_with_backslash);
     RUN(test_json_string_escapes_and_repairs_utf8);
+    RUN(test_put_utf8_repairs_and_substitutes);
     RUN(test_error_messages_mask_secrets);
     RUN(test_parse_duration);
     RUN(test_edit_distance);

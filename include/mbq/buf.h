@@ -92,4 +92,9 @@ static inline size_t mbq_utf8_seq_len(const unsigned char *p, size_t avail)
  * UTF-8 are replaced by U+FFFD, so the output is always valid JSON. */
 int mbq_buf_json_string(mbq_buf *b, const char *s, size_t len);
 
+/* Append the C string `s` as valid UTF-8: a byte that starts no valid
+ * sequence becomes U+FFFD; an ASCII byte for which `subst` returns a string
+ * is replaced by that string (NULL: copied as is). */
+int mbq_buf_put_utf8(mbq_buf *b, const char *s, const char *(*subst)(unsigned char c));
+
 #endif
