@@ -58,9 +58,9 @@ int mbq_cmd_sync(int argc, char **argv)
         case 'j': {
             char *end = NULL;
             long n = strtol(optarg, &end, 10);
-            if (!*optarg || *end || n < 1 || n > MBQ_SYNC_JOBS_MAX) {
+            if (!*optarg || *end || n < 1 || n > MBQ_CONFIG_JOBS_MAX) {
                 fprintf(stderr, "mbq sync: --jobs '%s': give a number of tables from 1 to %d\n",
-                        optarg, MBQ_SYNC_JOBS_MAX);
+                        optarg, MBQ_CONFIG_JOBS_MAX);
                 return MBQ_EXIT_USAGE;
             }
             cli_jobs = (int)n;

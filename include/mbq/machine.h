@@ -45,7 +45,6 @@ typedef struct mbq_sync_options {
 } mbq_sync_options;
 
 #define MBQ_SYNC_OPTIONS_INIT {NULL, 0, false, NULL, true, 1}
-#define MBQ_SYNC_JOBS_MAX MBQ_CONFIG_JOBS_MAX
 
 /* One `mbq sync`: take the lock, resume unfinished table runs, start new
  * ones, commit, mirror metadata, alert, write metrics. Returns the process
