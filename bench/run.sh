@@ -43,6 +43,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=bench/table.sh
+source "$ROOT/bench/table.sh"
 BUILD="$ROOT/build-bench"
 MBQ="$BUILD/mbq"
 ROWS="${BENCH_ROWS:-1000000}"
@@ -133,18 +135,7 @@ add() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a+b}'; }
 maxi() { awk -v a="$1" -v b="$2" 'BEGIN{print (a>b?a:b)}'; }
 
 make_big() { # TABLE ROWS
-    "${M[@]}" bench -e "DROP TABLE IF EXISTS $1;
-      CREATE TABLE $1 (id BIGINT UNSIGNED NOT NULL PRIMARY KEY, qty INT NOT NULL,
-        status ENUM('new','paid','shipped','cancelled') NOT NULL, price DECIMAL(12,2) NOT NULL,
-        note VARCHAR(200) NOT NULL, attrs JSON, created_at DATETIME(6) NOT NULL,
-        updated_at TIMESTAMP(6) NOT NULL DEFAULT '2000-01-01 00:00:00', KEY (updated_at));
-      SET time_zone = '+00:00';
-      INSERT INTO $1 SELECT seq, seq % 1000, 1 + seq % 4, (seq % 100000) / 100,
-        CONCAT('note ', seq, ' ', REPEAT(CHAR(97 + seq % 26), 20 + seq % 100)),
-        JSON_OBJECT('k', seq % 17, 'tags', JSON_ARRAY('a', seq % 5), 's', CONCAT('v', seq)),
-        '2024-01-01' + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND,
-        '2024-06-01' + INTERVAL seq SECOND + INTERVAL (seq % 999999) MICROSECOND
-      FROM seq_1_to_$2;"
+    "${M[@]}" bench -e "$(bench_table_sql "$1" "$2")"
 }
 
 # floor_load TABLE NDJSON SCHEMA_JSON: print shell commands for ONE multipart

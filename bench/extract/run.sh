@@ -31,6 +31,8 @@
 # its next run, and `sync` runs before every measurement.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+# shellcheck source=bench/table.sh
+source "$ROOT/bench/table.sh"
 BUILD="${BUILD:-$ROOT/build-bench-extract}"
 ROUNDS="${ROUNDS:-7}"
 BUFFER_POOL="${BUFFER_POOL:-3G}"
@@ -65,19 +67,7 @@ M=(mariadb --no-defaults -h "$HOST" -P "$PORT" -u root)
 "${M[@]}" -e "CREATE DATABASE mbq_bench"
 
 make_table() { # ROWS
-    local n=$1
-    "${M[@]}" mbq_bench -e "CREATE TABLE bench_$n (id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
-        qty INT NOT NULL, status ENUM('new','paid','shipped','cancelled') NOT NULL,
-        price DECIMAL(12,2) NOT NULL, note VARCHAR(200) NOT NULL, attrs JSON,
-        created_at DATETIME(6) NOT NULL,
-        updated_at TIMESTAMP(6) NOT NULL DEFAULT '2000-01-01 00:00:00', KEY (updated_at));
-      SET time_zone = '+00:00';
-      INSERT INTO bench_$n SELECT seq, seq % 1000, 1 + seq % 4, (seq % 100000) / 100,
-        CONCAT('note ', seq, ' ', REPEAT(CHAR(97 + seq % 26), 20 + seq % 100)),
-        JSON_OBJECT('k', seq % 17, 'tags', JSON_ARRAY('a', seq % 5), 's', CONCAT('v', seq)),
-        '2024-01-01' + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND,
-        '2024-06-01' + INTERVAL seq SECOND + INTERVAL (seq % 999999) MICROSECOND
-      FROM seq_1_to_$n;"
+    "${M[@]}" mbq_bench -e "$(bench_table_sql "bench_$1" "$1")"
 }
 
 # measure TAG ROUND CMD...: one line "TAG ROUND wall_s rss_kib" into results.
