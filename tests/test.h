@@ -79,6 +79,16 @@ static inline int test_summary(void)
     return test_cases_failed ? 1 : 0;
 }
 
+/* Remove a test's temporary directory and everything in it (best effort:
+ * a leftover in /tmp is reported, not fatal). */
+static inline void test_remove_tree(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
 /* Returns the variable's value, or exits 77 (skip) / 1 (fail under CI). */
 static inline const char *test_require_env(const char *name)
 {

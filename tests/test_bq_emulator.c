@@ -432,9 +432,6 @@ int main(void)
     RUN(test_bad_row_is_refused_with_job_id);
     mbq_bq_dataset_delete(bq, dataset, true);
     mbq_bq_free(bq);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    test_remove_tree(tmpdir);
     return test_summary();
 }

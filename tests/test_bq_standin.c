@@ -399,9 +399,6 @@ int main(void)
     mbq_http_free(ctl_http);
     kill(standin_pid, SIGTERM);
     waitpid(standin_pid, NULL, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    test_remove_tree(tmpdir);
     return test_summary();
 }

@@ -491,8 +491,6 @@ int main(void)
     RUN(test_job_resource_parsing);
     RUN(test_retry_classification);
     RUN(test_options_validated);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    test_remove_tree(tmpdir);
     return test_summary();
 }

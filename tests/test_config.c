@@ -1141,9 +1141,6 @@ int main(int argc, char **argv)
     RUN(test_composite_keys_and_lookup);
     RUN(test_example_file_loads);
     RUN(test_every_allocation_failure_is_clean);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    test_remove_tree(tmpdir);
     return test_summary();
 }

@@ -54,10 +54,8 @@ static void test_closed_port_is_a_network_error_naming_it(void)
 
 static void test_missing_table_pk_and_cursor_are_named(void)
 {
-    mbq_mysql_config cfg = tmy_config(DB);
-    mbq_mysql *c = NULL;
+    mbq_mysql *c = tmy_connect(DB);
     mbq_table_schema *s = NULL;
-    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
     if (!c)
         return;
     CHECK_INT(mbq_mysql_table_schema(&s, c, DB, "nosuch"), MBQ_ENOTFOUND);
@@ -98,10 +96,8 @@ static void test_missing_table_pk_and_cursor_are_named(void)
 
 static void test_unwritable_output_directory_is_an_io_error(void)
 {
-    mbq_mysql_config cfg = tmy_config(DB);
-    mbq_mysql *c = NULL;
+    mbq_mysql *c = tmy_connect(DB);
     mbq_table_schema *s = NULL;
-    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
     if (!c)
         return;
     CHECK_INT(mbq_mysql_table_schema(&s, c, DB, "t"), 0);
@@ -119,10 +115,8 @@ static void test_unwritable_output_directory_is_an_io_error(void)
 
 static void test_row_over_the_size_limit_is_refused_naming_its_key(void)
 {
-    mbq_mysql_config cfg = tmy_config(DB);
-    mbq_mysql *c = NULL;
+    mbq_mysql *c = tmy_connect(DB);
     mbq_table_schema *s = NULL;
-    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
     if (!c)
         return;
     CHECK_INT(mbq_mysql_table_schema(&s, c, DB, "big"), 0);
@@ -177,10 +171,8 @@ static void *kill_mid_stream(void *p)
 
 static void test_connection_killed_mid_stream_leaves_no_file(void)
 {
-    mbq_mysql_config cfg = tmy_config(DB);
-    mbq_mysql *c = NULL;
+    mbq_mysql *c = tmy_connect(DB);
     mbq_table_schema *s = NULL;
-    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
     if (!c)
         return;
     CHECK_INT(mbq_mysql_table_schema(&s, c, DB, "big"), 0);
@@ -211,10 +203,7 @@ static void test_connection_killed_mid_stream_leaves_no_file(void)
 int main(void)
 {
     test_require_env("MBQ_TEST_MYSQL_PORT");
-    admin = tmy_admin();
-    dir = tmy_tmpdir();
-    tmy_exec(admin, "DROP DATABASE IF EXISTS " DB);
-    tmy_exec(admin, "CREATE DATABASE " DB);
+    tmy_begin(&admin, &dir, DB);
     tmy_exec(admin, "CREATE TABLE " DB ".t (id INT PRIMARY KEY, name VARCHAR(20),"
                     " updated_at TIMESTAMP(3) NULL)");
     tmy_exec(admin, "INSERT INTO " DB ".t VALUES (1, 'a', NOW(3))");
@@ -227,13 +216,6 @@ int main(void)
     RUN(test_unwritable_output_directory_is_an_io_error);
     RUN(test_connection_killed_mid_stream_leaves_no_file);
     RUN(test_row_over_the_size_limit_is_refused_naming_its_key);
-    tmy_exec(admin, "DROP DATABASE " DB);
-    mysql_close(admin);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(dir);
-    mysql_library_end();
+    tmy_end(admin, dir, DB);
     return test_summary();
 }

@@ -73,10 +73,7 @@ static const struct colspec cols[] = {
 
 static void setup(void)
 {
-    admin = tmy_admin();
-    dir = tmy_tmpdir();
-    tmy_exec(admin, "DROP DATABASE IF EXISTS " DB);
-    tmy_exec(admin, "CREATE DATABASE " DB);
+    tmy_begin(&admin, &dir, DB);
     char sql[8192];
     size_t n = (size_t)snprintf(sql, sizeof sql, "CREATE TABLE " DB ".all_types (id INT PRIMARY KEY");
     for (size_t i = 0; i < NCOLS; i++)
@@ -194,9 +191,7 @@ static mbq_table_schema *schema;
 
 static void test_introspection_maps_every_column(void)
 {
-    mbq_mysql_config cfg = tmy_config(DB);
-    mbq_mysql *c = NULL;
-    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
+    mbq_mysql *c = tmy_connect(DB);
     if (!c)
         return;
     CHECK_INT(mbq_mysql_table_schema(&schema, c, DB, "all_types"), 0);
@@ -230,9 +225,7 @@ static void extract_and_compare(bool compress)
 {
     if (!schema)
         return;
-    mbq_mysql_config cfg = tmy_config(DB);
-    mbq_mysql *c = NULL;
-    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
+    mbq_mysql *c = tmy_connect(DB);
     if (!c)
         return;
     char path[512];
@@ -294,13 +287,6 @@ int main(void)
     RUN(test_every_value_survives_plain_ndjson);
     RUN(test_every_value_survives_gzip_ndjson);
     mbq_table_schema_free(schema);
-    tmy_exec(admin, "DROP DATABASE " DB);
-    mysql_close(admin);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(dir);
-    mysql_library_end();
+    tmy_end(admin, dir, DB);
     return test_summary();
 }

@@ -47,6 +47,16 @@ static inline mbq_mysql_config tmy_config(const char *database)
     return c;
 }
 
+/* mbq's own connection to `db` with tmy_config; NULL (the case is marked
+ * failed) when it cannot connect. */
+static inline mbq_mysql *tmy_connect(const char *database)
+{
+    mbq_mysql_config cfg = tmy_config(database);
+    mbq_mysql *c = NULL;
+    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
+    return c;
+}
+
 /* A plain libmariadb connection as root, for setup and for the "second
  * client" in concurrency tests. Session in UTC like mbq's. */
 static inline MYSQL *tmy_admin(void)
@@ -197,6 +207,26 @@ static inline char *tmy_tmpdir(void)
         exit(1);
     }
     return d;
+}
+
+/* A test's start: the admin connection, an output directory and a fresh,
+ * empty database `db`. */
+static inline void tmy_begin(MYSQL **admin, char **dir, const char *db)
+{
+    *admin = tmy_admin();
+    *dir = tmy_tmpdir();
+    tmy_exec(*admin, "DROP DATABASE IF EXISTS `%s`", db);
+    tmy_exec(*admin, "CREATE DATABASE `%s`", db);
+}
+
+/* ... and its end: the database dropped, the directory removed. */
+static inline void tmy_end(MYSQL *admin, char *dir, const char *db)
+{
+    tmy_exec(admin, "DROP DATABASE `%s`", db);
+    mysql_close(admin);
+    test_remove_tree(dir);
+    free(dir);
+    mysql_library_end();
 }
 
 #endif

@@ -16,10 +16,7 @@ static char *dir;
 
 static void setup(void)
 {
-    admin = tmy_admin();
-    dir = tmy_tmpdir();
-    tmy_exec(admin, "DROP DATABASE IF EXISTS " DB);
-    tmy_exec(admin, "CREATE DATABASE " DB);
+    tmy_begin(&admin, &dir, DB);
     tmy_exec(admin, "CREATE TABLE " DB ".ev (id INT NOT NULL, k2 VARCHAR(10) NOT NULL,"
                     " updated_at DATETIME(6), v INT, PRIMARY KEY (id, k2), KEY (updated_at))");
     /* Ties on the cursor at both boundaries; key order differs from insert order. */
@@ -228,9 +225,7 @@ static void test_rows_committed_during_the_stream_are_not_included(void)
                     " v INT, pad VARCHAR(100), KEY (updated_at))");
     tmy_exec(admin, "INSERT INTO " DB ".big SELECT seq, '2024-01-01' + INTERVAL seq SECOND, 0,"
                     " REPEAT('x', 80) FROM " DB ".seq_1_to_200000");
-    mbq_mysql_config cfg = tmy_config(DB);
-    mbq_mysql *c = NULL;
-    CHECK_INT(mbq_mysql_connect(&c, &cfg), 0);
+    mbq_mysql *c = tmy_connect(DB);
     if (!c)
         return;
     mbq_table_schema *s = load_schema(c, "big");
@@ -282,13 +277,6 @@ int main(void)
     RUN(test_integer_cursor_window);
     RUN(test_empty_window_and_empty_table_write_no_file);
     RUN(test_rows_committed_during_the_stream_are_not_included);
-    tmy_exec(admin, "DROP DATABASE " DB);
-    mysql_close(admin);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(dir);
-    mysql_library_end();
+    tmy_end(admin, dir, DB);
     return test_summary();
 }

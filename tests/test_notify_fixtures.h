@@ -4,7 +4,14 @@
 #ifndef TEST_NOTIFY_FIXTURES_H
 #define TEST_NOTIFY_FIXTURES_H
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mbq/buf.h"
 #include "mbq/notify.h"
+#include "mbq/util.h"
 
 /* 2026-11-26 01:02:03.000 UTC */
 #define FIX_FINISHED_MS 1795654923000LL
@@ -52,5 +59,28 @@ static const mbq_run_summary fix_success = FIX_SUMMARY(fix_ok_tables);
 static const mbq_run_summary fix_failure = FIX_SUMMARY(fix_fail_tables);
 static const mbq_run_summary fix_schema = FIX_SUMMARY(fix_schema_tables);
 static const mbq_run_summary fix_recovery = FIX_SUMMARY(fix_recovered_tables);
+
+/* stderr into a file while an alert is sent, to check the log lines it
+ * wrote (fix_capture_end reads them into `out`). */
+static int fix_stderr_saved = -1;
+static char fix_stderr_path[] = "/tmp/mbq-alert-stderr-XXXXXX";
+
+static inline void fix_capture_begin(void)
+{
+    int fd = mkstemp(fix_stderr_path);
+    fix_stderr_saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+}
+
+static inline void fix_capture_end(mbq_buf *out)
+{
+    fflush(stderr);
+    dup2(fix_stderr_saved, STDERR_FILENO);
+    close(fix_stderr_saved);
+    mbq_file_read_all(out, fix_stderr_path);
+    unlink(fix_stderr_path);
+    memcpy(fix_stderr_path + strlen(fix_stderr_path) - 6, "XXXXXX", 6);
+}
 
 #endif

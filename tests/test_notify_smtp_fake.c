@@ -188,26 +188,6 @@ static mbq_email_config cfg_for(unsigned port)
 
 static const mbq_notify_options fast = {3, 10, 5000, 2000};
 
-static int stderr_saved = -1;
-static char stderr_path[] = "/tmp/mbq-smtp-stderr-XXXXXX";
-
-static void capture_begin(void)
-{
-    int fd = mkstemp(stderr_path);
-    stderr_saved = dup(STDERR_FILENO);
-    dup2(fd, STDERR_FILENO);
-    close(fd);
-}
-
-static void capture_end(mbq_buf *out)
-{
-    dup2(stderr_saved, STDERR_FILENO);
-    close(stderr_saved);
-    mbq_file_read_all(out, stderr_path);
-    unlink(stderr_path);
-    memcpy(stderr_path + strlen(stderr_path) - 6, "XXXXXX", 6);
-}
-
 static void test_auth_plain_and_envelope(void)
 {
     fake_smtp f = {.connections = 1, .offer_auth = true, .auth_reply = 235};
@@ -271,9 +251,9 @@ static void test_login_refused_not_retried(void)
     mbq_notify_report rep;
     mbq_buf logs = MBQ_BUF_INIT;
     c.on = MBQ_ALERT_FAILURE;
-    capture_begin();
+    fix_capture_begin();
     int rc = mbq_notify_run(&rep, &c, NULL, &fix_failure, &fast);
-    capture_end(&logs);
+    fix_capture_end(&logs);
     fake_stop(&f);
     CHECK_INT(rc, MBQ_EAUTH);
     CHECK(rep.email.attempted && !rep.email.sent);
@@ -314,11 +294,11 @@ static void test_closed_port_fails_fast_without_password(void)
     c.smtp_url = "smtp://alerts%40example.com:" PASSWORD "@127.0.0.1:9";
     mbq_buf logs = MBQ_BUF_INIT;
     int attempts = 0;
-    capture_begin();
+    fix_capture_begin();
     int64_t t0 = mbq_monotonic_ms();
     int rc = mbq_notify_send_email(&c, &fix_failure, &fast, &attempts);
     int64_t took = mbq_monotonic_ms() - t0;
-    capture_end(&logs);
+    fix_capture_end(&logs);
     CHECK_INT(rc, MBQ_ENET);
     CHECK_INT(attempts, 3);
     CHECK(took < 3000);

@@ -136,28 +136,6 @@ static mbq_telegram_config tg_cfg(const standin *s)
 
 static const mbq_notify_options fast = {3, 10, 5000, 2000};
 
-/* stderr to a file while sending, to check the log lines. */
-static int stderr_saved = -1;
-static char stderr_path[] = "/tmp/mbq-tg-stderr-XXXXXX";
-
-static void capture_begin(void)
-{
-    int fd = mkstemp(stderr_path);
-    stderr_saved = dup(STDERR_FILENO);
-    dup2(fd, STDERR_FILENO);
-    close(fd);
-}
-
-static void capture_end(mbq_buf *out)
-{
-    fflush(stderr);
-    dup2(stderr_saved, STDERR_FILENO);
-    close(stderr_saved);
-    mbq_file_read_all(out, stderr_path);
-    unlink(stderr_path);
-    memcpy(stderr_path + strlen(stderr_path) - 6, "XXXXXX", 6);
-}
-
 static void test_payload_and_escaping(void)
 {
     standin s;
@@ -222,12 +200,12 @@ static void test_5xx_retried_then_reported_without_token(void)
     mbq_telegram_config c = tg_cfg(&s);
     mbq_buf err = MBQ_BUF_INIT, raw = MBQ_BUF_INIT, logs = MBQ_BUF_INIT;
     int attempts = 0;
-    capture_begin();
+    fix_capture_begin();
     int64_t t0 = mbq_monotonic_ms();
     int rc = mbq_notify_send_telegram(&c, &fix_failure, &fast, &attempts);
     int64_t took = mbq_monotonic_ms() - t0;
     mbq_buf_puts(&err, mbq_error_last());
-    capture_end(&logs);
+    fix_capture_end(&logs);
     CHECK_INT(rc, MBQ_ENET);
     CHECK_INT(attempts, 3);
     CHECK(took < 5000);

@@ -387,9 +387,6 @@ int main(void)
     mbq_bq_free(bq);
     tmy_exec(adm, "DROP DATABASE %s", db);
     mysql_close(adm);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    test_remove_tree(tmpdir);
     return test_summary();
 }

@@ -43,6 +43,21 @@ static int exec(MYSQL *m, const char *sql)
 
 /* Root creates a database and a table with the types mbq cares about, writes
  * three rows and reads them back with the exact text the server returns. */
+/* The query's first value is `want`. */
+static void check_scalar(MYSQL *m, const char *sql, const char *want)
+{
+    CHECK_INT(exec(m, sql), 0);
+    MYSQL_RES *res = mysql_store_result(m);
+    CHECK(res != NULL);
+    if (!res)
+        return;
+    MYSQL_ROW r = mysql_fetch_row(res);
+    CHECK(r != NULL);
+    if (r)
+        CHECK_STR(r[0], want);
+    mysql_free_result(res);
+}
+
 static void test_root_writes_and_reads_back_over_tcp(void)
 {
     MYSQL *m = connect_as(test_require_env("MBQ_TEST_MYSQL_USER"),
@@ -104,16 +119,7 @@ static void test_root_reads_over_socket(void)
     CHECK(m != NULL);
     if (!m)
         return;
-    CHECK_INT(exec(m, "SELECT COUNT(*) FROM " DB ".items"), 0);
-    MYSQL_RES *res = mysql_store_result(m);
-    CHECK(res != NULL);
-    if (res) {
-        MYSQL_ROW r = mysql_fetch_row(res);
-        CHECK(r != NULL);
-        if (r)
-            CHECK_STR(r[0], "3");
-        mysql_free_result(res);
-    }
+    check_scalar(m, "SELECT COUNT(*) FROM " DB ".items", "3");
     mysql_close(m);
 }
 
@@ -126,16 +132,7 @@ static void test_reader_can_select_but_not_write(void)
     CHECK(m != NULL);
     if (!m)
         return;
-    CHECK_INT(exec(m, "SELECT name FROM " DB ".items WHERE id = 1"), 0);
-    MYSQL_RES *res = mysql_store_result(m);
-    CHECK(res != NULL);
-    if (res) {
-        MYSQL_ROW r = mysql_fetch_row(res);
-        CHECK(r != NULL);
-        if (r)
-            CHECK_STR(r[0], "alpha");
-        mysql_free_result(res);
-    }
+    check_scalar(m, "SELECT name FROM " DB ".items WHERE id = 1", "alpha");
     CHECK(mysql_query(m, "INSERT INTO " DB ".items VALUES (3, 'x', 0, NOW())") != 0);
     CHECK_INT(mysql_errno(m), ER_TABLEACCESS_DENIED_ERROR);
     CHECK(mysql_query(m, "CREATE TABLE " DB ".nope (id INT)") != 0);
