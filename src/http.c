@@ -195,6 +195,14 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Did the last response's header block end (its empty line arrived)?
+ * Trailers of a chunked body may follow it in the same buffer. */
+static bool headers_complete(const mbq_buf *h)
+{
+    const char *p = mbq_buf_cstr(h);
+    return strstr(p, "\n\r\n") || strstr(p, "\n\n");
+}
+
 /* Append one header line to *list (curl_slist_append returns NULL on
  * failure and leaves the list as it was). */
 static int append_header(struct curl_slist **list, const char *line)
@@ -309,6 +317,16 @@ int mbq_http_do(mbq_http *h, mbq_http_response *resp, const mbq_http_request *re
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     resp->status = status;
+    /* A connection closed inside the header block: curl takes the close as
+     * the end of a body-less answer and reports success. It is a cut
+     * answer (the request may have been acted on), so it is reported like
+     * a connection reset, and retried as one. */
+    if (!headers_complete(&resp->headers)) {
+        resp->curl_code = (int)CURLE_RECV_ERROR;
+        url_for_message(&where, req->url);
+        rc = mbq_error_set(MBQ_ENET, "%s '%s': the connection closed inside the response headers",
+                           req->method, mbq_buf_cstr(&where));
+    }
 
 done:
     curl_slist_free_all(hdrs);

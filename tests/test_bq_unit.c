@@ -1,11 +1,16 @@
 /* Unit tests of the BigQuery client's pure parts: base64url and the JWT
  * (header, claims, RS256 signature verified with the public half), key file
  * errors, job id generation, error body parsing, schema JSON round-trip and
- * robustness of the parsers to garbage, retry classification. */
+ * robustness of the parsers to garbage, retry classification, and the HTTP
+ * layer's handling of an answer cut inside its headers (a loopback server
+ * thread). */
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -399,6 +404,91 @@ static void test_retry_classification(void)
     }
 }
 
+/* One connection on a loopback port: read the request (headers and the
+ * Content-Length body), write `answer`, close. */
+struct one_shot {
+    int lfd;
+    int port;
+    const char *answer;
+};
+
+static void *one_shot_serve(void *p)
+{
+    struct one_shot *o = p;
+    int c = accept(o->lfd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(c, buf + have, sizeof buf - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = 0;
+        char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strstr(buf, "Content-Length: ");
+        if (end && (!cl || have >= (size_t)(end + 4 - buf) + (size_t)atoi(cl + 16)))
+            break;
+    }
+    ssize_t w = write(c, o->answer, strlen(o->answer));
+    (void)w;
+    close(c);
+    return NULL;
+}
+
+static int one_shot_do(mbq_http_response *resp, const char *answer)
+{
+    struct one_shot o = {socket(AF_INET, SOCK_STREAM, 0), 0, answer};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    CHECK(o.lfd >= 0 && bind(o.lfd, (struct sockaddr *)&a, sizeof a) == 0 &&
+          listen(o.lfd, 1) == 0 && getsockname(o.lfd, (struct sockaddr *)&a, &alen) == 0);
+    o.port = ntohs(a.sin_port);
+    pthread_t th;
+    pthread_create(&th, NULL, one_shot_serve, &o);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/bigquery/v2/projects/p/jobs?x=1", o.port);
+    mbq_http *h = NULL;
+    mbq_http_options ho = MBQ_HTTP_OPTIONS_INIT;
+    CHECK_INT(mbq_http_new(&h, &ho), 0);
+    const char *json = "{\"configuration\":{}}";
+    mbq_http_body body = {json, strlen(json), NULL, 0, 0, NULL, 0, false, NULL, NULL};
+    mbq_http_request req = {"POST", url, NULL, &body};
+    int rc = mbq_http_do(h, resp, &req);
+    pthread_join(th, NULL);
+    close(o.lfd);
+    mbq_http_free(h);
+    return rc;
+}
+
+/* curl reports success, with an empty body, for a connection closed in the
+ * middle of the header block: for a jobs.insert that reads as "empty JSON"
+ * and failed the table although the job ran. It must be a cut connection
+ * (retryable: the retry of a job insert learns the job exists). */
+static void test_answer_cut_inside_headers_is_a_network_error(void)
+{
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    CHECK_INT(one_shot_do(&resp, "HTTP/1.1 200 OK\r\nContent-Type: applicat"), MBQ_ENET);
+    CHECK_CONTAINS(mbq_error_last(), "the connection closed inside the response headers");
+    CHECK_CONTAINS(mbq_error_last(), "POST 'http://127.0.0.1:");
+    CHECK(strstr(mbq_error_last(), "x=1") == NULL); /* no query string in messages */
+    CHECK(mbq_http_retryable_curl(resp.curl_code));
+    mbq_http_response_free(&resp);
+    /* Only the status line: the same. */
+    CHECK_INT(one_shot_do(&resp, "HTTP/1.1 200 OK\r\n"), MBQ_ENET);
+    mbq_http_response_free(&resp);
+    /* A complete answer without a body, and one ended by the close, stay
+     * answers. */
+    CHECK_INT(one_shot_do(&resp, "HTTP/1.1 204 No Content\r\n\r\n"), 0);
+    CHECK_INT(resp.status, 204);
+    mbq_http_response_free(&resp);
+    CHECK_INT(one_shot_do(&resp, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{}"), 0);
+    CHECK_INT(resp.status, 200);
+    CHECK_STR(mbq_buf_cstr(&resp.body), "{}");
+    mbq_http_response_free(&resp);
+}
+
 static void test_options_validated(void)
 {
     mbq_bq *bq = NULL;
@@ -490,6 +580,7 @@ int main(void)
     RUN(test_schema_json_round_trip);
     RUN(test_job_resource_parsing);
     RUN(test_retry_classification);
+    RUN(test_answer_cut_inside_headers_is_a_network_error);
     RUN(test_options_validated);
     test_remove_tree(tmpdir);
     return test_summary();

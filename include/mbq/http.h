@@ -84,7 +84,8 @@ void mbq_http_free(mbq_http *h);
  * response arrived (whatever its status), MBQ_ETIMEOUT when curl timed out,
  * MBQ_ENET for other transfer failures (resp->curl_code says which), with a
  * message naming the method and URL (without query string, which may hold
- * upload ids). */
+ * upload ids). A connection closed inside the response headers is such a
+ * failure (curl_code CURLE_RECV_ERROR), not an empty answer. */
 int mbq_http_do(mbq_http *h, mbq_http_response *resp, const mbq_http_request *req);
 
 /* Release the buffers of a response. */

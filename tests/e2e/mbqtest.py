@@ -407,6 +407,7 @@ class HttpCutter:
         self.upstream = upstream
         self.rules = []
         self.fired = []
+        self.seen = []  # (method, path without query, rule or "-"): a failure's evidence
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -435,8 +436,15 @@ class HttpCutter:
                 if r["times"] > 0 and r["pred"](method, path, body):
                     r["times"] -= 1
                     self.fired.append(r["name"])
+                    self.seen.append((method, path.split("?")[0], r["name"]))
                     return r
+            self.seen.append((method, path.split("?")[0], "-"))
         return None
+
+    def trace(self):
+        """The requests seen so far, one per line, with the rule that took each."""
+        with self.lock:
+            return "\n".join("%s %s [%s]" % s for s in self.seen)
 
     def _serve(self, c):
         import http.client
