@@ -728,8 +728,16 @@ static int job_after_insert(mbq_bq_job **out, mbq_bq *bq, int rc, const mbq_http
     }
     if (rc < 0)
         return rc;
-    if ((rc = mbq_bq_job_from_json(&j, resp->body.ptr, resp->body.len)) < 0)
-        return mbq_error_wrap(rc, "bigquery: job '%s': ", job_id);
+    if ((rc = mbq_bq_job_from_json(&j, resp->body.ptr, resp->body.len)) < 0) {
+        /* A success whose Job resource is unreadable (a body cut where the
+         * connection's close ends it, a proxy's page): the job was created,
+         * so its id says how it went. */
+        mbq_log_warn("bigquery: job '%s': the answer to its submission is unreadable (%s): "
+                     "looking it up",
+                     job_id, mbq_error_last());
+        mbq_error_clear();
+        return job_existing(out, bq, job_id, location);
+    }
     if (j->error_reason || strcmp(j->state, "DONE") == 0)
         return job_finish(out, j, job_id);
     mbq_bq_job_free(j);

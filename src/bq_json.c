@@ -29,6 +29,8 @@ int mbq_bq_json_parse(json_object **out, const char *json, size_t len)
     json_tokener_free(tok);
     if (!o || err != json_tokener_success) {
         json_object_put(o);
+        if (err == json_tokener_continue || err == json_tokener_error_parse_eof)
+            return mbq_error_set(MBQ_EDATA, "JSON cut short after %zu bytes", len);
         return mbq_error_set(MBQ_EDATA, "invalid JSON: %s", json_tokener_error_desc(err));
     }
     *out = o;

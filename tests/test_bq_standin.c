@@ -137,6 +137,30 @@ static void test_standin_duplicate_job_409_is_looked_up(void)
     mbq_bq_free(bq);
 }
 
+/* The job is created but the answer to jobs.insert is cut where the
+ * connection's close ends it (no Content-Length): curl reports success with
+ * half a Job resource. mbq must look the job up by its id, not fail the
+ * table while the job runs, and never submit it again. */
+static void test_standin_unreadable_insert_answer_is_looked_up(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    mbq_bq_job *job = NULL;
+    control("{\"fail_next\": [], \"insert_done\": true, \"cut_insert_answer\": 1}");
+    int64_t inserts = state_int("inserts"), gets = state_int("jobs_get");
+    int64_t cuts = state_int("cut_answers");
+    CHECK_INT(mbq_bq_query(&job, bq, "cut_answer_job", "MERGE d.t AS T USING d.s AS S ON "
+                                                       "T.id = S.id WHEN NOT MATCHED THEN "
+                                                       "INSERT ROW", NULL), 0);
+    CHECK(job && job->existed);
+    if (job)
+        CHECK_STR(job->state, "DONE");
+    CHECK_INT(state_int("inserts") - inserts, 1); /* submitted once */
+    CHECK(state_int("jobs_get") - gets >= 2);     /* the lookup before, the wait after */
+    CHECK_INT(state_int("cut_answers") - cuts, 1); /* the answer was cut */
+    mbq_bq_job_free(job);
+    mbq_bq_free(bq);
+}
+
 static void test_standin_chunked_resumable_upload_resumes_after_drop(void)
 {
     mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 512 * 1024, 64 * 1024);
@@ -390,6 +414,7 @@ int main(void)
     mbq_http_new(&ctl_http, NULL);
 
     RUN(test_standin_duplicate_job_409_is_looked_up);
+    RUN(test_standin_unreadable_insert_answer_is_looked_up);
     RUN(test_standin_chunked_resumable_upload_resumes_after_drop);
     RUN(test_standin_job_failing_later_reports_error_result);
     RUN(test_standin_503_then_200_is_retried);

@@ -384,6 +384,8 @@ static void test_job_resource_parsing(void)
     job = NULL;
     CHECK_INT(mbq_bq_job_from_json(&job, "{\"status\":{}}", 13), MBQ_EDATA);
     CHECK_INT(mbq_bq_job_from_json(&job, "garbage", 7), MBQ_EDATA);
+    CHECK_INT(mbq_bq_job_from_json(&job, "{\"status\":{\"state\":\"DO", 23), MBQ_EDATA);
+    CHECK_STR(mbq_error_last(), "JSON cut short after 23 bytes");
     CHECK(job == NULL);
 }
 

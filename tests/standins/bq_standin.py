@@ -8,6 +8,7 @@ BigQuery's documentation says:
   a-b/*", 308 + "Range: bytes=0-N", the status query "bytes */total", the
   final chunk -> 200 with the Job resource;
 - a job that fails later: jobs.get says DONE with status.errorResult;
+- a created job whose answer is cut where the connection's close ends it;
 - the token endpoint verifies the JWT's RS256 signature with the public key
   (openssl CLI) and checks iss, scope, aud, iat, exp.
 
@@ -39,9 +40,12 @@ ctl = {
     "unauthorized_next": 0,   # answer 401 to this many requests
     "fail_later": [],         # job ids that are RUNNING at insert, failed on jobs.get
     "insert_done": True,      # jobs are DONE at insert (unless fail_later)
+    "cut_insert_answer": 0,   # this many created jobs are answered with half a body that
+                              # ends with the connection (no Content-Length)
 }
 state = {"requests": 0, "tokens": 0, "token_errors": [], "puts": [], "status_queries": 0,
-         "inserts": 0, "tokens_seen": [], "upload_content_types": [], "jobs_get": 0}
+         "inserts": 0, "tokens_seen": [], "upload_content_types": [], "jobs_get": 0,
+         "cut_answers": 0}
 jobs = {}        # job id -> Job resource
 sessions = {}    # upload id -> {"config":..., "data": bytearray}
 valid_tokens = set()
@@ -219,6 +223,17 @@ class Handler(BaseHTTPRequestHandler):
                     jobs[job_id]["statistics"]["query"] = {
                         "statementType": "INSERT", "numDmlAffectedRows": "3",
                         "dmlStats": {"insertedRowCount": "3"}}
+            if ctl["cut_insert_answer"] > 0:
+                ctl["cut_insert_answer"] -= 1
+                state["cut_answers"] += 1
+                body = json.dumps(jobs[job_id]).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body[:len(body) // 2])
+                self.close_connection = True
+                return None
             return self.reply(200, jobs[job_id])
 
     def get_job(self, job_id):
