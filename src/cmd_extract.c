@@ -147,6 +147,7 @@ int mbq_cmd_extract(int argc, char **argv)
     printf("low       %s\n", res.low ? res.low : "-");
     printf("high      %s\n", res.high ? res.high : "-");
     printf("zero_dates %llu\n", (unsigned long long)res.zero_dates);
+    printf("not_json  %llu\n", (unsigned long long)res.not_json);
     printf("seconds   %.3f\n", secs);
     printf("rows/s    %.0f\n", secs > 0 ? (double)res.rows / secs : (double)res.rows);
 done:

@@ -854,6 +854,7 @@ void mbq_extract_result_free(mbq_extract_result *r)
     free(r->high);
     free(r->tail_from);
     free(r->tail_checksum);
+    free(r->not_json_first);
     memset(r, 0, sizeof *r);
 }
 
@@ -1004,13 +1005,28 @@ static int hex_digest(char **out, EVP_MD_CTX *sha)
     return rc;
 }
 
+/* "k1=v1, k2=v2" for the row's key columns (values cut at 64 bytes), for
+ * messages that name a row. */
+static void row_key(mbq_buf *b, MYSQL_ROW row, const unsigned long *lens,
+                    const mbq_table_schema *s, const char *const *pk, size_t n_pk)
+{
+    for (size_t k = 0; k < n_pk; k++) {
+        const mbq_column *kc = mbq_table_schema_column(s, pk[k]);
+        size_t ki = kc ? (size_t)(kc - s->columns) : 0;
+        mbq_buf_printf(b, "%s%s=%.*s", k ? ", " : "", pk[k],
+                       row[ki] ? (int)(lens[ki] > 64 ? 64 : lens[ki]) : 4,
+                       row[ki] ? row[ki] : "NULL");
+    }
+}
+
 /* Encode one row's fields as `{"key":value,...` (without the closing "}\n")
  * into `cur`: NULLs leave their key out, a zero date becomes NULL (counted
- * in *zero_dates). On error `cur` is cut back to where the row started. The
- * hot loop of every extract. */
+ * in *zero_dates), a JSON column's value that is not JSON is written as a
+ * string (*not_json_col = its column). On error `cur` is cut back to where
+ * the row started. The hot loop of every extract. */
 static int encode_row(mbq_buf *cur, MYSQL_ROW row, const unsigned long *lens,
                       const mbq_table_schema *s, char *const *keys, const size_t *keylen,
-                      uint64_t *zero_dates, const char *tname)
+                      uint64_t *zero_dates, int *not_json_col, const char *tname)
 {
     size_t row_start = cur->len;
     int rc = mbq_buf_putc(cur, '{');
@@ -1035,6 +1051,10 @@ static int encode_row(mbq_buf *cur, MYSQL_ROW row, const unsigned long *lens,
             cur->ptr[mark] = '\0';
             (*zero_dates)++;
             continue;
+        }
+        if (rc == 2) {
+            *not_json_col = (int)i;
+            rc = 0;
         }
         if (rc < 0) {
             mbq_error_wrap(rc, "table '%s', column '%s': ", tname, s->columns[i].name);
@@ -1098,8 +1118,9 @@ static int full_extract_tail(mbq_extract_result *out, mbq_mysql *c, const mbq_ex
     }
     while ((row = mysql_fetch_row(res))) {
         mbq_buf_clear(&line);
+        int not_json_col = -1; /* counted by the main pass */
         if ((rc = encode_row(&line, row, mysql_fetch_lengths(res), o->schema, keys, keylen, &zero,
-                             tname)) < 0 ||
+                             &not_json_col, tname)) < 0 ||
             (rc = mbq_buf_append(&line, "}\n", 2)) < 0)
             goto done;
         if (EVP_DigestUpdate(sha, line.ptr, line.len) != 1) {
@@ -1316,19 +1337,22 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
     while ((row = mysql_fetch_row(res))) {
         unsigned long *lens = mysql_fetch_lengths(res);
         size_t row_start = cur->len;
-        if ((rc = encode_row(cur, row, lens, s, keys, keylen, &out->zero_dates, tname)) < 0)
+        int not_json_col = -1;
+        if ((rc = encode_row(cur, row, lens, s, keys, keylen, &out->zero_dates, &not_json_col,
+                             tname)) < 0)
             goto done;
         if ((rc = mbq_buf_append(cur, "}\n", 2)) < 0)
             goto done;
+        if (not_json_col >= 0 && out->not_json++ == 0) {
+            mbq_buf where = MBQ_BUF_INIT;
+            mbq_buf_printf(&where, "column '%s' of the row with ", s->columns[not_json_col].name);
+            row_key(&where, row, lens, s, pk, n_pk);
+            out->not_json_first = mbq_buf_detach(&where);
+            mbq_buf_free(&where);
+        }
         if (cur->len - row_start > max_row) {
             mbq_buf key = MBQ_BUF_INIT;
-            for (size_t k = 0; k < n_pk; k++) {
-                const mbq_column *kc = mbq_table_schema_column(s, pk[k]);
-                size_t ki = kc ? (size_t)(kc - s->columns) : 0;
-                mbq_buf_printf(&key, "%s%s=%.*s", k ? ", " : "", pk[k],
-                               row[ki] ? (int)(lens[ki] > 64 ? 64 : lens[ki]) : 4,
-                               row[ki] ? row[ki] : "NULL");
-            }
+            row_key(&key, row, lens, s, pk, n_pk);
             rc = mbq_error_set(MBQ_EDATA,
                                "table '%s': the row with %s is %zu bytes as JSON, over "
                                "BigQuery's limit of %zu bytes for a row in a load job",
@@ -1439,6 +1463,12 @@ finish:
                 "%llu zero dates (year, month or day 0) have no BigQuery value and were "
                 "written as NULL",
                 (unsigned long long)out->zero_dates);
+    if (out->not_json)
+        mbq_log(MBQ_LOG_WARN, tname, "extract",
+                "%llu values of JSON columns are not JSON documents and were written as JSON "
+                "strings holding their text (the first: %s)",
+                (unsigned long long)out->not_json,
+                out->not_json_first ? out->not_json_first : "?");
 
 done:
     if (res)

@@ -444,6 +444,178 @@ static bool json_number_ok(const char *v, size_t len)
     return i == len;
 }
 
+/* A JSON document (MySQL's JSON, MariaDB's json_valid LONGTEXT) written as
+ * the value itself, not as a string holding its text: a load job takes a
+ * JSON column's NDJSON value as it is, so a string would stay a JSON string
+ * in BigQuery ("{\"a\":1}", with JSON_VALUE(doc, '$.a') NULL). The text is
+ * checked against RFC 8259 while it is copied, in one pass and without
+ * recursion: whitespace between tokens is dropped (a newline there would end
+ * the NDJSON line), strings go through copy_plain, a control character in
+ * one is escaped and invalid UTF-8 becomes U+FFFD, as in any string.
+ * Returns 0, MBQ_ENOMEM, or 2 when the text is not one JSON value (nothing
+ * appended). */
+#define JSON_DEPTH_MAX 500 /* BigQuery's nesting limit for JSON */
+
+enum { J_VALUE, J_VALUE_OR_CLOSE, J_KEY, J_KEY_OR_CLOSE, J_COLON, J_NEXT };
+
+static int json_raw(mbq_buf *b, const unsigned char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *end = p + len;
+    const size_t start = b->len;
+    bool reserved = len <= 65536; /* worst case: 6 bytes out for 1 in (\u0001) */
+    if (mbq_buf_grow(b, reserved ? len * 6 + 8 : len + 8) < 0)
+        return MBQ_ENOMEM;
+    char *o = b->ptr + b->len;
+    char open[JSON_DEPTH_MAX]; /* '{' or '[' of each open container */
+    int depth = 0, state = J_VALUE;
+    for (;;) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+            p++;
+        if (p == end)
+            break;
+        if (!reserved && (size_t)(b->ptr + b->cap - 1 - o) < (size_t)(end - p) + 8) {
+            b->len = (size_t)(o - b->ptr);
+            size_t left = (size_t)(end - p);
+            if (mbq_buf_grow(b, left + left / 2 + 8) < 0)
+                return MBQ_ENOMEM;
+            o = b->ptr + b->len;
+        }
+        unsigned c = *p;
+        if (state == J_NEXT) {
+            if (depth == 0)
+                goto not_json; /* something after the value */
+            if (c == ',') {
+                state = open[depth - 1] == '{' ? J_KEY : J_VALUE;
+            } else if ((c == '}' && open[depth - 1] == '{') || (c == ']' && open[depth - 1] == '[')) {
+                depth--;
+            } else {
+                goto not_json;
+            }
+            *o++ = (char)c;
+            p++;
+            continue;
+        }
+        if (state == J_COLON) {
+            if (c != ':')
+                goto not_json;
+            *o++ = ':';
+            p++;
+            state = J_VALUE;
+            continue;
+        }
+        if ((state == J_KEY_OR_CLOSE && c == '}') || (state == J_VALUE_OR_CLOSE && c == ']')) {
+            depth--;
+            *o++ = (char)c;
+            p++;
+            state = J_NEXT;
+            continue;
+        }
+        if ((state == J_KEY || state == J_KEY_OR_CLOSE) && c != '"')
+            goto not_json;
+        if (c == '{' || c == '[') {
+            if (depth == JSON_DEPTH_MAX)
+                goto not_json;
+            open[depth++] = (char)c;
+            *o++ = (char)c;
+            p++;
+            state = c == '{' ? J_KEY_OR_CLOSE : J_VALUE_OR_CLOSE;
+        } else if (c == '"') {
+            *o++ = '"';
+            p++;
+            for (;;) {
+                size_t n = copy_plain(o, p, end);
+                o += n;
+                p += n;
+                if (p == end)
+                    goto not_json; /* unterminated */
+                c = *p;
+                if (c == '"') {
+                    *o++ = '"';
+                    p++;
+                    break;
+                }
+                if (c == '\\') {
+                    if (end - p < 2)
+                        goto not_json;
+                    unsigned e = p[1];
+                    size_t n_esc = 2;
+                    if (e == 'u') {
+                        if (end - p < 6)
+                            goto not_json;
+                        for (int k = 2; k < 6; k++)
+                            if (!isxdigit(p[k]))
+                                goto not_json;
+                        n_esc = 6;
+                    } else if (!strchr("\"\\/bfnrt", (int)e) || e == 0) {
+                        goto not_json;
+                    }
+                    memcpy(o, p, n_esc);
+                    o += n_esc;
+                    p += n_esc;
+                } else if (c < 0x20) {
+                    memcpy(o, "\\u00", 4);
+                    o[4] = hex[c >> 4];
+                    o[5] = hex[c & 15];
+                    o += 6;
+                    p++;
+                } else {
+                    size_t seq = mbq_utf8_seq_len(p, (size_t)(end - p));
+                    if (seq == 0) {
+                        memcpy(o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                        p++;
+                    } else {
+                        memcpy(o, p, seq);
+                        o += seq;
+                        p += seq;
+                    }
+                }
+                if (!reserved && (size_t)(b->ptr + b->cap - 1 - o) < (size_t)(end - p) + 8) {
+                    b->len = (size_t)(o - b->ptr);
+                    size_t left = (size_t)(end - p);
+                    if (mbq_buf_grow(b, left + left / 2 + 8) < 0)
+                        return MBQ_ENOMEM;
+                    o = b->ptr + b->len;
+                }
+            }
+            state = state == J_KEY || state == J_KEY_OR_CLOSE ? J_COLON : J_NEXT;
+        } else if (c == '-' || is_digit((unsigned char)c)) {
+            const unsigned char *q = p;
+            while (q < end && (is_digit(*q) || *q == '-' || *q == '+' || *q == '.' || *q == 'e' ||
+                               *q == 'E'))
+                q++;
+            if (!json_number_ok((const char *)p, (size_t)(q - p)))
+                goto not_json;
+            memcpy(o, p, (size_t)(q - p));
+            o += q - p;
+            p = q;
+            state = J_NEXT;
+        } else {
+            static const char *const lits[] = {"true", "false", "null"};
+            size_t i = c == 't' ? 0 : c == 'f' ? 1 : c == 'n' ? 2 : 3;
+            if (i == 3)
+                goto not_json;
+            size_t n = strlen(lits[i]);
+            if ((size_t)(end - p) < n || memcmp(p, lits[i], n) != 0)
+                goto not_json;
+            memcpy(o, lits[i], n);
+            o += n;
+            p += n;
+            state = J_NEXT;
+        }
+    }
+    if (state != J_NEXT || depth != 0)
+        goto not_json;
+    b->len = (size_t)(o - b->ptr);
+    b->ptr[b->len] = '\0';
+    return 0;
+not_json:
+    b->len = start;
+    b->ptr[start] = '\0';
+    return 2;
+}
+
 int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t len)
 {
     switch (enc) {
@@ -492,9 +664,18 @@ int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t 
         if (is_zero_date(val, len))
             return 1;
         return encode_timestamp(out, val, len);
+    case MBQ_ENC_JSON: {
+        int rc = json_raw(out, (const unsigned char *)val, len);
+        if (rc != 2)
+            return rc;
+        /* Not a JSON document (a MariaDB column whose check was added
+         * without validating old rows): its text, as a JSON string, and
+         * the caller counts it. */
+        rc = json_string(out, (const unsigned char *)val, len);
+        return rc < 0 ? rc : 2;
+    }
     case MBQ_ENC_STRING:
     case MBQ_ENC_TIME:
-    case MBQ_ENC_JSON:
     case MBQ_ENC_WKT:
         return json_string(out, (const unsigned char *)val, len);
     }

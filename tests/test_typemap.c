@@ -89,6 +89,12 @@ static char *enc(mbq_value_enc e, const char *v, size_t len)
         mbq_buf_free(&b);
         return strdup("ERROR");
     }
+    if (rc == 2) { /* a JSON column's text that is not JSON: written as a string */
+        mbq_buf n = MBQ_BUF_INIT;
+        mbq_buf_printf(&n, "NOTJSON %s", mbq_buf_cstr(&b));
+        mbq_buf_free(&b);
+        return mbq_buf_detach(&n);
+    }
     return mbq_buf_detach(&b);
 }
 
@@ -249,7 +255,134 @@ static void test_dates_times_and_zero_dates(void)
     CHECK_ENC(MBQ_ENC_TIMESTAMP, "2038-01-19 03:14:07x123", "ERROR");
     CHECK_ENC(MBQ_ENC_TIME, "-838:59:59", "\"-838:59:59\"");
     CHECK_ENC(MBQ_ENC_TIME, "12:00:00.000001", "\"12:00:00.000001\"");
-    CHECK_ENC(MBQ_ENC_JSON, "{\"a\":[1]}", "\"{\\\"a\\\":[1]}\"");
+}
+
+/* JSON documents go into the line as themselves: a load job takes a JSON
+ * column's value raw, and a string would stay a JSON string in BigQuery. */
+static void test_json_documents_are_written_raw_and_compact(void)
+{
+    CHECK_ENC(MBQ_ENC_JSON, "{\"a\": [1, 2.5e3, -0, true, false, null]}",
+              "{\"a\":[1,2.5e3,-0,true,false,null]}");
+    /* MySQL's own spacing and a pretty-printed MariaDB document: the
+     * newlines between tokens would end the NDJSON line. */
+    CHECK_ENC(MBQ_ENC_JSON, "{\n  \"k\" :\t{\"n\": {}},\r\n  \"e\": [ ]\n}\n",
+              "{\"k\":{\"n\":{}},\"e\":[]}");
+    /* Strings: escapes kept as they are, spaces inside kept, UTF-8 copied. */
+    CHECK_ENC(MBQ_ENC_JSON, "[\"a b\", \"q\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u00e9\\uD83D\\uDE00\", \"\xc3\xa9\xf0\x9f\x98\x80\"]",
+              "[\"a b\",\"q\\\"\\\\\\/\\b\\f\\n\\r\\t\",\"\\u00e9\\uD83D\\uDE00\",\"\xc3\xa9\xf0\x9f\x98\x80\"]");
+    /* Repairs inside strings, as for any string: a raw control character
+     * is escaped, invalid UTF-8 becomes U+FFFD. */
+    CHECK_ENC(MBQ_ENC_JSON, "{\"t\":\"a\nb\x01\"}", "{\"t\":\"a\\u000ab\\u0001\"}");
+    CHECK_ENC(MBQ_ENC_JSON, "[\"\xff\xc3\"]", "[\"\xef\xbf\xbd\xef\xbf\xbd\"]");
+    /* Scalars are documents too. */
+    CHECK_ENC(MBQ_ENC_JSON, "\"just text\"", "\"just text\"");
+    CHECK_ENC(MBQ_ENC_JSON, " 42 ", "42");
+    CHECK_ENC(MBQ_ENC_JSON, "null", "null");
+    /* Not JSON: written as a string holding the text, and said so. */
+    CHECK_ENC(MBQ_ENC_JSON, "{a:1}", "NOTJSON \"{a:1}\"");
+    CHECK_ENC(MBQ_ENC_JSON, "[1,]", "NOTJSON \"[1,]\"");
+    CHECK_ENC(MBQ_ENC_JSON, "{\"a\" 1}", "NOTJSON \"{\\\"a\\\" 1}\"");
+    CHECK_ENC(MBQ_ENC_JSON, "{\"a\":1,}", "NOTJSON \"{\\\"a\\\":1,}\"");
+    CHECK_ENC(MBQ_ENC_JSON, "{\"a\":1]", "NOTJSON \"{\\\"a\\\":1]\"");
+    CHECK_ENC(MBQ_ENC_JSON, "[1] [2]", "NOTJSON \"[1] [2]\"");
+    CHECK_ENC(MBQ_ENC_JSON, "01", "NOTJSON \"01\"");
+    CHECK_ENC(MBQ_ENC_JSON, "1.", "NOTJSON \"1.\"");
+    CHECK_ENC(MBQ_ENC_JSON, "nan", "NOTJSON \"nan\"");
+    CHECK_ENC(MBQ_ENC_JSON, "tru", "NOTJSON \"tru\"");
+    CHECK_ENC(MBQ_ENC_JSON, "\"open", "NOTJSON \"\\\"open\"");
+    CHECK_ENC(MBQ_ENC_JSON, "[\"\\x\"]", "NOTJSON \"[\\\"\\\\x\\\"]\"");
+    CHECK_ENC(MBQ_ENC_JSON, "[\"\\u12\"]", "NOTJSON \"[\\\"\\\\u12\\\"]\"");
+    CHECK_ENC(MBQ_ENC_JSON, "", "NOTJSON \"\"");
+    CHECK_ENC(MBQ_ENC_JSON, " \n", "NOTJSON \" \\n\"");
+    /* BigQuery's nesting limit is 500 levels. */
+    char deep[1100];
+    memset(deep, '[', 500);
+    memset(deep + 500, ']', 500);
+    deep[1000] = '\0';
+    CHECK_ENC(MBQ_ENC_JSON, deep, deep);
+    memset(deep, '[', 501);
+    memset(deep + 501, ']', 501);
+    deep[1002] = '\0';
+    char *got = enc(MBQ_ENC_JSON, deep, strlen(deep));
+    CHECK(strncmp(got, "NOTJSON \"[[[", 12) == 0);
+    free(got);
+}
+
+/* Random documents (json-c builds and prints them, pretty or plain): the
+ * raw copy parses back to an equal document, and a byte cut off or a
+ * stray character makes it a string (never invalid NDJSON). */
+static json_object *random_doc(unsigned *seed, int depth)
+{
+    int k = (int)(rand_r(seed) % (depth > 4 ? 5u : 7u));
+    switch (k) {
+    case 0: return json_object_new_int64((int64_t)rand_r(seed) - RAND_MAX / 2);
+    case 1: return json_object_new_double((double)rand_r(seed) / 7.0);
+    case 2: return json_object_new_boolean(rand_r(seed) & 1);
+    case 3: return NULL; /* null */
+    case 4: {
+        static const char *const pieces[] = {"a", " ", "\"", "\\", "\n", "\t", "\x01", "\xc3\xa9",
+                                             "\xf0\x9f\x98\x80", "/", "}", "]", ",", ":"};
+        char s[64] = "";
+        int n = (int)(rand_r(seed) % 8);
+        for (int i = 0; i < n; i++)
+            strcat(s, pieces[rand_r(seed) % (sizeof pieces / sizeof *pieces)]);
+        return json_object_new_string(s);
+    }
+    case 5: {
+        json_object *a = json_object_new_array();
+        int n = (int)(rand_r(seed) % 4);
+        for (int i = 0; i < n; i++)
+            json_object_array_add(a, random_doc(seed, depth + 1));
+        return a;
+    }
+    default: {
+        json_object *o = json_object_new_object();
+        int n = (int)(rand_r(seed) % 4);
+        for (int i = 0; i < n; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "k%d \"%d", i, (int)(rand_r(seed) % 3));
+            json_object_object_add(o, key, random_doc(seed, depth + 1));
+        }
+        return o;
+    }
+    }
+}
+
+static void test_json_documents_round_trip_on_random_input(void)
+{
+    unsigned seed = 20261126;
+    for (int i = 0; i < 3000; i++) {
+        json_object *doc = random_doc(&seed, 0);
+        int flags = i % 2 ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN;
+        const char *text = json_object_to_json_string_ext(doc, flags);
+        mbq_buf b = MBQ_BUF_INIT;
+        CHECK_INT(mbq_typemap_encode(&b, MBQ_ENC_JSON, text, strlen(text)), 0);
+        CHECK(memchr(b.ptr, '\n', b.len) == NULL);
+        json_object *back = json_tokener_parse(mbq_buf_cstr(&b));
+        CHECK(json_object_equal(doc, back));
+        if (!json_object_equal(doc, back))
+            fprintf(stderr, "  in:  %s\n  out: %s\n", text, mbq_buf_cstr(&b));
+        json_object_put(back);
+        /* Damaged: the text without its last byte, or with a byte changed. */
+        size_t n = strlen(text);
+        char *bad = strdup(text);
+        if (n > 1) {
+            bad[rand_r(&seed) % n] = "{}[],:\"x"[rand_r(&seed) % 8];
+            for (int cut = 0; cut < 2; cut++) {
+                size_t blen = cut ? n - 1 : n;
+                mbq_buf_clear(&b);
+                int rc = mbq_typemap_encode(&b, MBQ_ENC_JSON, bad, blen);
+                CHECK(rc == 0 || rc == 2);
+                json_object *o = json_tokener_parse(mbq_buf_cstr(&b));
+                CHECK(o != NULL || strcmp(mbq_buf_cstr(&b), "null") == 0);
+                CHECK(rc == 0 || json_object_is_type(o, json_type_string));
+                json_object_put(o);
+            }
+        }
+        free(bad);
+        mbq_buf_free(&b);
+        json_object_put(doc);
+    }
 }
 
 static char *bqname(const char *in, bool *changed)
@@ -330,6 +463,8 @@ int main(void)
     RUN(test_long_string_with_many_escapes_grows_the_buffer);
     RUN(test_bytes_are_base64);
     RUN(test_dates_times_and_zero_dates);
+    RUN(test_json_documents_are_written_raw_and_compact);
+    RUN(test_json_documents_round_trip_on_random_input);
     RUN(test_column_names_follow_the_rule);
     RUN(test_colliding_names_get_a_hash_suffix);
     return test_summary();

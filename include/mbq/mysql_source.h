@@ -179,6 +179,8 @@ typedef struct mbq_extract_result {
     char *high;              /* the high-water mark taken in the snapshot; NULL when no rows
                                 or no cursor */
     uint64_t zero_dates;     /* zero dates written as NULL */
+    uint64_t not_json;       /* JSON-column values that were not JSON, written as strings */
+    char *not_json_first;    /* "column 'c' of the row with k=v": the first of them */
     int64_t elapsed_ms;
     bool file_written;       /* false when rows == 0: no file is created */
     /* With want_tail: the next run's window will start at tail_from

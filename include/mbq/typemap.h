@@ -48,7 +48,8 @@ typedef enum mbq_value_enc {
     MBQ_ENC_DATETIME,  /* 'YYYY-MM-DD HH:MM:SS[.ffffff]'; zero dates -> NULL */
     MBQ_ENC_TIMESTAMP, /* 'YYYY-MM-DD HH:MM:SS.ffffff+00:00' (session is UTC); zero -> NULL */
     MBQ_ENC_TIME,      /* '[-]HHH:MM:SS[.ffffff]' kept as the server prints it (STRING) */
-    MBQ_ENC_JSON,      /* the JSON document's text, as a JSON string value */
+    MBQ_ENC_JSON,      /* the JSON document itself (a load takes a JSON column's value
+                          raw: a string would stay a string); not JSON -> its text */
     MBQ_ENC_WKT,       /* spatial: the SELECT wraps it in ST_AsText(); WKT as a JSON string */
 } mbq_value_enc;
 
@@ -76,8 +77,10 @@ const char *mbq_bq_type_name(mbq_bq_type t);
 /* Append the NDJSON value for one non-NULL field (`val`, `len` bytes from the
  * text protocol) to `out`. Returns 0 when written, 1 when the value has no
  * BigQuery value and must be written as NULL (zero dates: nothing was
- * appended), MBQ_ENOMEM, or MBQ_EDATA when the server sent a value that does
- * not fit its declared type (message names the encoding and the value). */
+ * appended), 2 when a JSON column's text is not a JSON document and was
+ * written as a JSON string holding the text (to be counted and reported),
+ * MBQ_ENOMEM, or MBQ_EDATA when the server sent a value that does not fit
+ * its declared type (message names the encoding and the value). */
 int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t len);
 
 /* Append the base64 (RFC 4648, padded) form of `len` bytes, unquoted. */
