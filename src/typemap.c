@@ -330,6 +330,12 @@ static int encode_float(mbq_buf *out, const char *v, size_t len)
     return mbq_buf_puts(out, txt);
 }
 
+/* The largest integer a JSON reader that uses doubles keeps exactly
+ * (2^53 - 1). BigQuery's documentation for JSON loads: an INT64 outside
+ * +-(2^53 - 1) must be passed as a string to avoid data corruption. */
+#define JSON_SAFE_INT 9007199254740991ULL
+#define JSON_SAFE_INT_TEXT "9007199254740991"
+
 static int encode_bit(mbq_buf *out, const char *v, size_t len, bool quoted)
 {
     if (len > 8)
@@ -337,6 +343,7 @@ static int encode_bit(mbq_buf *out, const char *v, size_t len, bool quoted)
     uint64_t x = 0;
     for (size_t i = 0; i < len; i++)
         x = x << 8 | (unsigned char)v[i];
+    quoted = quoted || x > JSON_SAFE_INT; /* see MBQ_ENC_INT */
     return mbq_buf_printf(out, quoted ? "\"%llu\"" : "%llu", (unsigned long long)x);
 }
 
@@ -632,8 +639,16 @@ int mbq_typemap_encode(mbq_buf *out, mbq_value_enc enc, const char *val, size_t 
         while (i + 1 < len && val[i] == '0')
             i++;
         bool zero = i + 1 == len && val[i] == '0';
-        int rc = start && !zero ? mbq_buf_putc(out, '-') : 0;
-        return rc < 0 ? rc : mbq_buf_append(out, val + i, len - i);
+        /* Beyond +-(2^53 - 1) as a string (BigQuery's advice for INT64 in
+         * JSON loads): BIGINT keys such as snowflake ids stay exact. */
+        size_t nd = len - i, safe = sizeof JSON_SAFE_INT_TEXT - 1;
+        bool big = nd > safe || (nd == safe && memcmp(val + i, JSON_SAFE_INT_TEXT, safe) > 0);
+        int rc = big ? mbq_buf_putc(out, '"') : 0;
+        if (rc == 0 && start && !zero)
+            rc = mbq_buf_putc(out, '-');
+        if (rc == 0)
+            rc = mbq_buf_append(out, val + i, len - i);
+        return rc == 0 && big ? mbq_buf_putc(out, '"') : rc;
     }
     case MBQ_ENC_DOUBLE:
         /* The server's double text is a valid JSON number (round-trip

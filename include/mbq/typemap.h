@@ -35,12 +35,14 @@ typedef enum mbq_bq_type {
 
 /* How a value (the server's text-protocol bytes) is written into NDJSON. */
 typedef enum mbq_value_enc {
-    MBQ_ENC_INT = 0,   /* decimal integer text, written as a bare JSON number */
+    MBQ_ENC_INT = 0,   /* decimal integer text, a bare JSON number; beyond +-(2^53 - 1) a
+                          JSON string (BigQuery: larger INT64 in JSON loads as strings) */
     MBQ_ENC_DECIMAL,   /* decimal text (DECIMAL, BIGINT UNSIGNED), as a JSON string */
     MBQ_ENC_FLOAT,     /* FLOAT: the SELECT casts to DOUBLE; written as the shortest
                           decimal that reads back as the same float32 */
     MBQ_ENC_DOUBLE,    /* DOUBLE: the server's round-trip text, as a bare JSON number */
-    MBQ_ENC_BIT,       /* BIT(n <= 63): big-endian bytes -> unsigned decimal, a bare number */
+    MBQ_ENC_BIT,       /* BIT(n <= 63): big-endian bytes -> unsigned decimal, a bare number
+                          (a string beyond 2^53 - 1, as MBQ_ENC_INT) */
     MBQ_ENC_BIT_DECIMAL, /* BIT(64): the same decimal as a JSON string (NUMERIC) */
     MBQ_ENC_STRING,    /* text as a JSON string; invalid UTF-8 -> U+FFFD */
     MBQ_ENC_BYTES,     /* binary as a base64 JSON string */

@@ -295,11 +295,11 @@ def test_unsupported_or_odd_column_types_are_mapped_or_refused_clearly():
     ws = data_ws("types", "CREATE TABLE items (id BIGINT PRIMARY KEY, "
                  "g GEOMETRY, s SET('a','b'), e ENUM('x','y'), b BIT(5), y YEAR, "
                  "j JSON, t TIME(3), u BIGINT UNSIGNED, d DECIMAL(65,30), inet INET6, uu UUID, "
-                 "updated_at DATETIME(6) NOT NULL DEFAULT '2024-01-01 00:00:00')",
-                 "INSERT INTO items (id, g, s, e, b, y, j, t, u, d, inet, uu) VALUES (1, POINT(1, 2), "
+                 "big BIGINT, updated_at DATETIME(6) NOT NULL DEFAULT '2024-01-01 00:00:00')",
+                 "INSERT INTO items (id, g, s, e, b, y, j, t, u, d, inet, uu, big) VALUES (1, POINT(1, 2), "
                  "'a,b', 'y', b'10101', 2024, '{\"k\": 1,\\n  \"n\": {\"a\": [1, 2]}}', '-838:59:59.000', "
                  "18446744073709551615, "
-                 "1.5, '::1', '123e4567-e89b-12d3-a456-426655440000')")
+                 "1.5, '::1', '123e4567-e89b-12d3-a456-426655440000', 9007199254740993)")
     r = ws.sync()
     check_no_sanitizer(r)
     if r.returncode != 0:
@@ -315,6 +315,10 @@ def test_unsupported_or_odd_column_types_are_mapped_or_refused_clearly():
         rows = bq_query("SELECT JSON_VALUE(j, '$.k'), TO_JSON_STRING(j) FROM `%s.items`"
                         % ws.dataset)
         check_eq(rows, [["1", '{"k":1,"n":{"a":[1,2]}}']], "a JSON column is queryable as JSON")
+        # An INT64 beyond 2^53 goes as a string (BigQuery's rule) and stays exact.
+        rows = bq_query("SELECT CAST(big AS STRING), big + 0 = 9007199254740993 FROM `%s.items`"
+                        % ws.dataset)
+        check_eq(rows, [["9007199254740993", "true"]], "a BIGINT beyond 2^53 is exact")
         CASES_RUN.append("every odd column type mapped")
     ws.cleanup()
 
