@@ -184,6 +184,36 @@ static inline size_t copy_plain(char *o, const unsigned char *p, const unsigned 
     return (size_t)(p - start);
 }
 
+/* For writers that could not reserve a value's worst case: keep room at o
+ * for the `left` input bytes still to copy plus one escape (the buffer may
+ * move; o follows it). */
+static inline int room_for(mbq_buf *b, char **o, size_t left)
+{
+    if ((size_t)(b->ptr + b->cap - 1 - *o) >= left + 8)
+        return 0;
+    b->len = (size_t)(*o - b->ptr);
+    if (mbq_buf_grow(b, left + left / 2 + 8) < 0)
+        return MBQ_ENOMEM;
+    *o = b->ptr + b->len;
+    return 0;
+}
+
+/* Copy the UTF-8 sequence at *p to o, or U+FFFD for a byte that does not
+ * start one (a binary collation, a broken client: the line stays valid JSON
+ * that BigQuery accepts); returns the new o and advances *p. */
+static inline char *put_utf8_or_fffd(char *o, const unsigned char **p, const unsigned char *end)
+{
+    size_t seq = mbq_utf8_seq_len(*p, (size_t)(end - *p));
+    if (seq == 0) {
+        memcpy(o, "\xef\xbf\xbd", 3);
+        (*p)++;
+        return o + 3;
+    }
+    memcpy(o, *p, seq);
+    *p += seq;
+    return o + seq;
+}
+
 /* A JSON string literal, written straight into the buffer's memory: no
  * call per character, runs of plain ASCII a block at a time (copy_plain).
  * The buffer keeps at least (input left + 6) bytes free, enough for the
@@ -199,13 +229,8 @@ static int json_string(mbq_buf *b, const unsigned char *p, size_t len)
     char *o = b->ptr + b->len;
     *o++ = '"';
     while (p < end) {
-        size_t left = (size_t)(end - p);
-        if (!reserved && (size_t)(b->ptr + b->cap - 1 - o) < left + 6) {
-            b->len = (size_t)(o - b->ptr);
-            if (mbq_buf_grow(b, left + left / 2 + 8) < 0)
-                return MBQ_ENOMEM;
-            o = b->ptr + b->len;
-        }
+        if (!reserved && room_for(b, &o, (size_t)(end - p)) < 0)
+            return MBQ_ENOMEM;
         size_t n = copy_plain(o, p, end);
         o += n;
         p += n;
@@ -233,18 +258,7 @@ static int json_string(mbq_buf *b, const unsigned char *p, size_t len)
             }
             p++;
         } else {
-            size_t seq = mbq_utf8_seq_len(p, (size_t)(end - p));
-            if (seq == 0) {
-                /* Not UTF-8 (a binary collation, a broken client): U+FFFD
-                 * keeps the line valid JSON that BigQuery accepts. */
-                memcpy(o, "\xef\xbf\xbd", 3);
-                o += 3;
-                p++;
-            } else {
-                memcpy(o, p, seq);
-                o += seq;
-                p += seq;
-            }
+            o = put_utf8_or_fffd(o, &p, end);
         }
     }
     *o++ = '"';
@@ -481,13 +495,8 @@ static int json_raw(mbq_buf *b, const unsigned char *p, size_t len)
             p++;
         if (p == end)
             break;
-        if (!reserved && (size_t)(b->ptr + b->cap - 1 - o) < (size_t)(end - p) + 8) {
-            b->len = (size_t)(o - b->ptr);
-            size_t left = (size_t)(end - p);
-            if (mbq_buf_grow(b, left + left / 2 + 8) < 0)
-                return MBQ_ENOMEM;
-            o = b->ptr + b->len;
-        }
+        if (!reserved && room_for(b, &o, (size_t)(end - p)) < 0)
+            return MBQ_ENOMEM;
         unsigned c = *p;
         if (state == J_NEXT) {
             if (depth == 0)
@@ -567,24 +576,10 @@ static int json_raw(mbq_buf *b, const unsigned char *p, size_t len)
                     o += 6;
                     p++;
                 } else {
-                    size_t seq = mbq_utf8_seq_len(p, (size_t)(end - p));
-                    if (seq == 0) {
-                        memcpy(o, "\xef\xbf\xbd", 3);
-                        o += 3;
-                        p++;
-                    } else {
-                        memcpy(o, p, seq);
-                        o += seq;
-                        p += seq;
-                    }
+                    o = put_utf8_or_fffd(o, &p, end);
                 }
-                if (!reserved && (size_t)(b->ptr + b->cap - 1 - o) < (size_t)(end - p) + 8) {
-                    b->len = (size_t)(o - b->ptr);
-                    size_t left = (size_t)(end - p);
-                    if (mbq_buf_grow(b, left + left / 2 + 8) < 0)
-                        return MBQ_ENOMEM;
-                    o = b->ptr + b->len;
-                }
+                if (!reserved && room_for(b, &o, (size_t)(end - p)) < 0)
+                    return MBQ_ENOMEM;
             }
             state = state == J_KEY || state == J_KEY_OR_CLOSE ? J_COLON : J_NEXT;
         } else if (c == '-' || is_digit((unsigned char)c)) {
