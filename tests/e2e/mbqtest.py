@@ -407,7 +407,8 @@ class HttpCutter:
         self.upstream = upstream
         self.rules = []
         self.fired = []
-        self.seen = []  # (method, path without query, rule or "-"): a failure's evidence
+        # (method, path without query, rule or "-", body's first bytes): evidence
+        self.seen = []
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -436,15 +437,16 @@ class HttpCutter:
                 if r["times"] > 0 and r["pred"](method, path, body):
                     r["times"] -= 1
                     self.fired.append(r["name"])
-                    self.seen.append((method, path.split("?")[0], r["name"]))
+                    self.seen.append((method, path.split("?")[0], r["name"], body[:160]))
                     return r
-            self.seen.append((method, path.split("?")[0], "-"))
+            self.seen.append((method, path.split("?")[0], "-", body[:160]))
         return None
 
-    def trace(self):
-        """The requests seen so far, one per line, with the rule that took each."""
+    def trace(self, since=0):
+        """The requests seen (from index `since`), one per line, with the rule
+        that took each and the start of the body."""
         with self.lock:
-            return "\n".join("%s %s [%s]" % s for s in self.seen)
+            return "\n".join("%s %s [%s] %r" % s for s in self.seen[since:])
 
     def _serve(self, c):
         import http.client

@@ -221,11 +221,28 @@ def test_bigquery_cut_during_merge_response():
               "the cut MERGE was not found by its id: %r" % r)
         verify(ws, "cut during a MERGE's response", env=bq_env(ws, hc.port))
         # Every MERGE answer lost for the whole run: clean failure, recovery.
-        change_rows(ws, 2000)
+        # mbq's reaction is judged on a run whose MERGE the cutter dropped.
+        # Once in CI a run's MERGE went through untouched (exit 0), for a
+        # reason not reproduced here in 80 tries. If the cutter saw the
+        # MERGE and let it pass, that is the harness, not mbq: the run is
+        # shown with the cutter's trace and the scenario repeated (at most
+        # twice). A MERGE that never reached the cutter (the configured
+        # endpoint) would be mbq's fault and fails the test at once.
         hc.add("merge always", is_job_insert("MERGE"), "drop", None, times=100)
-        r = ws.sync(env=bq_env(ws, hc.port))
-        check("merge always" in hc.fired,
-              "no MERGE request was dropped; requests seen:\n%s\n%r" % (hc.trace(), r))
+        for attempt in range(3):
+            change_rows(ws, 2000 + 1000 * attempt)
+            fired, seen = len(hc.fired), len(hc.seen)
+            r = ws.sync(env=bq_env(ws, hc.port))
+            if "merge always" in hc.fired[fired:]:
+                break
+            trace = hc.trace(seen)
+            check(any(m == "POST" and b"mbq_merge_" in b for m, _p, _n, b in hc.seen[seen:]),
+                  "the MERGE did not go through the configured endpoint (the cutter); its "
+                  "requests:\n%s\n%r" % (trace, r))
+            print("  (attempt %d: the cutter saw this run's MERGE but did not drop it; exit %d; "
+                  "its requests:\n%s)" % (attempt + 1, r.returncode, trace), flush=True)
+        check("merge always" in hc.fired[fired:],
+              "no MERGE request was dropped in 3 runs; requests:\n%s\n%r" % (hc.trace(), r))
         check_clean_failure(r, [EXIT_FAILED, EXIT_UNAVAILABLE], ["items"], "every MERGE lost")
         with hc.lock:
             hc.rules = []
