@@ -1,0 +1,3 @@
+module local/h2server
+
+go 1.22
