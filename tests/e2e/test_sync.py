@@ -145,6 +145,14 @@ def test_check_validates_tables_keys_and_cursor():
     r = run([os.environ["MBQ_BIN"], "check", "--config", ws.config], ws.env())
     check_eq(r.returncode, 0, "check on a good config: %r" % r)
     check("ok    table 'items'" in r.stdout, "table checked: %r" % r)
+    # What the configuration guarantees about late commits is said.
+    check("note  table 'items': no lookback" in r.stdout, "no lookback noted: %r" % r)
+    ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at",
+                      "lookback": "5m"}])
+    r = run([os.environ["MBQ_BIN"], "check", "--config", ws.config], ws.env())
+    check_eq(r.returncode, 0, "check with a lookback: %r" % r)
+    check("timestamp cursor, lookback 300 s" in r.stdout and "note" not in r.stdout,
+          "the lookback is shown, no note: %r" % r)
     ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "nope"},
                      {"name": "missing", "primary_key": "id"}])
     r = run([os.environ["MBQ_BIN"], "check", "--config", ws.config], ws.env())
