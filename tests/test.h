@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mbq/buf.h"
+#include "mbq/error.h"
+#include "mbq/util.h"
+
 static int test_failed_checks;
 static int test_cases_passed;
 static int test_cases_failed;
@@ -87,6 +91,24 @@ static inline void test_remove_tree(const char *dir)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+/* The port a server started by a test writes to `path` once it listens
+ * (the stand-ins and tests/standins/h2server do); 0 when none appears
+ * within 10 s. */
+static inline int test_wait_port_file(const char *path)
+{
+    int port = 0;
+    for (int i = 0; i < 200 && port <= 0; i++) {
+        mbq_buf b = MBQ_BUF_INIT;
+        if (mbq_file_read_all(&b, path) == 0)
+            port = atoi(mbq_buf_cstr(&b));
+        mbq_error_clear();
+        mbq_buf_free(&b);
+        if (port <= 0)
+            mbq_sleep_ms(50);
+    }
+    return port > 0 ? port : 0;
 }
 
 /* Returns the variable's value, or exits 77 (skip) / 1 (fail under CI). */

@@ -131,16 +131,7 @@ int main(int argc, char **argv)
         execl(argv[1], argv[1], port_file, (char *)NULL);
         _exit(127);
     }
-    int port = 0;
-    for (int i = 0; i < 200 && !port; i++) {
-        mbq_buf b = MBQ_BUF_INIT;
-        if (mbq_file_read_all(&b, port_file) == 0)
-            port = atoi(mbq_buf_cstr(&b));
-        mbq_error_clear();
-        mbq_buf_free(&b);
-        if (!port)
-            mbq_sleep_ms(50);
-    }
+    int port = test_wait_port_file(port_file);
     if (!port) {
         fprintf(stderr, "the HTTP/2 server did not start\n");
         kill(pid, SIGTERM);

@@ -50,7 +50,7 @@ static void script_path(mbq_buf *b)
 /* Start the stand-in answering `responses`; 0 when it listens. */
 static int standin_start(standin *s, const char *responses, int echo_path)
 {
-    mbq_buf port_file = MBQ_BUF_INIT, script = MBQ_BUF_INIT, port = MBQ_BUF_INIT;
+    mbq_buf port_file = MBQ_BUF_INIT, script = MBQ_BUF_INIT;
     int rc = -1;
     memset(s, 0, sizeof *s);
     snprintf(s->dir, sizeof s->dir, "/tmp/mbq-tg-XXXXXX");
@@ -65,22 +65,16 @@ static int standin_start(standin *s, const char *responses, int echo_path)
                "--responses", responses, echo_path ? "--echo-path" : "--port=0", (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 200 && s->pid > 0; i++) {
-        if (mbq_file_read_all(&port, port_file.ptr) == 0 && port.len > 0) {
-            int64_t n = atoll(port.ptr);
-            mbq_buf_printf(&s->url, "http://127.0.0.1:%lld", (long long)n);
-            rc = 0;
-            break;
-        }
-        mbq_buf_clear(&port);
-        mbq_sleep_ms(50);
+    int port = s->pid > 0 ? test_wait_port_file(port_file.ptr) : 0;
+    if (port) {
+        mbq_buf_printf(&s->url, "http://127.0.0.1:%d", port);
+        rc = 0;
     }
 done:
     if (rc)
         fprintf(stderr, "  cannot start the telegram stand-in (%s)\n", script.ptr);
     mbq_buf_free(&port_file);
     mbq_buf_free(&script);
-    mbq_buf_free(&port);
     return rc;
 }
 
