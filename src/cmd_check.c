@@ -109,17 +109,19 @@ int mbq_cmd_check(int argc, char **argv)
         if (rc < 0) {
             printf("FAIL  table '%s': %s\n", tc->name, mbq_error_last());
             failed++;
-        } else if (kind == MBQ_CURSOR_TIMESTAMP && tc->lookback_ms > 0) {
-            printf("ok    table '%s': %zu columns, timestamp cursor, lookback %.3g s\n", tc->name,
-                   s->n_columns, (double)tc->lookback_ms / 1000.0);
         } else {
-            printf("ok    table '%s': %zu columns, %s\n", tc->name, s->n_columns,
+            char lookback[48] = "";
+            if (kind == MBQ_CURSOR_TIMESTAMP && tc->lookback_ms > 0)
+                snprintf(lookback, sizeof lookback, ", lookback %.3g s",
+                         (double)tc->lookback_ms / 1000.0);
+            printf("ok    table '%s': %zu columns, %s%s\n", tc->name, s->n_columns,
                    kind == MBQ_CURSOR_TIMESTAMP ? "timestamp cursor"
                    : kind == MBQ_CURSOR_INTEGER ? "integer cursor"
-                                                : "full refresh");
+                                                : "full refresh",
+                   lookback);
             /* Not a failure: what the configuration guarantees (README,
              * late commits), said where a user looks before the first run. */
-            if (kind == MBQ_CURSOR_TIMESTAMP)
+            if (kind == MBQ_CURSOR_TIMESTAMP && tc->lookback_ms == 0)
                 printf("note  table '%s': no lookback: a row whose transaction commits after a "
                        "run has read past its '%s' value is missed; set 'lookback' above the "
                        "longest write transaction on it\n",
