@@ -252,6 +252,15 @@ static bool cursor_or_full_streamable(const sync_ctx *ctx, const table_job *t)
     return ctx->cfg->bigquery.stream_load && ctx->j && t->load_schema;
 }
 
+/* A streamed load is one file in one job: a file above the per-file limit
+ * is not completed (the stream is aborted, no job exists) and the stage
+ * loads it in parts (stage_parts.c). */
+static bool stream_fits(void *ud, const mbq_extract_result *xr)
+{
+    const sync_ctx *ctx = ud;
+    return (int64_t)xr->bytes <= ctx->cfg->bigquery.max_load_file_bytes;
+}
+
 static void extract_progress(void *ud, uint64_t rows, uint64_t raw_bytes)
 {
     mbq_progress_update(ud, (int64_t)rows, (int64_t)raw_bytes);
@@ -272,6 +281,7 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     /* A previous attempt's file is never reused: the attempt (and so every
      * job id) changes with the data. */
     remove_staged_file(t);
+    mbq_parts_discard(ctx, t);
     t->run.attempt++;
     const char *cursor = t->tc->mode == MBQ_MODE_FULL ? NULL : t->tc->updated_column;
     bool replace = !cursor || !t->committed.cursor_value || t->rebuild;
@@ -325,6 +335,8 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
         lo.create_disposition = MBQ_BQ_CREATE_NEVER;
         mbq_pipeline_options po = MBQ_PIPELINE_OPTIONS_INIT;
+        po.keep = stream_fits;
+        po.keep_ud = ctx;
         mbq_pipeline_report rep = {0};
         rc = mbq_pipeline_extract_load(&res, &job, ctx->my, &eo, ctx->bq, t->run.load_job_id, &lo,
                                        &po, &rep);
@@ -502,6 +514,18 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
         *ev = EV_REPLACE;
         goto done;
     }
+    if (mbq_parts_needed(ctx, t)) {
+        bool again = false;
+        if ((rc = mbq_parts_stage(ctx, t, &again)) < 0)
+            goto failed_job;
+        if (again) {
+            *ev = EV_REEXTRACT;
+            goto done;
+        }
+        if (replace && t->rebuild && (rc = verify_rebuilt_schema(ctx, t)) < 0)
+            goto done;
+        goto loaded;
+    }
     if (!mbq_file_exists(t->run.staged_path)) {
         /* The file is gone (cleaned by hand, another disk): if its load job
          * ran, the data is in BigQuery; otherwise extract again. */
@@ -564,6 +588,7 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
                 : job->existed     ? " (job found from an earlier try)"
                                    : "");
     }
+loaded:
     if (replace)
         t->rows_synced = t->run.staged_rows;
     if (!replace && (rc = make_job_id(&t->run.merge_job_id, "mbq_merge", t)) < 0)
@@ -717,6 +742,7 @@ static int step_commit(sync_ctx *ctx, table_job *t, step_event *ev)
                     t->run.staging_table, mbq_error_last());
     }
     remove_staged_file(t);
+    mbq_parts_discard(ctx, t);
     mbq_fault_point("cleanup.done");
     *ev = EV_OK;
     return 0;
