@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""BigQuery's per-job limits (label `state`): what mbq does so that no table
+can hit one and fail on every run forever.
+
+- A staged file above bigquery.max_load_file_size (BigQuery: 4 GB per gzip
+  file in a load job) is split into parts, each loaded by its own job into
+  the staging table (first WRITE_TRUNCATE, then WRITE_APPEND), then merged.
+  A tiny setting (a few KiB) proves the path end to end on the emulator.
+- Killed between parts, the next runs resume at the first part not loaded
+  and load each part exactly once: the staging table holds every staged row
+  once before the MERGE, and the target ends equal to the source.
+- The metadata mirror's INSERT text stays under bigquery.max_query_size
+  (BigQuery: 1 MB per query): many pending rows go in several INSERTs, and
+  every row arrives once.
+
+A first sync in parts replaces the target with a copy job, which the
+emulator does not have (its jobs.insert knows load, query and extract): that
+request is proven against the stand-in (bq_standin test,
+test_standin_copy_job_replaces_target_once)."""
+import os
+import re
+import sqlite3
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mbqtest import (Workspace, assert_target_equals_source, bq_query, bq_request, check, check_eq,
+                     expect_ok, mysql, require_services, run_cases, private_emulator)
+
+COLS = ["id", "val", "n", "updated_at"]
+PART_BYTES = 4096
+
+ITEMS_DDL = """
+CREATE TABLE items (
+  id BIGINT NOT NULL PRIMARY KEY,
+  val VARCHAR(200),
+  n INT,
+  updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+);
+"""
+
+
+def insert_rows(ws, first, count, day):
+    values = ",".join("(%d, REPEAT('x%d', 12), %d, '2024-01-%02d 00:%02d:%02d.000000')"
+                      % (i, i, i, day, (i // 60) % 60, i % 60)
+                      for i in range(first, first + count))
+    mysql("INSERT INTO items (id, val, n, updated_at) VALUES " + values, db=ws.db)
+
+
+def parts_ws(name, extra=""):
+    """A small first sync (one file, under the bound), then 300 changed rows
+    (about 40 KiB of NDJSON: about ten parts of 4 KiB)."""
+    ws = Workspace(name)
+    mysql(ITEMS_DDL, db=ws.db)
+    insert_rows(ws, 1, 10, 1)
+    ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"}],
+                    extra_bigquery="max_load_file_size: %d\n%s" % (PART_BYTES, extra))
+    r = ws.sync()
+    expect_ok(r)
+    check("split into" not in r.stderr, "the first sync fits one file: %r" % r)
+    insert_rows(ws, 11, 300, 2)
+    return ws
+
+
+def staging_files(ws):
+    d = os.path.join(ws.state, "staging")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def test_incremental_above_the_file_bound_loads_in_parts():
+    ws = parts_ws("parts")
+    r = ws.sync()
+    expect_ok(r)
+    m = re.search(r"split into (\d+) parts of at most (\d+) bytes", r.stderr)
+    check(m is not None, "the staged file was split: %r" % r)
+    n = int(m.group(1))
+    check(n >= 8, "about ten parts of 4 KiB: %d" % n)
+    loaded = re.findall(r"loaded part (\d+) of (\d+) rows", r.stderr)
+    check_eq([int(p) for p, _ in loaded], list(range(1, n + 1)), "every part loaded once, in order")
+    run0 = ws.inspect("items")["tables"][0]["recent_runs"][0]
+    check_eq(sum(int(k) for _, k in loaded), run0["staged_rows"], "the parts hold the staged rows")
+    check("merged %d staged rows" % run0["staged_rows"] in r.stderr, "one MERGE: %r" % r)
+    check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 310, "rows")
+    check_eq(ws.inspect("items")["tables"][0]["in_flight"], None, "no run in flight")
+    check_eq(staging_files(ws), [], "the parts are removed after the commit")
+    ws.cleanup()
+
+
+def staging_tables(ws):
+    st, body = bq_request("GET", "/datasets/%s/tables" % ws.dataset)
+    return [t["tableReference"]["tableId"] for t in body.get("tables", [])
+            if "__mbq_stage_" in t["tableReference"]["tableId"]]
+
+
+def killed(ws, point, hit):
+    r = ws.sync(env=ws.env(MBQ_FAULT=point, MBQ_FAULT_HIT=hit))
+    check(r.returncode == -9, "sync was not killed at '%s' #%d: %r" % (point, hit, r))
+    return r
+
+
+def test_kills_between_parts_load_each_part_exactly_once():
+    ws = parts_ws("partkill")
+    # Killed after part 3's job ran, before the journal knew it.
+    r = killed(ws, "stage.part_loaded", 3)
+    check("split into" in r.stderr, "split in the first try: %r" % r)
+    fl = ws.inspect("items")["tables"][0]["in_flight"]
+    check_eq(fl["state"], "stage", "in flight at stage")
+    # The resumed run finds part 3's job by its id instead of loading it
+    # again, goes on, and is killed after the next parts are journaled.
+    r = killed(ws, "stage.part_done", 3)
+    check("split into" not in r.stderr, "the journaled parts are reused, not split again: %r" % r)
+    check(re.search(r"loaded part 3 of \d+ rows into '[^']+' \(job found from an earlier try\)",
+                    r.stderr), "part 3's job was found, not run again: %r" % r)
+    check("loaded part 1 " not in r.stderr and "loaded part 2 " not in r.stderr,
+          "parts 1 and 2 are not loaded again: %r" % r)
+    # Stopped before the MERGE: the staging table holds each staged row once.
+    killed(ws, "merge.enter", 1)
+    fl = ws.inspect("items")["tables"][0]["in_flight"]
+    check_eq(fl["state"], "merge", "in flight at merge")
+    rows = bq_query("SELECT COUNT(*), COUNT(DISTINCT id) FROM `%s.%s`"
+                    % (ws.dataset, fl["staging_table"]))
+    check_eq(rows, [[str(fl["staged_rows"]), str(fl["staged_rows"])]],
+             "staging table rows (all, distinct) after three runs")
+    r = ws.sync()
+    expect_ok(r)
+    check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 310, "rows")
+    check_eq(ws.inspect("items")["tables"][0]["in_flight"], None, "no run in flight")
+    check_eq(staging_tables(ws), [], "the staging table is dropped")
+    check_eq(staging_files(ws), [], "the parts are removed")
+    ws.cleanup()
+
+
+def seed_pending_mirror_rows(ws, n):
+    """n more committed table runs whose mirror is pending, as after weeks of
+    failed mirrors (copies of the last one)."""
+    db = sqlite3.connect(os.path.join(ws.state, "state.db"))
+    cols = ("run_id, last_run_id, table_name, state, load_mode, attempt, low, high, staged_rows, "
+            "started_ms, updated_ms, finished_ms")
+    for _ in range(n):
+        db.execute("INSERT INTO table_runs (%s, mirror_state) SELECT %s, 'pending' FROM table_runs "
+                   "WHERE id = (SELECT MIN(id) FROM table_runs)" % (cols, cols))
+    db.commit()
+    db.close()
+
+
+def test_mirror_inserts_stay_under_the_query_size_bound():
+    ws = Workspace("mirrorbatch")
+    mysql(ITEMS_DDL, db=ws.db)
+    insert_rows(ws, 1, 10, 1)
+    ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"}],
+                    extra_bigquery="max_query_size: 4KiB")
+    expect_ok(ws.sync())
+    seed_pending_mirror_rows(ws, 80)
+    r = ws.sync("--log-level", "debug")
+    expect_ok(r)
+    sizes = [int(s) for s in re.findall(r"INSERT of table runs \d+\.\.\d+: (\d+) bytes", r.stderr)]
+    check(len(sizes) >= 4, "80 rows of a few hundred bytes need several INSERTs: %r" % sizes)
+    check(all(s <= 4096 for s in sizes), "each INSERT within max_query_size: %r" % sizes)
+    m = re.search(r"mirrored (\d+) table run\(s\)", r.stderr)
+    check(m is not None and int(m.group(1)) >= 80, "the 80 seeded runs mirrored: %r" % r)
+    total = 1 + int(m.group(1))
+    rows = bq_query("SELECT COUNT(*), COUNT(DISTINCT table_run_id) FROM `%s.sync_metadata`"
+                    % ws.dataset)
+    check_eq(rows, [[str(total), str(total)]], "every mirror row once (the first run's too)")
+    pending = sqlite3.connect(os.path.join(ws.state, "state.db")).execute(
+        "SELECT COUNT(*) FROM table_runs WHERE mirror_state = 'pending'").fetchone()[0]
+    check_eq(pending, 0, "nothing left pending")
+    ws.cleanup()
+
+
+def test_limits_above_bigquery_are_refused_in_config():
+    ws = Workspace("limitcfg")
+    mysql(ITEMS_DDL, db=ws.db)
+    for extra, words in [("max_load_file_size: 4GiB", "below 4 GB"),
+                         ("max_query_size: 2MiB", "at most 1000000 bytes"),
+                         ("max_load_file_size: 100", "at least 1 KiB")]:
+        ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"}],
+                        extra_bigquery="compression: gzip\n" + extra)
+        r = ws.sync()
+        check_eq(r.returncode, 2, "%s: %r" % (extra, r))
+        check(words in r.stderr, "%s: message says '%s': %r" % (extra, words, r))
+    ws.cleanup()
+
+
+if __name__ == "__main__":
+    require_services()
+    private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
+    run_cases([
+        test_limits_above_bigquery_are_refused_in_config,
+        test_mirror_inserts_stay_under_the_query_size_bound,
+        test_incremental_above_the_file_bound_loads_in_parts,
+        test_kills_between_parts_load_each_part_exactly_once,
+    ])
