@@ -174,7 +174,11 @@ def test_limits_above_bigquery_are_refused_in_config():
                          ("max_query_size: 2MiB", "at most 1000000 bytes"),
                          ("max_load_file_size: 100", "at least 1 KiB")]:
         ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"}],
-                        extra_bigquery="compression: gzip\n" + extra)
+                        extra_bigquery=extra)
+        with open(ws.config) as f:
+            text = f.read()
+        with open(ws.config, "w") as f:
+            f.write(text.replace("compression: none", "compression: gzip"))
         r = ws.sync()
         check_eq(r.returncode, 2, "%s: %r" % (extra, r))
         check(words in r.stderr, "%s: message says '%s': %r" % (extra, words, r))
