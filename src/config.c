@@ -588,8 +588,9 @@ static int get_size(cfg_ctx *c, const section *s, const char *key, int64_t max, 
 }
 
 /* BigQuery's per-job limits (quotas page, "Load jobs" and "Query jobs"):
- * an ndJSON file is at most 4 GB compressed and 5 TB uncompressed, and an
- * unresolved GoogleSQL query at most 1 MB. The settings may only go below
+ * an ndJSON file is at most 4 GB compressed and 5 TB uncompressed, an
+ * unresolved GoogleSQL query at most 1 MB, and one job modifies at most
+ * 4,000 partitions. The settings may only go below
  * them (tests use a few KiB to prove the split paths). */
 static int get_limits(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
 {
@@ -610,7 +611,9 @@ static int get_limits(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
     if (b->max_query_bytes < 1024)
         return err_at(c, at, "'bigquery.max_query_size' must be at least 1 KiB, got %lld bytes",
                       (long long)b->max_query_bytes);
-    return 0;
+    /* "Number of partitions modified by a single job: 4,000" (quotas
+     * page, partitioned tables). */
+    return get_int(c, s, "max_partitions_per_job", 1, 4000, &b->max_partitions_per_job);
 }
 
 /* One of `names` (index in *dst). `fold` accepts any letter case. */
@@ -936,7 +939,8 @@ static const char *const bq_keys[] = {
     "compression",       "staging_expiration",               "job_timeout",
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
     "request_timeout",   "stream_load",
-    "max_load_file_size",                    "max_query_size",   NULL};
+    "max_load_file_size",                    "max_query_size",
+    "max_partitions_per_job",                NULL};
 static const char *const alerting_keys[] = {"email", "telegram", NULL};
 static const char *const email_keys[] = {"enabled",  "smtp_url", "host", "port", "tls",
                                          "username", "password", "from", "to",   "on",
@@ -1234,6 +1238,7 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     b->tls_verify = true;
     b->max_load_file_bytes = 3LL * 1024 * 1024 * 1024;
     b->max_query_bytes = 1000 * 1000;
+    b->max_partitions_per_job = 4000;
 
     if ((rc = open_section(c, top, "bigquery", bq_keys, &path, &s, &present)) < 0)
         goto done;

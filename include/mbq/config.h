@@ -114,6 +114,8 @@ typedef struct mbq_bigquery_config {
                                        extract is split into parts; default 3 GiB */
     int64_t max_query_bytes;        /* one query text at most this (the metadata mirror's
                                        INSERTs are batched under it); default 1,000,000 */
+    int64_t max_partitions_per_job; /* one MERGE modifies at most this many partitions of a
+                                       partitioned target (more: in ranges); default 4,000 */
 } mbq_bigquery_config;
 
 typedef struct mbq_email_config {

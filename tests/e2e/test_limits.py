@@ -129,6 +129,78 @@ def test_kills_between_parts_load_each_part_exactly_once():
     ws.cleanup()
 
 
+EVENTS_DDL = """
+CREATE TABLE events (
+  id BIGINT NOT NULL PRIMARY KEY,
+  day DATE,
+  n INT,
+  updated_at DATETIME(6) NOT NULL
+);
+"""
+EVENT_COLS = ["id", "day", "n", "updated_at"]
+
+
+def events_ws(name):
+    """A target partitioned by `day`; then an incremental window whose rows
+    fall in 10 days (and the NULL partition): 11 partitions."""
+    ws = Workspace(name)
+    mysql(EVENTS_DDL, db=ws.db)
+    mysql("INSERT INTO events VALUES " + ",".join(
+        "(%d, '2024-01-%02d', 0, '2024-02-01 00:00:00')" % (i, i % 3 + 1) for i in range(1, 31)),
+        db=ws.db)
+    ws.write_config([{"name": "events", "primary_key": "id", "updated_column": "updated_at",
+                      "partition_by": "day"}], extra_bigquery="max_partitions_per_job: 3")
+    expect_ok(ws.sync())
+    mysql("UPDATE events SET n = id, updated_at = '2024-02-02 00:00:00' WHERE id <= 20", db=ws.db)
+    mysql("INSERT INTO events VALUES " + ",".join(
+        "(%d, '2024-01-%02d', %d, '2024-02-02 00:00:00')" % (i, i % 10 + 10, i)
+        for i in range(31, 61)) + ", (61, NULL, 61, '2024-02-02 00:00:00')", db=ws.db)
+    return ws
+
+
+def test_merge_into_partitioned_target_runs_in_partition_ranges():
+    ws = events_ws("pranges")
+    table = bq_request("GET", "/datasets/%s/tables/events" % ws.dataset)[1]
+    check_eq(table.get("timePartitioning", {}).get("field"), "day", "target partitioned by day")
+    r = ws.sync()
+    expect_ok(r)
+    m = re.search(r"fall in (\d+) partitions of 'events': MERGE in (\d+) ranges of at most 3",
+                  r.stderr)
+    check(m is not None, "the MERGE went in ranges: %r" % r)
+    check_eq((int(m.group(1)), int(m.group(2))), (14, 5),
+             "13 days and the NULL partition, in ranges of 3")
+    check_eq(assert_target_equals_source(ws, "events", EVENT_COLS, "id", ["updated_at"]), 61,
+             "rows")
+    ws.cleanup()
+
+
+def test_merge_ranges_resume_after_a_kill():
+    ws = events_ws("prangekill")
+    r = ws.sync("--log-level", "debug",
+                env=ws.env(MBQ_FAULT="merge.range_done", MBQ_FAULT_HIT=2))
+    check(r.returncode == -9, "killed after the second range: %r" % r)
+    # While the staging table is there: the ranges cover every staged row
+    # once, each within 3 partitions (the emulator does not enforce the
+    # limit, so the conditions themselves are checked).
+    conds = re.findall(r"range \d+: (.*)$", r.stderr, re.M)
+    check_eq(len(conds), 5, "five ranges logged: %r" % r)
+    fl = ws.inspect("events")["tables"][0]["in_flight"]
+    total = 0
+    for c in conds:
+        rows = bq_query("SELECT COUNT(*), COUNT(DISTINCT IFNULL(CAST(day AS STRING), 'null')) "
+                        "FROM `%s.%s` AS S WHERE %s" % (ws.dataset, fl["staging_table"], c))
+        check(int(rows[0][1]) <= 3, "range %s: %r partitions" % (c, rows))
+        total += int(rows[0][0])
+    check_eq(total, fl["staged_rows"], "the ranges cover the staged rows once")
+    r = ws.sync()
+    expect_ok(r)
+    check("(job found from an earlier try)" in r.stderr, "done ranges are found, not rerun: %r" % r)
+    check_eq(assert_target_equals_source(ws, "events", EVENT_COLS, "id", ["updated_at"]), 61,
+             "rows")
+    check_eq(ws.inspect("events")["tables"][0]["in_flight"], None, "no run in flight")
+    ws.cleanup()
+
+
 def seed_pending_mirror_rows(ws, n):
     """n more committed table runs whose mirror is pending, as after weeks of
     failed mirrors (copies of the last one)."""
@@ -172,7 +244,8 @@ def test_limits_above_bigquery_are_refused_in_config():
     mysql(ITEMS_DDL, db=ws.db)
     for extra, words in [("max_load_file_size: 4GiB", "below 4 GB"),
                          ("max_query_size: 2MiB", "at most 1000000 bytes"),
-                         ("max_load_file_size: 100", "at least 1 KiB")]:
+                         ("max_load_file_size: 100", "at least 1 KiB"),
+                         ("max_partitions_per_job: 4001", "max_partitions_per_job")]:
         ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"}],
                         extra_bigquery=extra)
         with open(ws.config) as f:
@@ -193,4 +266,6 @@ if __name__ == "__main__":
         test_mirror_inserts_stay_under_the_query_size_bound,
         test_incremental_above_the_file_bound_loads_in_parts,
         test_kills_between_parts_load_each_part_exactly_once,
+        test_merge_into_partitioned_target_runs_in_partition_ranges,
+        test_merge_ranges_resume_after_a_kill,
     ])
