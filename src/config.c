@@ -590,7 +590,9 @@ static int get_size(cfg_ctx *c, const section *s, const char *key, int64_t max, 
 /* BigQuery's per-job limits (quotas page, "Load jobs" and "Query jobs"):
  * an ndJSON file is at most 4 GB compressed and 5 TB uncompressed, an
  * unresolved GoogleSQL query at most 1 MB, and one job modifies at most
- * 4,000 partitions. The settings may only go below
+ * 4,000 partitions. (A load job takes at most 15 TB: mbq sends one file per
+ * job, so the file bound keeps it. The jobs.insert reference names no other
+ * size for a media upload.) The settings may only go below
  * them (tests use a few KiB to prove the split paths). */
 static int get_limits(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
 {
