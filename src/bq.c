@@ -1419,7 +1419,7 @@ static int table_reference(mbq_buf *b, const mbq_bq *bq, const char *dataset, co
 }
 
 int mbq_bq_copy_table(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *dataset,
-                      const char *src, const char *dst)
+                      const char *src, const char *dst, mbq_bq_write_disposition wd)
 {
     int rc;
     mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT, b = MBQ_BUF_INIT;
@@ -1440,8 +1440,9 @@ int mbq_bq_copy_table(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const ch
         (rc = table_reference(&b, bq, dataset, src)) < 0 ||
         (rc = mbq_buf_puts(&b, ",\"destinationTable\":")) < 0 ||
         (rc = table_reference(&b, bq, dataset, dst)) < 0 ||
-        (rc = mbq_buf_puts(&b, ",\"writeDisposition\":\"WRITE_TRUNCATE\","
-                               "\"createDisposition\":\"CREATE_NEVER\"}}}")) < 0)
+        (rc = mbq_buf_printf(&b, ",\"writeDisposition\":\"%s\","
+                                 "\"createDisposition\":\"CREATE_NEVER\"}}}",
+                             write_disp_name(wd))) < 0)
         goto done;
     mbq_http_body hb;
     json_body(&hb, &b);

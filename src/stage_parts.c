@@ -230,8 +230,9 @@ static int copy_over_target(sync_ctx *ctx, table_job *t)
             (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
             return rc;
     }
+    /* The same disposition as a replace in one load (machine.c). */
     rc = mbq_bq_copy_table(&job, ctx->bq, t->run.merge_job_id, ctx->cfg->bigquery.dataset,
-                           t->run.staging_table, t->tc->target);
+                           t->run.staging_table, t->tc->target, MBQ_BQ_WRITE_TRUNCATE);
     if (rc == 0)
         mbq_log(MBQ_LOG_INFO, t->tc->name, "stage",
                 "replaced '%s' with the %" PRId64 " rows of '%s' in one copy job%s",

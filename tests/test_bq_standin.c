@@ -335,7 +335,7 @@ static void test_standin_copy_job_replaces_target_once(void)
     mbq_bq_job *job = NULL;
     control("{\"fail_next\": [], \"insert_done\": true}");
     int64_t inserts = state_int("inserts");
-    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t"), 0);
+    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t", MBQ_BQ_WRITE_TRUNCATE), 0);
     CHECK(job && !job->existed && strcmp(job->state, "DONE") == 0);
     mbq_bq_job_free(job);
     job = NULL;
@@ -354,12 +354,12 @@ static void test_standin_copy_job_replaces_target_once(void)
     }
     /* Again (a resumed run): found by the lookup, never submitted twice;
      * and when the lookup misses it, the 409 is looked up too. */
-    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t"), 0);
+    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t", MBQ_BQ_WRITE_TRUNCATE), 0);
     CHECK(job && job->existed);
     mbq_bq_job_free(job);
     job = NULL;
     control("{\"fail_next\": [404]}");
-    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t"), 0);
+    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t", MBQ_BQ_WRITE_TRUNCATE), 0);
     CHECK(job && job->existed);
     CHECK_INT(state_int("inserts") - inserts, 2); /* the first, and the one answered 409 */
     mbq_bq_job_free(job);
