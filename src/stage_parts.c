@@ -133,10 +133,23 @@ static int ensure_staging(sync_ctx *ctx, table_job *t, bool replace)
             return rc;
     }
     mbq_bq_table_options to = MBQ_BQ_TABLE_OPTIONS_INIT;
+    mbq_bq_table_info *target = NULL;
     to.expiration_ms = bc->staging_expiration_ms;
     to.description = "mbq staging table: one extract loaded in parts, dropped after use";
+    /* BigQuery copies a table into a partitioned or clustered one only when
+     * their partitioning and clustering match: a replace's staging table
+     * takes the target's layout. (A merge's staging table is only read.) */
+    if (replace) {
+        if ((rc = mbq_bq_table_get(&target, ctx->bq, bc->dataset, t->tc->target)) < 0)
+            return rc;
+        to.partition_type = target->partition_type;
+        to.partition_field = target->partition_field;
+        to.clustering = (const char *const *)target->clustering;
+        to.n_clustering = target->n_clustering;
+    }
     rc = mbq_bq_table_create(ctx->bq, bc->dataset, t->run.staging_table,
                              replace ? t->load_schema : t->stage_schema, &to);
+    mbq_bq_table_info_free(target);
     return rc == MBQ_EEXISTS ? (mbq_error_clear(), 0) : rc;
 }
 
