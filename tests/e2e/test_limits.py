@@ -13,14 +13,24 @@ can hit one and fail on every run forever.
   (BigQuery: 1 MB per query): many pending rows go in several INSERTs, and
   every row arrives once.
 
-A first sync in parts replaces the target with a copy job, which the
-emulator does not have (its jobs.insert knows load, query and extract): that
-request is proven against the stand-in (bq_standin test,
-test_standin_copy_job_replaces_target_once)."""
+A first sync or full refresh in parts replaces the target with one copy
+job, which the emulator does not have (its jobs.insert knows load, query
+and extract). The request itself is proven against the stand-in (bq_standin
+test, test_standin_copy_job_replaces_target_once); here CopyJobs, a small
+proxy in front of the emulator, answers copy jobs as BigQuery documents
+them (the destination's rows replaced by the source's, looked up by job id,
+409 for a duplicate id) through the emulator's own SQL, and passes
+everything else through, so the whole flow runs: parts into a staging
+table with the target's layout, the target untouched until the copy, one
+copy."""
+import http.client
+import json
 import os
 import re
 import sqlite3
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, assert_target_equals_source, bq_query, bq_request, check, check_eq,
@@ -201,6 +211,142 @@ def test_merge_ranges_resume_after_a_kill():
     ws.cleanup()
 
 
+class CopyJobs:
+    """A pass-through proxy to the emulator that runs copy jobs itself (see
+    the module's docstring). `copies` lists the copy jobs it ran."""
+
+    def __init__(self):
+        upstream = os.environ["BIGQUERY_EMULATOR_HOST"]
+        jobs, copies, lock = {}, [], threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def forward(self, body):
+                up = http.client.HTTPConnection(upstream, timeout=600)
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() not in ("host", "connection", "transfer-encoding")}
+                up.request(self.command, self.path, body=body, headers=hdrs)
+                r = up.getresponse()
+                data = r.read()
+                up.close()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def copy(self, job):
+                c = job["configuration"]["copy"]
+                src, dst = c["sourceTable"], c["destinationTable"]
+                jid = job["jobReference"]["jobId"]
+                with lock:
+                    if jid in jobs:
+                        return self.reply(409, {"error": {"code": 409, "message": "Already "
+                                                          "Exists: Job " + jid, "errors": [
+                                                              {"reason": "duplicate"}]}})
+                    if c.get("writeDisposition") != "WRITE_TRUNCATE":
+                        return self.reply(400, {"error": {"code": 400, "message": "unexpected "
+                                                          "disposition", "errors": [
+                                                              {"reason": "invalid"}]}})
+                    bq_query("DELETE FROM `%s.%s` WHERE TRUE" % (dst["datasetId"], dst["tableId"]))
+                    bq_query("INSERT INTO `%s.%s` SELECT * FROM `%s.%s`"
+                             % (dst["datasetId"], dst["tableId"], src["datasetId"], src["tableId"]))
+                    jobs[jid] = dict(job, status={"state": "DONE"}, statistics={})
+                    copies.append((jid, src["tableId"], dst["tableId"]))
+                    return self.reply(200, jobs[jid])
+
+            def handle_any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                path = self.path.split("?")[0]
+                if self.command == "POST" and path.endswith("/jobs") and \
+                        path.startswith("/bigquery/"):
+                    job = json.loads(body)
+                    if "copy" in job.get("configuration", {}):
+                        return self.copy(job)
+                if self.command == "GET" and "/jobs/" in path:
+                    with lock:
+                        j = jobs.get(path.rsplit("/", 1)[1])
+                    if j:
+                        return self.reply(200, j)
+                return self.forward(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
+
+        self.copies = copies
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def full_ws(name, proxy, rows=300):
+    """A full-refresh table partitioned by day whose extract (about 40 KiB)
+    is well above a 4 KiB bound: every sync replaces the target in parts."""
+    ws = Workspace(name)
+    mysql(ITEMS_DDL, db=ws.db)
+    insert_rows(ws, 1, rows, 1)
+    ws.write_config([{"name": "items", "primary_key": "id", "mode": "full",
+                      "partition_by": "updated_at", "cluster_by": "id"}],
+                    extra_bigquery="max_load_file_size: %d\nstream_load: false" % PART_BYTES)
+    ws.env_base = ws.env(MBQ_E2E_BQ_ENDPOINT=proxy.endpoint)
+    return ws
+
+
+def test_replace_in_parts_is_one_copy_and_atomic_for_readers():
+    proxy = CopyJobs()
+    ws = full_ws("replparts", proxy)
+    r = ws.sync(env=ws.env_base)
+    expect_ok(r)
+    check("split into" in r.stderr, "the first sync went in parts: %r" % r)
+    check_eq(len(proxy.copies), 1, "one copy job replaced the target")
+    check_eq(proxy.copies[0][2], "items", "copied over the target")
+    check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 300, "rows")
+    # A full refresh, killed between parts: readers still see the old
+    # content, whole; the staging table has the target's layout.
+    before = bq_query("SELECT COUNT(*), SUM(n) FROM `%s.items`" % ws.dataset)
+    mysql("DELETE FROM items WHERE id <= 50; UPDATE items SET n = n + 1000 WHERE id > 250",
+          db=ws.db)
+    insert_rows(ws, 301, 40, 3)
+    env = dict(ws.env_base, MBQ_FAULT="stage.part_done", MBQ_FAULT_HIT="3")
+    r = ws.sync(env=env)
+    check(r.returncode == -9, "killed after the third part: %r" % r)
+    check_eq(bq_query("SELECT COUNT(*), SUM(n) FROM `%s.items`" % ws.dataset), before,
+             "the target is untouched while parts load")
+    fl = ws.inspect("items")["tables"][0]["in_flight"]
+    st = bq_request("GET", "/datasets/%s/tables/%s" % (ws.dataset, fl["staging_table"]))[1]
+    tg = bq_request("GET", "/datasets/%s/tables/items" % ws.dataset)[1]
+    check_eq((st.get("timePartitioning"), st.get("clustering")),
+             (tg.get("timePartitioning"), tg.get("clustering")),
+             "the staging table has the target's partitioning and clustering")
+    r = ws.sync(env=ws.env_base)
+    expect_ok(r)
+    check("loaded part 1 " not in r.stderr, "loaded parts are not loaded again: %r" % r)
+    check_eq(len(proxy.copies), 2, "one more copy job")
+    check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 290, "rows")
+    check_eq(staging_files(ws), [], "the parts are removed")
+    check_eq(staging_tables(ws), [], "the staging table is dropped")
+    proxy.stop()
+    ws.cleanup()
+
+
 def seed_pending_mirror_rows(ws, n):
     """n more committed table runs whose mirror is pending, as after weeks of
     failed mirrors (copies of the last one)."""
@@ -268,4 +414,5 @@ if __name__ == "__main__":
         test_kills_between_parts_load_each_part_exactly_once,
         test_merge_into_partitioned_target_runs_in_partition_ranges,
         test_merge_ranges_resume_after_a_kill,
+        test_replace_in_parts_is_one_copy_and_atomic_for_readers,
     ])
