@@ -218,7 +218,7 @@ static int put_line(part_writer *w, mbq_load_part **parts, int *n, int *cap, con
     return part_add(w, line, len);
 }
 
-int mbq_split_file(mbq_load_part **out, int *n_out, const mbq_split_options *o)
+int mbq_split_file(mbq_load_part **out, int *n_out, bool *mismatch, const mbq_split_options *o)
 {
     int rc = 0, n = 0, cap = 0;
     mbq_load_part *parts = NULL;
@@ -230,6 +230,7 @@ int mbq_split_file(mbq_load_part **out, int *n_out, const mbq_split_options *o)
     gzFile in = gzopen(o->path, "rb"); /* reads plain files as they are, too */
     *out = NULL;
     *n_out = 0;
+    *mismatch = false;
     w.flush_every = o->max_part_bytes / 8 < 1024 * 1024 ? o->max_part_bytes / 8 : 1024 * 1024;
     if (!all || EVP_DigestInit_ex(all, EVP_sha256(), NULL) != 1) {
         rc = mbq_error_set(MBQ_ENOMEM, "cannot start sha-256");
@@ -270,6 +271,7 @@ int mbq_split_file(mbq_load_part **out, int *n_out, const mbq_split_options *o)
         }
     }
     if (line.len > 0) {
+        *mismatch = true;
         rc = mbq_error_set(MBQ_EIO, "staged file '%s' ends inside a row", o->path);
         goto done;
     }
@@ -282,6 +284,7 @@ int mbq_split_file(mbq_load_part **out, int *n_out, const mbq_split_options *o)
         goto done;
     if ((o->expect_rows >= 0 && rows != o->expect_rows) ||
         (o->expect_checksum && strcmp(sum, o->expect_checksum) != 0)) {
+        *mismatch = true;
         rc = mbq_error_set(MBQ_EIO,
                            "staged file '%s' holds %" PRId64 " rows with %s, not what was "
                            "extracted (%" PRId64 " rows with %s)",

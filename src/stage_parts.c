@@ -91,13 +91,16 @@ static bool ends_with(const char *s, const char *suffix)
 }
 
 /* Split the staged file and journal its parts (each with its job id);
- * then the file itself is no longer needed. */
-static int split_staged(sync_ctx *ctx, table_job *t, mbq_load_part **parts, int *n)
+ * then the file itself is no longer needed. *mismatch: the file is not what
+ * the extract wrote (damaged on disk): extract again rather than fail on
+ * every run. */
+static int split_staged(sync_ctx *ctx, table_job *t, mbq_load_part **parts, int *n,
+                        bool *mismatch)
 {
     mbq_split_options so = {t->run.staged_path, ends_with(t->run.staged_path, ".gz"),
                             ctx->cfg->bigquery.max_load_file_bytes, t->run.staged_rows,
                             t->run.staged_checksum};
-    int rc = mbq_split_file(parts, n, &so);
+    int rc = mbq_split_file(parts, n, mismatch, &so);
     for (int i = 0; rc == 0 && i < *n; i++)
         rc = part_job_id(&(*parts)[i].job_id, "mbq_load", (*parts)[i].part, t);
     if (rc == 0)
@@ -270,8 +273,20 @@ int mbq_parts_stage(sync_ctx *ctx, table_job *t, bool *reextract)
         *reextract = true;
         goto done;
     }
-    if (n == 0 && (rc = split_staged(ctx, t, &parts, &n)) < 0)
-        goto done;
+    if (n == 0) {
+        bool mismatch = false;
+        rc = split_staged(ctx, t, &parts, &n, &mismatch);
+        if (rc < 0 && mismatch) {
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "stage", "%s: extracting again",
+                    mbq_error_last());
+            mbq_error_clear();
+            *reextract = true;
+            rc = 0;
+            goto done;
+        }
+        if (rc < 0)
+            goto done;
+    }
     if ((rc = ensure_staging(ctx, t, replace)) < 0)
         goto done;
     for (int i = 0; i < n; i++) {

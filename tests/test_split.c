@@ -81,7 +81,9 @@ static void split_roundtrip(bool gzip, int64_t max)
     mbq_split_options o = {path.ptr, gzip, max, 3000, sum};
     mbq_load_part *parts = NULL;
     int n = 0;
-    CHECK_INT(mbq_split_file(&parts, &n, &o), 0);
+    bool mismatch = true;
+    CHECK_INT(mbq_split_file(&parts, &n, &mismatch, &o), 0);
+    CHECK(!mismatch);
     CHECK(n > 3);
     int64_t rows = 0;
     for (int i = 0; i < n; i++) {
@@ -135,11 +137,15 @@ static void test_file_that_is_not_what_was_extracted_is_refused(void)
     mbq_load_part *parts = NULL;
     int n = 0;
     mbq_split_options o = {path.ptr, false, 4096, 101, NULL};
-    CHECK_INT(mbq_split_file(&parts, &n, &o), MBQ_EIO);
+    bool mismatch = false;
+    CHECK_INT(mbq_split_file(&parts, &n, &mismatch, &o), MBQ_EIO);
     CHECK_CONTAINS(mbq_error_last(), "holds 100 rows");
+    CHECK(mismatch);
     o.expect_rows = 100;
     o.expect_checksum = "sha256:00";
-    CHECK_INT(mbq_split_file(&parts, &n, &o), MBQ_EIO);
+    mismatch = false;
+    CHECK_INT(mbq_split_file(&parts, &n, &mismatch, &o), MBQ_EIO);
+    CHECK(mismatch);
     CHECK(n == 0 && parts == NULL);
     /* No part is left behind by a refused split. */
     mbq_buf p1 = MBQ_BUF_INIT;
@@ -150,8 +156,10 @@ static void test_file_that_is_not_what_was_extracted_is_refused(void)
     write_file(path.ptr, &data, false);
     o.expect_checksum = NULL;
     o.expect_rows = -1;
-    CHECK_INT(mbq_split_file(&parts, &n, &o), MBQ_EIO);
+    mismatch = false;
+    CHECK_INT(mbq_split_file(&parts, &n, &mismatch, &o), MBQ_EIO);
     CHECK_CONTAINS(mbq_error_last(), "ends inside a row");
+    CHECK(mismatch);
     unlink(path.ptr);
     mbq_buf_free(&p1);
     mbq_buf_free(&data);
@@ -171,7 +179,9 @@ static void test_row_larger_than_the_bound_is_a_clear_error(void)
     mbq_load_part *parts = NULL;
     int n = 0;
     mbq_split_options o = {path.ptr, false, 2048, -1, NULL};
-    CHECK_INT(mbq_split_file(&parts, &n, &o), MBQ_EDATA);
+    bool mismatch = true;
+    CHECK_INT(mbq_split_file(&parts, &n, &mismatch, &o), MBQ_EDATA);
+    CHECK(!mismatch); /* the file is fine: the setting is too small for it */
     CHECK_CONTAINS(mbq_error_last(), "max_load_file_size");
     unlink(path.ptr);
     mbq_buf_free(&data);

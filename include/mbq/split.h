@@ -26,11 +26,12 @@ typedef struct mbq_split_options {
  * renamed; then the directory fsync'd) and describe them in *out (an array
  * of *n parts with path, rows, bytes and checksum; job_id NULL, loaded
  * false), freed with mbq_load_parts_free. The source is left in place.
- * Errors: MBQ_EIO (read, write, a file that does not match the expected
- * rows or checksum: it is not what was extracted), MBQ_EDATA (one row alone
- * is larger than max_part_bytes), MBQ_ENOMEM. On error no part file is
- * left behind. */
-int mbq_split_file(mbq_load_part **out, int *n, const mbq_split_options *opts);
+ * Errors: MBQ_EIO (read or write failed; or the file does not match the
+ * expected rows or checksum, or ends inside a row: it is not what was
+ * extracted, and *mismatch is set), MBQ_EDATA (one row alone is larger
+ * than max_part_bytes), MBQ_ENOMEM. On error no part file is left
+ * behind. */
+int mbq_split_file(mbq_load_part **out, int *n, bool *mismatch, const mbq_split_options *opts);
 
 /* Remove the part files of `parts` (missing ones are fine). */
 void mbq_split_remove(const mbq_load_part *parts, int n);

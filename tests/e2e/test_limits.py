@@ -95,6 +95,23 @@ def test_incremental_above_the_file_bound_loads_in_parts():
     ws.cleanup()
 
 
+def test_damaged_staged_file_is_extracted_again_not_split():
+    ws = parts_ws("partdamage")
+    killed(ws, "stage.enter", 1)
+    files = staging_files(ws)
+    check_eq(len(files), 1, "one staged file before the split: %r" % files)
+    path = os.path.join(ws.state, "staging", files[0])
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    r = ws.sync()
+    expect_ok(r)
+    check("not what was extracted" in r.stderr or "ends inside a row" in r.stderr,
+          "the damage is noticed: %r" % r)
+    check("extracting again" in r.stderr, "and the window extracted again: %r" % r)
+    check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 310, "rows")
+    ws.cleanup()
+
+
 def staging_tables(ws):
     st, body = bq_request("GET", "/datasets/%s/tables" % ws.dataset)
     return [t["tableReference"]["tableId"] for t in body.get("tables", [])
@@ -412,6 +429,7 @@ if __name__ == "__main__":
         test_mirror_inserts_stay_under_the_query_size_bound,
         test_incremental_above_the_file_bound_loads_in_parts,
         test_kills_between_parts_load_each_part_exactly_once,
+        test_damaged_staged_file_is_extracted_again_not_split,
         test_merge_into_partitioned_target_runs_in_partition_ranges,
         test_merge_ranges_resume_after_a_kill,
         test_replace_in_parts_is_one_copy_and_atomic_for_readers,
