@@ -1405,3 +1405,54 @@ done:
     mbq_buf_free(&ctype);
     return rc;
 }
+
+/* ---- copy jobs ------------------------------------------------------------ */
+
+static int table_reference(mbq_buf *b, const mbq_bq *bq, const char *dataset, const char *table)
+{
+    int rc;
+    if ((rc = mbq_buf_puts(b, "{\"projectId\":")) < 0 || (rc = json_put_str(b, bq->project)) < 0 ||
+        (rc = mbq_buf_puts(b, ",\"datasetId\":")) < 0 || (rc = json_put_str(b, dataset)) < 0 ||
+        (rc = mbq_buf_puts(b, ",\"tableId\":")) < 0 || (rc = json_put_str(b, table)) < 0)
+        return rc;
+    return mbq_buf_putc(b, '}');
+}
+
+int mbq_bq_copy_table(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *dataset,
+                      const char *src, const char *dst, mbq_bq_write_disposition wd)
+{
+    int rc;
+    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT, b = MBQ_BUF_INIT;
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    const char *location = bq->location;
+    *out = NULL;
+
+    rc = job_lookup(out, bq, job_id, location);
+    if (rc != MBQ_ENOTFOUND)
+        goto done;
+    /* JobConfigurationTableCopy: sourceTable, destinationTable,
+     * writeDisposition, createDisposition (REST reference, Job). */
+    if ((rc = bq_url(&url, bq, "/bigquery/v2", "/jobs")) < 0 ||
+        (rc = mbq_buf_printf(&what, "job '%s' failed", job_id)) < 0 ||
+        (rc = mbq_buf_putc(&b, '{')) < 0 ||
+        (rc = job_reference(&b, bq, job_id, location)) < 0 ||
+        (rc = mbq_buf_puts(&b, ",\"configuration\":{\"copy\":{\"sourceTable\":")) < 0 ||
+        (rc = table_reference(&b, bq, dataset, src)) < 0 ||
+        (rc = mbq_buf_puts(&b, ",\"destinationTable\":")) < 0 ||
+        (rc = table_reference(&b, bq, dataset, dst)) < 0 ||
+        (rc = mbq_buf_printf(&b, ",\"writeDisposition\":\"%s\","
+                                 "\"createDisposition\":\"CREATE_NEVER\"}}}",
+                             write_disp_name(wd))) < 0)
+        goto done;
+    mbq_http_body hb;
+    json_body(&hb, &b);
+    bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, true};
+    rc = bq_call(bq, &resp, &r);
+    rc = job_after_insert(out, bq, rc, &resp, job_id, location);
+done:
+    mbq_http_response_free(&resp);
+    mbq_buf_free(&url);
+    mbq_buf_free(&what);
+    mbq_buf_free(&b);
+    return rc;
+}

@@ -587,6 +587,37 @@ static int get_size(cfg_ctx *c, const section *s, const char *key, int64_t max, 
     return rc;
 }
 
+/* BigQuery's per-job limits (quotas page, "Load jobs" and "Query jobs"):
+ * an ndJSON file is at most 4 GB compressed and 5 TB uncompressed, an
+ * unresolved GoogleSQL query at most 1 MB, and one job modifies at most
+ * 4,000 partitions. (A load job takes at most 15 TB: mbq sends one file per
+ * job, so the file bound keeps it. The jobs.insert reference names no other
+ * size for a media upload.) The settings may only go below
+ * them (tests use a few KiB to prove the split paths). */
+static int get_limits(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
+{
+    yaml_node_t *at = NULL;
+    const int64_t gzip_max = 4000LL * 1000 * 1000, plain_max = 5000LL * 1000 * 1000 * 1000;
+    int rc = get_size(c, s, "max_load_file_size", plain_max, &b->max_load_file_bytes, &at);
+    if (rc < 0)
+        return rc;
+    if (b->compress && b->max_load_file_bytes >= gzip_max)
+        return err_at(c, at, "'bigquery.max_load_file_size' must be below 4 GB (4000000000 "
+                             "bytes, BigQuery's limit for a gzip file) with gzip compression, "
+                             "got %lld bytes", (long long)b->max_load_file_bytes);
+    if (b->max_load_file_bytes < 1024)
+        return err_at(c, at, "'bigquery.max_load_file_size' must be at least 1 KiB, got %lld "
+                             "bytes", (long long)b->max_load_file_bytes);
+    if ((rc = get_size(c, s, "max_query_size", 1000 * 1000, &b->max_query_bytes, &at)) < 0)
+        return rc;
+    if (b->max_query_bytes < 1024)
+        return err_at(c, at, "'bigquery.max_query_size' must be at least 1 KiB, got %lld bytes",
+                      (long long)b->max_query_bytes);
+    /* "Number of partitions modified by a single job: 4,000" (quotas
+     * page, partitioned tables). */
+    return get_int(c, s, "max_partitions_per_job", 1, 4000, &b->max_partitions_per_job);
+}
+
 /* One of `names` (index in *dst). `fold` accepts any letter case. */
 static int get_enum(cfg_ctx *c, const section *s, const char *key, const char *const *names,
                     bool fold, int *dst)
@@ -909,7 +940,9 @@ static const char *const bq_keys[] = {
     "credentials",       "endpoint",    "upload_chunk_size", "multipart_max",
     "compression",       "staging_expiration",               "job_timeout",
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
-    "request_timeout",   "stream_load",      NULL};
+    "request_timeout",   "stream_load",
+    "max_load_file_size",                    "max_query_size",
+    "max_partitions_per_job",                NULL};
 static const char *const alerting_keys[] = {"email", "telegram", NULL};
 static const char *const email_keys[] = {"enabled",  "smtp_url", "host", "port", "tls",
                                          "username", "password", "from", "to",   "on",
@@ -1205,6 +1238,9 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     b->max_retries = 8;
     b->retry_max_elapsed_ms = 10LL * 60 * 1000;
     b->tls_verify = true;
+    b->max_load_file_bytes = 3LL * 1024 * 1024 * 1024;
+    b->max_query_bytes = 1000 * 1000;
+    b->max_partitions_per_job = 4000;
 
     if ((rc = open_section(c, top, "bigquery", bq_keys, &path, &s, &present)) < 0)
         goto done;
@@ -1297,6 +1333,8 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     if ((rc = get_bool(c, &s, "tls_insecure", &insecure, NULL)) < 0)
         goto done;
     b->tls_verify = !insecure;
+    if ((rc = get_limits(c, &s, b)) < 0)
+        goto done;
 done:
     mbq_buf_free(&path);
     return rc;

@@ -871,3 +871,100 @@ void mbq_events_free(mbq_event *e, int n)
     }
     free(e);
 }
+
+/* ---- load parts ---- */
+
+void mbq_load_parts_free(mbq_load_part *parts, int n)
+{
+    for (int i = 0; parts && i < n; i++) {
+        free(parts[i].path);
+        free(parts[i].checksum);
+        free(parts[i].job_id);
+    }
+    free(parts);
+}
+
+int mbq_journal_parts_get(mbq_journal *j, mbq_load_part **out, int *n, int64_t table_run_id)
+{
+    sqlite3_stmt *st;
+    mbq_load_part *v = NULL;
+    int rc, cap = 0, step;
+    *out = NULL;
+    *n = 0;
+    if ((rc = prepare(j, &st,
+                      "SELECT part, path, rows, bytes, checksum, job_id, loaded FROM load_parts "
+                      "WHERE table_run_id = ? ORDER BY part",
+                      "i", table_run_id)) < 0)
+        return rc;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            mbq_load_part *grown = mbq_realloc(v, (size_t)cap * sizeof *v);
+            if (!grown) {
+                rc = MBQ_ENOMEM;
+                break;
+            }
+            v = grown;
+        }
+        mbq_load_part *p = &v[(*n)++];
+        p->part = sqlite3_column_int(st, 0);
+        p->path = col_text(st, 1);
+        p->rows = sqlite3_column_int64(st, 2);
+        p->bytes = sqlite3_column_int64(st, 3);
+        p->checksum = col_text(st, 4);
+        p->job_id = col_text(st, 5);
+        p->loaded = sqlite3_column_int(st, 6) != 0;
+        if (!p->path || !p->checksum) {
+            rc = MBQ_ENOMEM;
+            break;
+        }
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = db_error(j, "cannot read load parts");
+    sqlite3_finalize(st);
+    if (rc < 0) {
+        mbq_load_parts_free(v, *n);
+        *n = 0;
+        return rc;
+    }
+    *out = v;
+    return 0;
+}
+
+int mbq_journal_parts_set(mbq_journal *j, int64_t table_run_id, const mbq_load_part *parts,
+                          int n)
+{
+    sqlite3_stmt *st;
+    int rc = mbq_journal_begin(j);
+    if (rc < 0)
+        return rc;
+    if ((rc = prepare(j, &st, "DELETE FROM load_parts WHERE table_run_id = ?", "i",
+                      table_run_id)) < 0 ||
+        (rc = step_done(j, st, "cannot delete load parts")) < 0)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        const mbq_load_part *p = &parts[i];
+        if ((rc = prepare(j, &st,
+                          "INSERT INTO load_parts (table_run_id, part, path, rows, bytes, "
+                          "checksum, job_id, loaded) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          "iisiissi", table_run_id, (int64_t)p->part, p->path, p->rows, p->bytes,
+                          p->checksum, p->job_id, (int64_t)p->loaded)) < 0 ||
+            (rc = step_done(j, st, "cannot record a load part")) < 0)
+            goto fail;
+    }
+    return mbq_journal_commit(j);
+fail:
+    mbq_journal_rollback(j);
+    return rc;
+}
+
+int mbq_journal_part_update(mbq_journal *j, int64_t table_run_id, int part, const char *job_id,
+                            bool loaded)
+{
+    sqlite3_stmt *st;
+    int rc = prepare(j, &st,
+                     "UPDATE load_parts SET job_id = ?, loaded = ? WHERE table_run_id = ? AND "
+                     "part = ?",
+                     "siii", job_id, (int64_t)loaded, table_run_id, (int64_t)part);
+    return rc < 0 ? rc : step_done(j, st, "cannot record a load part");
+}

@@ -252,6 +252,15 @@ static bool cursor_or_full_streamable(const sync_ctx *ctx, const table_job *t)
     return ctx->cfg->bigquery.stream_load && ctx->j && t->load_schema;
 }
 
+/* A streamed load is one file in one job: a file above the per-file limit
+ * is not completed (the stream is aborted, no job exists) and the stage
+ * loads it in parts (stage_parts.c). */
+static bool stream_fits(void *ud, const mbq_extract_result *xr)
+{
+    const sync_ctx *ctx = ud;
+    return (int64_t)xr->bytes <= ctx->cfg->bigquery.max_load_file_bytes;
+}
+
 static void extract_progress(void *ud, uint64_t rows, uint64_t raw_bytes)
 {
     mbq_progress_update(ud, (int64_t)rows, (int64_t)raw_bytes);
@@ -272,6 +281,7 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     /* A previous attempt's file is never reused: the attempt (and so every
      * job id) changes with the data. */
     remove_staged_file(t);
+    mbq_parts_discard(ctx, t);
     t->run.attempt++;
     const char *cursor = t->tc->mode == MBQ_MODE_FULL ? NULL : t->tc->updated_column;
     bool replace = !cursor || !t->committed.cursor_value || t->rebuild;
@@ -325,6 +335,8 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
         lo.create_disposition = MBQ_BQ_CREATE_NEVER;
         mbq_pipeline_options po = MBQ_PIPELINE_OPTIONS_INIT;
+        po.keep = stream_fits;
+        po.keep_ud = ctx;
         mbq_pipeline_report rep = {0};
         rc = mbq_pipeline_extract_load(&res, &job, ctx->my, &eo, ctx->bq, t->run.load_job_id, &lo,
                                        &po, &rep);
@@ -502,6 +514,18 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
         *ev = EV_REPLACE;
         goto done;
     }
+    if (mbq_parts_needed(ctx, t)) {
+        bool again = false;
+        if ((rc = mbq_parts_stage(ctx, t, &again)) < 0)
+            goto failed_job;
+        if (again) {
+            *ev = EV_REEXTRACT;
+            goto done;
+        }
+        if (replace && t->rebuild && (rc = verify_rebuilt_schema(ctx, t)) < 0)
+            goto done;
+        goto loaded;
+    }
     if (!mbq_file_exists(t->run.staged_path)) {
         /* The file is gone (cleaned by hand, another disk): if its load job
          * ran, the data is in BigQuery; otherwise extract again. */
@@ -564,6 +588,7 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
                 : job->existed     ? " (job found from an earlier try)"
                                    : "");
     }
+loaded:
     if (replace)
         t->rows_synced = t->run.staged_rows;
     if (!replace && (rc = make_job_id(&t->run.merge_job_id, "mbq_merge", t)) < 0)
@@ -586,8 +611,10 @@ done:
 
 /* merge: upsert the staging table into the target by primary key; the row
  * with the later cursor wins, so a replayed older snapshot never overwrites
- * newer data. */
-static int build_merge_sql(mbq_buf *sql, const sync_ctx *ctx, const table_job *t)
+ * newer data. `range` (NULL = none) limits both clauses to the staged rows
+ * of some partitions (merge_ranges.c). */
+static int build_merge_sql(mbq_buf *sql, const sync_ctx *ctx, const table_job *t,
+                           const char *range)
 {
     int rc = 0;
     const mbq_table_schema *s = t->src;
@@ -615,6 +642,8 @@ static int build_merge_sql(mbq_buf *sql, const sync_ctx *ctx, const table_job *t
         P(mbq_buf_quote_bq_ident(sql, c->bq_name));
     }
     P(mbq_buf_puts(sql, " WHEN MATCHED"));
+    if (range)
+        P(mbq_buf_printf(sql, " AND (%s)", range));
     if (cur) {
         P(mbq_buf_puts(sql, " AND (T."));
         P(mbq_buf_quote_bq_ident(sql, cur->bq_name));
@@ -641,7 +670,10 @@ static int build_merge_sql(mbq_buf *sql, const sync_ctx *ctx, const table_job *t
         P(mbq_buf_quote_bq_ident(sql, name));
         P(mbq_buf_puts(sql, " = NULL"));
     }
-    P(mbq_buf_puts(sql, " WHEN NOT MATCHED THEN INSERT ("));
+    P(mbq_buf_puts(sql, " WHEN NOT MATCHED"));
+    if (range)
+        P(mbq_buf_printf(sql, " AND (%s)", range));
+    P(mbq_buf_puts(sql, " THEN INSERT ("));
     for (size_t i = 0; i < s->n_columns; i++) {
         P(mbq_buf_puts(sql, i ? ", " : ""));
         P(mbq_buf_quote_bq_ident(sql, s->columns[i].bq_name));
@@ -656,34 +688,58 @@ static int build_merge_sql(mbq_buf *sql, const sync_ctx *ctx, const table_job *t
     return rc;
 }
 
-static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
+/* One MERGE job (of the whole staging table, or of a partition range). */
+static int merge_once(sync_ctx *ctx, table_job *t, const char *job_id, const char *range,
+                      int64_t *changed, bool *existed)
 {
     mbq_buf sql = MBQ_BUF_INIT;
     mbq_bq_job *job = NULL;
-    int64_t t0 = mbq_monotonic_ms();
-    int rc = build_merge_sql(&sql, ctx, t);
+    int rc = build_merge_sql(&sql, ctx, t, range);
     if (rc == 0)
-        rc = mbq_bq_query(&job, ctx->bq, t->run.merge_job_id, sql.ptr, NULL);
+        rc = mbq_bq_query(&job, ctx->bq, job_id, sql.ptr, NULL);
+    if (rc == 0) {
+        *changed += job->dml_affected_rows >= 0 ? job->dml_affected_rows : 0;
+        *existed = *existed || job->existed;
+    }
+    mbq_bq_job_free(job);
+    mbq_buf_free(&sql);
+    return rc;
+}
+
+static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
+{
+    int64_t t0 = mbq_monotonic_ms(), changed = 0;
+    bool existed = false;
+    mbq_merge_range *ranges = NULL;
+    size_t n_ranges = 0;
+    int rc = mbq_merge_ranges(&ranges, &n_ranges, ctx, t);
+    if (rc == 0 && n_ranges == 0)
+        rc = merge_once(ctx, t, t->run.merge_job_id, NULL, &changed, &existed);
+    for (size_t i = 0; rc == 0 && i < n_ranges; i++) {
+        rc = merge_once(ctx, t, ranges[i].job_id, ranges[i].cond, &changed, &existed);
+        if (rc == 0)
+            mbq_fault_point("merge.range_done");
+    }
     if (rc < 0) {
         /* BigQuery ran the MERGE and it failed: the retry (next run) needs
          * a new job id, or it would find the failed job; the staged rows
          * stay. A network error keeps the id: the job may exist. The
-         * MERGE's own error is the one reported. */
+         * MERGE's own error is the one reported. (The range ids hold the
+         * attempt too, so they change with it.) */
         if (rc == MBQ_EBQ)
             renew_job_id(&t->run.merge_job_id, "mbq_merge", t);
         goto done;
     }
-    t->run.rows_merged = job->dml_affected_rows >= 0 ? job->dml_affected_rows : 0;
+    t->run.rows_merged = changed;
     t->rows_synced = t->run.staged_rows;
     mbq_log(MBQ_LOG_INFO, t->tc->name, "merge",
             "merged %" PRId64 " staged rows (%" PRId64 " target rows changed)%s",
             t->run.staged_rows, t->run.rows_merged,
-            job->existed ? " (job found from an earlier try)" : "");
+            existed ? " (job found from an earlier try)" : "");
     *ev = EV_OK;
 done:
     t->run.t_merge_ms += mbq_monotonic_ms() - t0;
-    mbq_bq_job_free(job);
-    mbq_buf_free(&sql);
+    mbq_merge_ranges_free(ranges, n_ranges);
     return rc;
 }
 
@@ -717,6 +773,7 @@ static int step_commit(sync_ctx *ctx, table_job *t, step_event *ev)
                     t->run.staging_table, mbq_error_last());
     }
     remove_staged_file(t);
+    mbq_parts_discard(ctx, t);
     mbq_fault_point("cleanup.done");
     *ev = EV_OK;
     return 0;

@@ -62,8 +62,13 @@ static void remove_orphan_files(sync_ctx *ctx, table_job *jobs, size_t n)
         if (mbq_buf_printf(&path, "%s/%s", ctx->staging_dir, e->d_name) < 0)
             break;
         bool used = false;
-        for (size_t i = 0; i < n && !used; i++)
-            used = jobs[i].run.staged_path && strcmp(jobs[i].run.staged_path, path.ptr) == 0;
+        /* A staged file, or one of its parts (<staged file>.partNNNN). */
+        for (size_t i = 0; i < n && !used; i++) {
+            const char *sp = jobs[i].run.staged_path;
+            size_t sl = sp ? strlen(sp) : 0;
+            used = sp && strncmp(sp, path.ptr, sl) == 0 &&
+                   (path.ptr[sl] == '\0' || strncmp(path.ptr + sl, ".part", 5) == 0);
+        }
         if (!used && unlink(path.ptr) == 0)
             mbq_log(MBQ_LOG_DEBUG, NULL, NULL, "removed orphan staging file '%s'", path.ptr);
     }
@@ -159,14 +164,105 @@ static const mbq_bq_schema *metadata_schema(void)
     return s;
 }
 
-/* Mirror every committed table run whose metadata is not in BigQuery yet, in
- * one INSERT job (append-only history: one row per committed table run). */
+/* One pending table run as a VALUES tuple "(...)" of the mirror's INSERT. */
+static int mirror_row_sql(mbq_buf *b, sync_ctx *ctx, const mbq_table_run *r)
+{
+    mbq_table_state ts;
+    int rc = mbq_journal_table_get(ctx->j, &ts, r->table_name);
+    if (rc < 0)
+        return rc;
+    const mbq_table_config *tc = mbq_config_table(ctx->cfg, r->table_name);
+    /* The cursor this run committed: its high, else the one before. */
+    const char *cur = r->high ? r->high : ts.cursor_value;
+    if ((rc = mbq_buf_putc(b, '(')) < 0 || (rc = mbq_buf_quote_bq_string(b, r->table_name)) < 0 ||
+        (rc = mbq_buf_puts(b, ", ")) < 0 ||
+        (rc = mbq_buf_quote_bq_string(b, tc ? tc->target : r->table_name)) < 0 ||
+        (rc = mbq_buf_puts(b, ", ")) < 0 ||
+        (rc = cur ? mbq_buf_quote_bq_string(b, cur) : mbq_buf_puts(b, "NULL")) < 0 ||
+        (rc = mbq_buf_puts(b, ", ")) < 0 ||
+        (rc = ts.cursor_kind ? mbq_buf_quote_bq_string(b, ts.cursor_kind)
+                             : mbq_buf_puts(b, "NULL")) < 0 ||
+        (rc = mbq_buf_printf(b, ", %" PRId64 ", %.3f, TIMESTAMP_MILLIS(%" PRId64 "), ",
+                             r->staged_rows, (double)(r->finished_ms - r->started_ms) / 1000.0,
+                             r->finished_ms)) < 0 ||
+        (rc = mbq_buf_quote_bq_string(b, r->last_run_id)) < 0 ||
+        (rc = mbq_buf_printf(b, ", %" PRId64 ", ", r->id)) < 0 ||
+        (rc = r->load_mode ? mbq_buf_quote_bq_string(b, r->load_mode)
+                           : mbq_buf_puts(b, "NULL")) < 0 ||
+        (rc = mbq_buf_printf(b, ", '%s')", r->staged_rows > 0 ? "synced" : "no_changes")) < 0)
+        goto done;
+done:
+    mbq_table_state_clear(&ts);
+    return rc;
+}
+
+/* Insert pending[first..last] (those not mirrored yet) as one INSERT job,
+ * `sql` holding its text. The job id is journaled first: if we die after
+ * the job ran, the next run finds it instead of inserting the rows again. */
+static int mirror_batch(sync_ctx *ctx, mbq_table_run *pending, int first, int last,
+                        const mbq_buf *sql)
+{
+    int rc;
+    mbq_buf id = MBQ_BUF_INIT;
+    mbq_bq_job *job = NULL;
+    char a[32], z[32];
+    snprintf(a, sizeof a, "%" PRId64, pending[first].id);
+    snprintf(z, sizeof z, "%" PRId64, pending[last].id);
+    if ((rc = mbq_bq_job_id(&id, "mbq_meta", ctx->run_id, a, z, (const char *)NULL)) < 0 ||
+        (rc = mbq_journal_begin(ctx->j)) < 0)
+        goto done;
+    for (int i = first; i <= last && rc == 0; i++)
+        if (!mbq_streq(pending[i].mirror_state, "done"))
+            rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "pending", id.ptr);
+    if (rc < 0) {
+        mbq_journal_rollback(ctx->j);
+        goto done;
+    }
+    if ((rc = mbq_journal_commit(ctx->j)) < 0)
+        goto done;
+    mbq_log(MBQ_LOG_DEBUG, NULL, "mirror", "INSERT of table runs %s..%s: %zu bytes", a, z,
+            sql->len);
+    if ((rc = mbq_bq_query(&job, ctx->bq, id.ptr, sql->ptr, NULL)) < 0) {
+        if (rc == MBQ_EBQ) {
+            /* BigQuery refused the INSERT: the rows are not there, and the
+             * next run must not take this job id's lookup as proof that
+             * they are (the emulator even reports such jobs as DONE without
+             * an error, EMULATOR.md 3). Forget the id; keep the error. */
+            int saved = rc;
+            mbq_buf msg = MBQ_BUF_INIT;
+            mbq_buf_puts(&msg, mbq_error_last());
+            for (int i = first; i <= last; i++)
+                if (!mbq_streq(pending[i].mirror_state, "done"))
+                    mbq_journal_mirror_set(ctx->j, pending[i].id, "pending", NULL);
+            rc = mbq_error_set(saved, "%s", mbq_buf_cstr(&msg));
+            mbq_buf_free(&msg);
+        }
+        goto done;
+    }
+    mbq_fault_point("mirror.done");
+    for (int i = first; i <= last && rc == 0; i++)
+        if (!mbq_streq(pending[i].mirror_state, "done"))
+            rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "done", id.ptr);
+done:
+    mbq_bq_job_free(job);
+    mbq_buf_free(&id);
+    return rc;
+}
+
+/* Mirror every committed table run whose metadata is not in BigQuery yet
+ * (append-only history: one row per committed table run), in as few INSERT
+ * jobs as BigQuery's limits allow. An unresolved GoogleSQL query is at most
+ * 1 MB ("Maximum unresolved GoogleSQL query length", quotas page, query
+ * jobs): after weeks of failed mirrors thousands of rows are pending, and
+ * one INSERT of them all would be refused on every run, forever. So rows
+ * go in batches whose text stays within bigquery.max_query_size. The rows
+ * are literals, not parameters, so the 10,000-parameter limit never
+ * applies. */
 static int mirror_metadata(sync_ctx *ctx)
 {
-    int rc, n = 0;
+    int rc, n = 0, rows = 0, batches = 0;
     mbq_table_run *pending = NULL;
-    mbq_buf sql = MBQ_BUF_INIT, id = MBQ_BUF_INIT;
-    mbq_bq_job *job = NULL;
+    mbq_buf sql = MBQ_BUF_INIT, row = MBQ_BUF_INIT, head = MBQ_BUF_INIT;
     mbq_bq_table_info *info = NULL;
     const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
 
@@ -197,106 +293,53 @@ static int mirror_metadata(sync_ctx *ctx)
     if (rc < 0 && rc != MBQ_EEXISTS)
         goto done;
     rc = 0;
-    if ((rc = mbq_buf_puts(&sql, "INSERT INTO ")) < 0 ||
-        (rc = mbq_bq_table_ref(&sql, ctx, bc->metadata_table)) < 0 ||
-        (rc = mbq_buf_puts(&sql, " (table_name, target_table, last_sync_timestamp, cursor_kind, "
-                                 "rows_synced, sync_duration_seconds, updated_at, run_id, "
-                                 "table_run_id, load_mode, status) VALUES ")) < 0)
+    if ((rc = mbq_buf_puts(&head, "INSERT INTO ")) < 0 ||
+        (rc = mbq_bq_table_ref(&head, ctx, bc->metadata_table)) < 0 ||
+        (rc = mbq_buf_puts(&head, " (table_name, target_table, last_sync_timestamp, cursor_kind, "
+                                  "rows_synced, sync_duration_seconds, updated_at, run_id, "
+                                  "table_run_id, load_mode, status) VALUES ")) < 0)
         goto done;
-    int rows = 0;
-    for (int i = 0; i < n; i++) {
-        const mbq_table_run *r = &pending[i];
-        if (mbq_streq(r->mirror_state, "done"))
+    size_t max = (size_t)bc->max_query_bytes;
+    int first = -1, last = -1;
+    for (int i = 0; i <= n; i++) {
+        bool more = i < n;
+        if (more && mbq_streq(pending[i].mirror_state, "done"))
             continue;
-        mbq_table_state ts;
-        if ((rc = mbq_journal_table_get(ctx->j, &ts, r->table_name)) < 0)
+        mbq_buf_clear(&row);
+        if (more && (rc = mirror_row_sql(&row, ctx, &pending[i])) < 0)
             goto done;
-        const mbq_table_config *tc = mbq_config_table(ctx->cfg, r->table_name);
-        rc = mbq_buf_puts(&sql, rows++ ? ", (" : "(");
-        if (rc == 0)
-            rc = mbq_buf_quote_bq_string(&sql, r->table_name);
-        if (rc == 0)
-            rc = mbq_buf_puts(&sql, ", ");
-        if (rc == 0)
-            rc = mbq_buf_quote_bq_string(&sql, tc ? tc->target : r->table_name);
-        if (rc == 0)
-            rc = mbq_buf_puts(&sql, ", ");
-        /* The cursor this run committed: its high, else the one before. */
-        const char *cur = r->high ? r->high : ts.cursor_value;
-        if (rc == 0)
-            rc = cur ? mbq_buf_quote_bq_string(&sql, cur) : mbq_buf_puts(&sql, "NULL");
-        if (rc == 0)
-            rc = mbq_buf_puts(&sql, ", ");
-        if (rc == 0)
-            rc = ts.cursor_kind ? mbq_buf_quote_bq_string(&sql, ts.cursor_kind)
-                                : mbq_buf_puts(&sql, "NULL");
-        if (rc == 0)
-            rc = mbq_buf_printf(&sql, ", %" PRId64 ", %.3f, TIMESTAMP_MILLIS(%" PRId64 "), ",
-                                r->staged_rows, (double)(r->finished_ms - r->started_ms) / 1000.0,
-                                r->finished_ms);
-        if (rc == 0)
-            rc = mbq_buf_quote_bq_string(&sql, r->last_run_id);
-        if (rc == 0)
-            rc = mbq_buf_printf(&sql, ", %" PRId64 ", ", r->id);
-        if (rc == 0)
-            rc = r->load_mode ? mbq_buf_quote_bq_string(&sql, r->load_mode)
-                              : mbq_buf_puts(&sql, "NULL");
-        if (rc == 0)
-            rc = mbq_buf_printf(&sql, ", '%s')", r->staged_rows > 0 ? "synced" : "no_changes");
-        mbq_table_state_clear(&ts);
-        if (rc < 0)
-            goto done;
-    }
-    if (rows == 0)
-        goto done;
-    char first[32], last[32];
-    snprintf(first, sizeof first, "%" PRId64, pending[0].id);
-    snprintf(last, sizeof last, "%" PRId64, pending[n - 1].id);
-    if ((rc = mbq_bq_job_id(&id, "mbq_meta", ctx->run_id, first, last, (const char *)NULL)) < 0)
-        goto done;
-    /* Journal the job id first: if we die after the job ran, the next run
-     * finds it instead of inserting the rows again. */
-    if ((rc = mbq_journal_begin(ctx->j)) < 0)
-        goto done;
-    for (int i = 0; i < n && rc == 0; i++)
-        if (!mbq_streq(pending[i].mirror_state, "done"))
-            rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "pending", id.ptr);
-    if (rc < 0) {
-        mbq_journal_rollback(ctx->j);
-        goto done;
-    }
-    if ((rc = mbq_journal_commit(ctx->j)) < 0)
-        goto done;
-    if ((rc = mbq_bq_query(&job, ctx->bq, id.ptr, sql.ptr, NULL)) < 0) {
-        if (rc == MBQ_EBQ) {
-            /* BigQuery refused the INSERT: the rows are not there, and the
-             * next run must not take this job id's lookup as proof that
-             * they are (the emulator even reports such jobs as DONE without
-             * an error, EMULATOR.md 3). Forget the id; keep the error. */
-            int saved = rc;
-            mbq_buf msg = MBQ_BUF_INIT;
-            mbq_buf_puts(&msg, mbq_error_last());
-            for (int i = 0; i < n; i++)
-                if (!mbq_streq(pending[i].mirror_state, "done"))
-                    mbq_journal_mirror_set(ctx->j, pending[i].id, "pending", NULL);
-            rc = mbq_error_set(saved, "%s", mbq_buf_cstr(&msg));
-            mbq_buf_free(&msg);
+        /* Send what is gathered when this row would take it over the bound
+         * (a row alone always goes: one row is a few hundred bytes). */
+        if (first >= 0 && (!more || sql.len + 2 + row.len > max)) {
+            if ((rc = mirror_batch(ctx, pending, first, last, &sql)) < 0)
+                goto done;
+            batches++;
+            first = -1;
         }
-        goto done;
+        if (!more)
+            break;
+        if (first < 0) {
+            mbq_buf_clear(&sql);
+            if ((rc = mbq_buf_append(&sql, head.ptr, head.len)) < 0)
+                goto done;
+            first = i;
+        } else if ((rc = mbq_buf_puts(&sql, ", ")) < 0) {
+            goto done;
+        }
+        if ((rc = mbq_buf_append(&sql, row.ptr, row.len)) < 0)
+            goto done;
+        last = i;
+        rows++;
     }
-    mbq_fault_point("mirror.done");
-    for (int i = 0; i < n && rc == 0; i++)
-        if (!mbq_streq(pending[i].mirror_state, "done"))
-            rc = mbq_journal_mirror_set(ctx->j, pending[i].id, "done", id.ptr);
-    if (rc == 0)
-        mbq_log(MBQ_LOG_INFO, NULL, "mirror", "mirrored %d table run(s) into '%s'", rows,
-                bc->metadata_table);
+    if (rows > 0)
+        mbq_log(MBQ_LOG_INFO, NULL, "mirror", "mirrored %d table run(s) into '%s' in %d INSERT(s)",
+                rows, bc->metadata_table, batches);
 done:
     mbq_bq_table_info_free(info);
-    mbq_bq_job_free(job);
     mbq_table_runs_free(pending, n);
     mbq_buf_free(&sql);
-    mbq_buf_free(&id);
+    mbq_buf_free(&row);
+    mbq_buf_free(&head);
     return rc;
 }
 

@@ -69,4 +69,26 @@ int mbq_machine_drive(sync_ctx *ctx, table_job *t);
 /* `project`.`dataset`.`table` quoted for GoogleSQL. */
 int mbq_bq_table_ref(mbq_buf *b, const sync_ctx *ctx, const char *table);
 
+/* stage_parts.c: a staged file above bigquery.max_load_file_size loads in
+ * parts. mbq_parts_needed: does this table run's stage go that way?
+ * mbq_parts_stage: split (once, journaled), load every part not loaded yet
+ * into the staging table, and for a replace copy it over the target;
+ * *reextract when a file it needs is gone. mbq_parts_discard: remove a
+ * table run's part files and journal rows (a new extract, or cleanup). */
+bool mbq_parts_needed(sync_ctx *ctx, const table_job *t);
+int mbq_parts_stage(sync_ctx *ctx, table_job *t, bool *reextract);
+void mbq_parts_discard(sync_ctx *ctx, table_job *t);
+
+/* merge_ranges.c: a MERGE into a partitioned target whose staged rows fall
+ * in more than bigquery.max_partitions_per_job partitions runs once per
+ * range of partitions. *out gets the ranges (a condition on the staged row
+ * S for both MERGE clauses, and the range's job id), *n 0 when one MERGE
+ * will do. Free with mbq_merge_ranges_free. */
+typedef struct mbq_merge_range {
+    char *cond;
+    char *job_id;
+} mbq_merge_range;
+int mbq_merge_ranges(mbq_merge_range **out, size_t *n, sync_ctx *ctx, const table_job *t);
+void mbq_merge_ranges_free(mbq_merge_range *r, size_t n);
+
 #endif

@@ -1,2 +1,3 @@
 mbq_add_test(NAME core_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_core.c LABELS unit)
 mbq_add_test(NAME cli_unit SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_cli.sh LABELS unit)
+mbq_add_test(NAME split_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_split.c LABELS unit)

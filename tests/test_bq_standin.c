@@ -299,6 +299,73 @@ static void test_standin_gzip_file_uploaded_as_is(void)
     mbq_bq_free(bq);
 }
 
+/* The job resource the stand-in holds for `job_id` (as jobs.get returns
+ * it); the caller puts the result. */
+static json_object *standin_job(const char *job_id)
+{
+    mbq_buf url = MBQ_BUF_INIT;
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    mbq_buf_printf(&url, "%s/bigquery/v2/projects/standin/jobs/%s", endpoint, job_id);
+    mbq_http_request req = {"GET", url.ptr, NULL, NULL};
+    json_object *o = NULL;
+    if (mbq_http_do(ctl_http, &resp, &req) == 0 && resp.status == 200)
+        o = json_tokener_parse(mbq_buf_cstr(&resp.body));
+    mbq_http_response_free(&resp);
+    mbq_buf_free(&url);
+    return o;
+}
+
+static const char *jpath(json_object *o, const char *a, const char *b, const char *c)
+{
+    json_object *v = o;
+    const char *keys[] = {a, b, c};
+    for (int i = 0; i < 3 && v && keys[i]; i++)
+        v = json_object_object_get(v, keys[i]);
+    return v ? json_object_get_string(v) : "(missing)";
+}
+
+/* A load that had to go in parts replaces the target with one copy job
+ * (JobConfigurationTableCopy): the staging table over the target with
+ * WRITE_TRUNCATE (atomic for readers) and CREATE_NEVER (a vanished target
+ * is never recreated by it); submitted again under the same id it is
+ * looked up (409), not run twice. */
+static void test_standin_copy_job_replaces_target_once(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    mbq_bq_job *job = NULL;
+    control("{\"fail_next\": [], \"insert_done\": true}");
+    int64_t inserts = state_int("inserts");
+    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t", MBQ_BQ_WRITE_TRUNCATE), 0);
+    CHECK(job && !job->existed && strcmp(job->state, "DONE") == 0);
+    mbq_bq_job_free(job);
+    job = NULL;
+    json_object *j = standin_job("copy_job_1");
+    CHECK(j != NULL);
+    if (j) {
+        json_object *copy = json_object_object_get(json_object_object_get(j, "configuration"),
+                                                   "copy");
+        CHECK_STR(jpath(copy, "sourceTable", "tableId", NULL), "t__mbq_stage_7_1");
+        CHECK_STR(jpath(copy, "sourceTable", "datasetId", NULL), "ds");
+        CHECK_STR(jpath(copy, "sourceTable", "projectId", NULL), "standin");
+        CHECK_STR(jpath(copy, "destinationTable", "tableId", NULL), "t");
+        CHECK_STR(jpath(copy, "writeDisposition", NULL, NULL), "WRITE_TRUNCATE");
+        CHECK_STR(jpath(copy, "createDisposition", NULL, NULL), "CREATE_NEVER");
+        json_object_put(j);
+    }
+    /* Again (a resumed run): found by the lookup, never submitted twice;
+     * and when the lookup misses it, the 409 is looked up too. */
+    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t", MBQ_BQ_WRITE_TRUNCATE), 0);
+    CHECK(job && job->existed);
+    mbq_bq_job_free(job);
+    job = NULL;
+    control("{\"fail_next\": [404]}");
+    CHECK_INT(mbq_bq_copy_table(&job, bq, "copy_job_1", "ds", "t__mbq_stage_7_1", "t", MBQ_BQ_WRITE_TRUNCATE), 0);
+    CHECK(job && job->existed);
+    CHECK_INT(state_int("inserts") - inserts, 2); /* the first, and the one answered 409 */
+    mbq_bq_job_free(job);
+    mbq_bq_free(bq);
+}
+
 static void test_standin_token_exchange_reuse_expiry_and_401(void)
 {
     control("{\"require_token\": true, \"expires_in\": 3600}");
@@ -410,6 +477,7 @@ int main(void)
     RUN(test_standin_job_failing_later_reports_error_result);
     RUN(test_standin_503_then_200_is_retried);
     RUN(test_standin_gzip_file_uploaded_as_is);
+    RUN(test_standin_copy_job_replaces_target_once);
     RUN(test_standin_token_exchange_reuse_expiry_and_401);
 
     mbq_http_free(ctl_http);

@@ -392,4 +392,16 @@ int mbq_bq_load_stream(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
                        const mbq_bq_load_options *opts,
                        size_t (*stream)(void *stream_ud, char *dst, size_t cap), void *stream_ud);
 
+/* ---- copy jobs ------------------------------------------------------------ */
+
+/* Copy table `src` into table `dst` (both in `dataset`) as copy job
+ * `job_id` with write disposition `wd` and createDisposition CREATE_NEVER,
+ * and wait until it is DONE. With WRITE_TRUNCATE a copy replaces the
+ * destination's rows (and schema, like a WRITE_TRUNCATE load) in one
+ * atomic commit, which is how a load that had to go in several parts still
+ * replaces a target at once. The job id is looked up first, as for
+ * queries. Errors as mbq_bq_query. Free *out with mbq_bq_job_free. */
+int mbq_bq_copy_table(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *dataset,
+                      const char *src, const char *dst, mbq_bq_write_disposition wd);
+
 #endif

@@ -109,6 +109,13 @@ typedef struct mbq_bigquery_config {
     int max_retries;                /* default 8 */
     int64_t retry_max_elapsed_ms;   /* default 10 min */
     bool tls_verify;                /* default true; false needs tls_insecure: true and warns */
+    /* BigQuery's per-job limits (README "Limits"): */
+    int64_t max_load_file_bytes;    /* one staged file per load job at most this: a larger
+                                       extract is split into parts; default 3 GiB */
+    int64_t max_query_bytes;        /* one query text at most this (the metadata mirror's
+                                       INSERTs are batched under it); default 1,000,000 */
+    int64_t max_partitions_per_job; /* one MERGE modifies at most this many partitions of a
+                                       partitioned target (more: in ranges); default 4,000 */
 } mbq_bigquery_config;
 
 typedef struct mbq_email_config {

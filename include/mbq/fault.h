@@ -11,7 +11,10 @@
  * after its side effect (src/machine.c), "extract.mid" after each chunk and
  * "extract.before_rename" (src/mysql_source.c), "schema-check.altered"
  * (src/schema.c, tests/e2e/test_schema.py), "cleanup.done" and
- * "mirror.done". tests/e2e/test_crash.py walks them and fails for a point
+ * "mirror.done"; for a file loaded in parts "split.done" (src/split.c),
+ * "stage.part_submit", "stage.part_loaded" and "stage.part_done"
+ * (src/stage_parts.c), and "merge.range_done" after each range of a MERGE
+ * in partition ranges (tests/e2e/test_limits.py). tests/e2e/test_crash.py walks them and fails for a point
  * that is never reached. */
 #ifndef MBQ_FAULT_H
 #define MBQ_FAULT_H

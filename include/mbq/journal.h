@@ -183,4 +183,29 @@ int mbq_journal_events_recent(mbq_journal *j, mbq_event **out, int *n, const cha
                               int limit);
 void mbq_events_free(mbq_event *e, int n);
 
+/* ---- load parts (a staged file split under BigQuery's file limit) ---- */
+typedef struct mbq_load_part {
+    int part;          /* 1-based */
+    char *path;
+    int64_t rows, bytes;
+    char *checksum;    /* "sha256:<hex>" of the uncompressed NDJSON */
+    char *job_id;      /* NULL until assigned */
+    bool loaded;       /* its load job is done and checked */
+} mbq_load_part;
+
+void mbq_load_parts_free(mbq_load_part *parts, int n);
+
+/* The parts of table run `table_run_id` in order; *n = 0 when it has none.
+ * Free with mbq_load_parts_free. */
+int mbq_journal_parts_get(mbq_journal *j, mbq_load_part **out, int *n, int64_t table_run_id);
+
+/* Replace the parts of `table_run_id` with parts[0..n) in one transaction
+ * (n = 0 deletes them). */
+int mbq_journal_parts_set(mbq_journal *j, int64_t table_run_id, const mbq_load_part *parts,
+                          int n);
+
+/* Record part `part`'s job id and whether it is loaded. */
+int mbq_journal_part_update(mbq_journal *j, int64_t table_run_id, int part, const char *job_id,
+                            bool loaded);
+
 #endif
