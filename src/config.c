@@ -899,7 +899,7 @@ static const char *const top_keys[] = {"tables", "mysql", "bigquery", "alerting"
 static const char *const table_keys[] = {
     "name",           "primary_key", "updated_column", "mode",
     "lookback",       "target",      "partition_by",   "partition_type",
-    "cluster_by",     "on_incompatible_change",        NULL};
+    "cluster_by",     "on_incompatible_change",        "on_missing_target", NULL};
 static const char *const mysql_keys[] = {"host",     "port",     "socket",          "user",
                                          "password", "database", "connect_timeout", "read_timeout",
                                          "ssl",      NULL};
@@ -909,7 +909,7 @@ static const char *const bq_keys[] = {
     "credentials",       "endpoint",    "upload_chunk_size", "multipart_max",
     "compression",       "staging_expiration",               "job_timeout",
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
-    "request_timeout",   "stream_load",      NULL};
+    "request_timeout",   "stream_load",      "on_missing_target", NULL};
 static const char *const alerting_keys[] = {"email", "telegram", NULL};
 static const char *const email_keys[] = {"enabled",  "smtp_url", "host", "port", "tls",
                                          "username", "password", "from", "to",   "on",
@@ -922,6 +922,7 @@ static const char *const sync_keys[] = {"jobs", NULL};
 
 static const char *const mode_names[] = {"incremental", "full", NULL};
 static const char *const policy_names[] = {"fail", "rebuild", NULL};
+static const char *const missing_names[] = {"fail", "reload", NULL};
 static const char *const alert_on_names[] = {"failure", "always", "change", NULL};
 static const char *const partition_names[] = {"DAY", "HOUR", "MONTH", "YEAR", NULL};
 static const char *const ssl_mode_names[] = {"disabled", "required", "verify_identity", NULL};
@@ -1027,6 +1028,11 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
     if ((rc = get_enum(c, &s, "on_incompatible_change", policy_names, false, &policy)) < 0)
         goto done;
     t->on_incompatible_change = (mbq_change_policy)policy;
+    /* Unset (-1) until bigquery.on_missing_target, parsed later, fills it. */
+    int missing = -1;
+    if ((rc = get_enum(c, &s, "on_missing_target", missing_names, false, &missing)) < 0)
+        goto done;
+    t->on_missing_target = (mbq_missing_policy)missing;
 done:
     mbq_buf_free(&path);
     mbq_buf_free(&sub);
@@ -1297,6 +1303,13 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     if ((rc = get_bool(c, &s, "tls_insecure", &insecure, NULL)) < 0)
         goto done;
     b->tls_verify = !insecure;
+    int missing = MBQ_MISSING_FAIL;
+    if ((rc = get_enum(c, &s, "on_missing_target", missing_names, false, &missing)) < 0)
+        goto done;
+    b->on_missing_target = (mbq_missing_policy)missing;
+    for (size_t i = 0; i < c->cfg->n_tables; i++)
+        if ((int)c->cfg->tables[i].on_missing_target < 0)
+            c->cfg->tables[i].on_missing_target = b->on_missing_target;
 done:
     mbq_buf_free(&path);
     return rc;
