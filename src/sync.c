@@ -71,6 +71,8 @@ static void remove_orphan_files(sync_ctx *ctx, table_job *jobs, size_t n)
     mbq_buf_free(&path);
 }
 
+static int table_run_start(sync_ctx *ctx, table_job *t);
+
 /* Load a table's committed state and its in-flight run, or start a new run
  * in schema-check. */
 static int table_job_open(sync_ctx *ctx, table_job *t, const mbq_table_config *tc)
@@ -106,6 +108,13 @@ static int table_job_open(sync_ctx *ctx, table_job *t, const mbq_table_config *t
                 t->run.run_id, t->run.attempt);
         return 0;
     }
+    return table_run_start(ctx, t);
+}
+
+/* A new table run of t->tc in schema-check, journaled. */
+static int table_run_start(sync_ctx *ctx, table_job *t)
+{
+    const mbq_table_config *tc = t->tc;
     t->run.run_id = mbq_strdup(ctx->run_id);
     t->run.last_run_id = mbq_strdup(ctx->run_id);
     t->run.table_name = mbq_strdup(tc->name);
@@ -348,12 +357,57 @@ static void print_dry_run(const sync_ctx *ctx, const table_job *t)
         free(low);
     }
     if (t->resumed)
-        printf("  would resume the in-flight run %" PRId64 " at state '%s'\n", t->run.id,
-               t->run.state);
+        printf("  would resume the in-flight run %" PRId64 " at state '%s'%s\n", t->run.id,
+               t->run.state,
+               mbq_streq(t->run.state, "schema-check") || mbq_streq(t->run.state, "extract")
+                   ? ""
+                   : ", then sync what changed since its snapshot");
     if (t->n_changes == 0)
         printf("  schema: no changes\n");
     for (size_t i = 0; i < t->n_changes; i++)
         printf("  schema: %s\n", t->changes[i]);
+}
+
+/* The resumed table run took its snapshot in an earlier process, before this
+ * run started: rows written since then are not in it, and a run that stopped
+ * there would exit 0 with the table behind (a cron user would read that exit
+ * as "current"). A new table run, a window from the cursor the resumed run
+ * just committed, brings the table up to this run's start. A resumed run
+ * that extracted again in this process (it resumed at schema-check or
+ * extract, or its staged file was gone) read a snapshot taken after the run
+ * started and needs none. */
+static int catch_up(sync_ctx *ctx, table_job *t)
+{
+    int rc;
+    int64_t rows = t->rows_synced;
+    int64_t t_ms[5] = {t->run.t_schema_ms, t->run.t_extract_ms, t->run.t_stage_ms,
+                       t->run.t_merge_ms, t->run.t_commit_ms};
+    int64_t resumed_id = t->run.id;
+
+    mbq_table_state_clear(&t->committed);
+    mbq_table_run_clear(&t->run);
+    if ((rc = mbq_journal_table_get(ctx->j, &t->committed, t->tc->name)) < 0 ||
+        (rc = table_run_start(ctx, t)) < 0)
+        return rc;
+    mbq_log(MBQ_LOG_INFO, t->tc->name, "schema-check",
+            "resumed table run %" PRId64 " read an earlier snapshot: table run %" PRId64
+            " catches up from cursor %s",
+            resumed_id, t->run.id,
+            t->committed.cursor_value ? t->committed.cursor_value : "(none: full refresh)");
+    t->resumed = false;
+    t->unchanged = false;
+    t->extracted_here = false;
+    t->rows_synced = 0;
+    rc = mbq_machine_drive(ctx, t);
+    /* The table's figures for this run cover both table runs. */
+    t->rows_synced += rows;
+    t->unchanged = t->unchanged && t->rows_synced == 0;
+    t->run.t_schema_ms += t_ms[0];
+    t->run.t_extract_ms += t_ms[1];
+    t->run.t_stage_ms += t_ms[2];
+    t->run.t_merge_ms += t_ms[3];
+    t->run.t_commit_ms += t_ms[4];
+    return rc;
 }
 
 /* Drive one table (a dry run only checks its schema); true when it synced. */
@@ -361,6 +415,8 @@ static bool run_table(sync_ctx *ctx, table_job *t)
 {
     int64_t t0 = mbq_monotonic_ms();
     int rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
+    if (rc == 0 && !ctx->dry_run && t->resumed && !t->extracted_here)
+        rc = catch_up(ctx, t);
     if (rc < 0)
         table_job_fail(ctx, t, rc);
     else if (!ctx->dry_run)

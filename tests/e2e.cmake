@@ -10,3 +10,6 @@ mbq_add_test(NAME crash_resume_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME alerts_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_alerts.py
              LABELS alerts SERVICES TIMEOUT 600)
+mbq_add_test(NAME resume_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_resume.py
+             LABELS crash SERVICES TIMEOUT 900)
