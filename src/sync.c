@@ -698,6 +698,7 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             s->schema_changes = (const char *const *)t->changes;
             s->n_schema_changes = t->n_changes;
             s->prev_consecutive_failures = t->prev_failures;
+            s->incident = t->target_lost && t->result == 0;
             s->last_success_ms = t->result < 0 ? t->committed.last_success_ms : finished;
         }
         mbq_run_summary summary = {run_id, NULL, started, finished, sums, n_jobs};

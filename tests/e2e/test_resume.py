@@ -23,12 +23,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, assert_target_equals_source, bq_request, bq_table, check,
                      check_eq, events_of, expect_ok, mysql, private_emulator, require_services,
-                     run_cases)
+                     run, run_cases)
 
 COLS = ["id", "val", "n", "updated_at"]
 
 
-def make_ws(name, rows=40, full=False, extra_table=""):
+def make_ws(name, rows=40, full=False, extra_table="", mail=False):
     ws = Workspace(name)
     mysql("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, val VARCHAR(200), n INT, "
           "updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) "
@@ -39,8 +39,34 @@ def make_ws(name, rows=40, full=False, extra_table=""):
     t = {"name": "items", "primary_key": "id"}
     if not full:
         t.update({"updated_column": "updated_at", "lookback": "3s"})
-    ws.write_config([t], extra_bigquery=extra_table)
+    extra = ""
+    if mail:
+        # Unique per run: the SMTP sink's maildir outlives a test.
+        ws.rcpt = "%s-%s@alerts.test" % (name, os.path.basename(ws.dir).rsplit("-", 1)[-1].lower())
+        extra = "\n".join(["alerting:", "  email:", "    host: 127.0.0.1",
+                           "    port: %s" % os.environ["MBQ_TEST_SMTP_PORT"], "    tls: none",
+                           "    from: mbq@alerts.test", "    to: [%s]" % ws.rcpt,
+                           "    on: failure"])
+    ws.write_config([t], extra_bigquery=extra_table, extra=extra)
     return ws
+
+
+def mails(ws):
+    """(subject, body) of each alert mail the SMTP sink received for ws."""
+    import email
+    import email.policy
+    import glob
+    import json
+    out = []
+    for meta_path in sorted(glob.glob(os.path.join(os.environ["MBQ_TEST_SMTP_MAILDIR"], "*.json")),
+                            key=lambda p: int(os.path.basename(p).split(".")[0])):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if ws.rcpt in meta["rcpt_tos"]:
+            with open(meta_path[:-5] + ".eml", "rb") as f:
+                msg = email.message_from_bytes(f.read(), policy=email.policy.default)
+            out.append((str(msg["subject"]), msg.get_content()))
+    return out
 
 
 class Churn:
@@ -175,7 +201,7 @@ def target_missing_events(ws):
 
 
 def test_a_vanished_target_stops_the_table_by_default():
-    ws = make_ws("vanish_fail")
+    ws = make_ws("vanish_fail", mail=True)
     expect_ok(ws.sync(), "initial sync")
     change_rows(ws, 1000)
     drop_bq_table(ws, "items")
@@ -188,6 +214,10 @@ def test_a_vanished_target_stops_the_table_by_default():
               "the target is not recreated empty (sync %d)" % attempt)
     ev = target_missing_events(ws)
     check_eq([e["action"] for e in ev], ["stopped"], "journaled once, as stopped")
+    m = mails(ws)
+    check_eq(len(m), 2, "one failure alert per failed run")
+    check("FAILED" in m[0][0] and "items" in m[0][0], "alert subject: %r" % m[0][0])
+    check("mbq-state reset items --full --yes" in m[0][1], "alert body: %r" % m[0][1])
     t = ws.inspect("items")["tables"][0]
     check(t["cursor"] is not None, "the cursor stays committed until the user decides")
     # The command the error gives recovers the table, every row included.
@@ -200,7 +230,7 @@ def test_a_vanished_target_stops_the_table_by_default():
 
 def test_a_vanished_target_is_reloaded_in_full_with_reload():
     # bigquery-level default; the e2e config has no per-table key.
-    ws = make_ws("vanish_reload", extra_table="on_missing_target: reload")
+    ws = make_ws("vanish_reload", extra_table="on_missing_target: reload", mail=True)
     expect_ok(ws.sync(), "initial sync")
     change_rows(ws, 1000)
     drop_bq_table(ws, "items")
@@ -210,9 +240,44 @@ def test_a_vanished_target_is_reloaded_in_full_with_reload():
     # Every row, the ones older than the cursor too.
     assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"])
     check_eq([e["action"] for e in target_missing_events(ws)], ["reload"], "journaled as reload")
+    m = mails(ws)
+    check_eq(len(m), 1, "the reload is alerted although the table synced (alert on: failure)")
+    check("reloaded in full" in m[0][1], "alert body says what happened: %r" % m[0][1])
     change_rows(ws, 2000)
     expect_ok(ws.sync(), "the next incremental sync")
     assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"])
+    check_eq(len(mails(ws)), 1, "no alert for the ordinary sync after it")
+    ws.cleanup()
+
+
+def test_check_warns_about_expirations():
+    ws = make_ws("check_expiry")
+    ds = {"datasetReference": {"projectId": os.environ.get("MBQ_TEST_BQ_PROJECT", "mbq-test"),
+                               "datasetId": ws.dataset},
+          "defaultTableExpirationMs": str(60 * 86400 * 1000),
+          "defaultPartitionExpirationMs": str(90 * 86400 * 1000)}
+    st, body = bq_request("POST", "/datasets", ds)
+    check_eq(st, 200, "create the dataset with default expirations: %r" % body)
+    st, body = bq_request("POST", "/datasets/%s/tables" % ws.dataset, {
+        "tableReference": {"projectId": ds["datasetReference"]["projectId"],
+                           "datasetId": ws.dataset, "tableId": "items"},
+        "schema": {"fields": [{"name": "id", "type": "INT64"}]},
+        "expirationTime": "1893456000000"})  # 2030-01-01T00:00:00Z
+    check_eq(st, 200, "create a target with an expirationTime: %r" % body)
+    r = run([os.environ["MBQ_BIN"], "check", "--config", ws.config], ws.env())
+    check_eq(r.returncode, 0, "warnings do not fail the check: %r" % r)
+    for want in ("warn  dataset '%s' has a default table expiration of 60 days" % ws.dataset,
+                 "warn  dataset '%s' has a default partition expiration of 90 days" % ws.dataset,
+                 "warn  table 'items': target '%s.items' expires at 2030-01-01T00:00:00.000Z"
+                 % ws.dataset):
+        check(want in r.stdout, "mbq check says %r: %r" % (want, r))
+    # Without them: no warning.
+    bq_request("DELETE", "/datasets/%s?deleteContents=true" % ws.dataset)
+    st, body = bq_request("POST", "/datasets", {"datasetReference": ds["datasetReference"]})
+    check_eq(st, 200, "create a plain dataset: %r" % body)
+    r = run([os.environ["MBQ_BIN"], "check", "--config", ws.config], ws.env())
+    check_eq(r.returncode, 0, "check: %r" % r)
+    check("warn " not in r.stdout, "no warning without expirations: %r" % r)
     ws.cleanup()
 
 
@@ -305,4 +370,5 @@ if __name__ == "__main__":
                test_a_killed_reload_still_loads_every_row,
                test_a_merge_whose_staging_table_expired_stages_the_file_again,
                test_a_merge_whose_staging_table_and_file_are_gone_extracts_again,
-               test_a_staged_file_that_changed_is_not_loaded_again])
+               test_a_staged_file_that_changed_is_not_loaded_again,
+               test_check_warns_about_expirations])
