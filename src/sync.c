@@ -380,9 +380,14 @@ static int catch_up(sync_ctx *ctx, table_job *t)
 {
     int rc;
     int64_t rows = t->rows_synced;
-    int64_t t_ms[5] = {t->run.t_schema_ms, t->run.t_extract_ms, t->run.t_stage_ms,
-                       t->run.t_merge_ms, t->run.t_commit_ms};
     int64_t resumed_id = t->run.id;
+    /* The table's figures for this run cover both table runs (the journal
+     * keeps each run's own). */
+    t->resumed_t_ms[0] = t->run.t_schema_ms;
+    t->resumed_t_ms[1] = t->run.t_extract_ms;
+    t->resumed_t_ms[2] = t->run.t_stage_ms;
+    t->resumed_t_ms[3] = t->run.t_merge_ms;
+    t->resumed_t_ms[4] = t->run.t_commit_ms;
 
     mbq_table_state_clear(&t->committed);
     mbq_table_run_clear(&t->run);
@@ -399,14 +404,8 @@ static int catch_up(sync_ctx *ctx, table_job *t)
     t->extracted_here = false;
     t->rows_synced = 0;
     rc = mbq_machine_drive(ctx, t);
-    /* The table's figures for this run cover both table runs. */
     t->rows_synced += rows;
     t->unchanged = t->unchanged && t->rows_synced == 0;
-    t->run.t_schema_ms += t_ms[0];
-    t->run.t_extract_ms += t_ms[1];
-    t->run.t_stage_ms += t_ms[2];
-    t->run.t_merge_ms += t_ms[3];
-    t->run.t_commit_ms += t_ms[4];
     return rc;
 }
 
@@ -680,11 +679,12 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             table_job *t = &jobs[i];
             mbq_table_summary *s = &sums[i];
             mbq_stage_timing *st = &timings[i * 5];
-            st[0] = (mbq_stage_timing){"schema-check", t->run.t_schema_ms};
-            st[1] = (mbq_stage_timing){"extract", t->run.t_extract_ms};
-            st[2] = (mbq_stage_timing){"stage", t->run.t_stage_ms};
-            st[3] = (mbq_stage_timing){"merge", t->run.t_merge_ms};
-            st[4] = (mbq_stage_timing){"commit-metadata", t->run.t_commit_ms};
+            const int64_t *rt = t->resumed_t_ms;
+            st[0] = (mbq_stage_timing){"schema-check", t->run.t_schema_ms + rt[0]};
+            st[1] = (mbq_stage_timing){"extract", t->run.t_extract_ms + rt[1]};
+            st[2] = (mbq_stage_timing){"stage", t->run.t_stage_ms + rt[2]};
+            st[3] = (mbq_stage_timing){"merge", t->run.t_merge_ms + rt[3]};
+            st[4] = (mbq_stage_timing){"commit-metadata", t->run.t_commit_ms + rt[4]};
             s->name = t->tc->name;
             s->result = t->result < 0 ? MBQ_TABLE_FAILED
                         : (t->unchanged || t->rows_synced == 0) ? MBQ_TABLE_SKIPPED

@@ -32,6 +32,7 @@ typedef struct table_job {
     mbq_table_run run;           /* the table run being driven (journaled) */
     bool resumed;                /* the run was found in flight */
     bool extracted_here;         /* this process took the run's snapshot (extract ran) */
+    int64_t resumed_t_ms[5];     /* a caught-up resumed run's stage timings (sync.c) */
     mbq_table_schema *src;       /* MySQL schema (schema-check) */
     mbq_cursor_kind kind;
     mbq_bq_schema *stage_schema; /* the MySQL columns as BigQuery fields */
