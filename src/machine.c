@@ -15,7 +15,9 @@
  *                  derived from it is new.
  *   stage          a load job whose id is derived from the run, table run and
  *                  attempt: re-submitting finds the job that already ran.
- *   merge          likewise; a MERGE of the same staged rows is idempotent.
+ *   merge          likewise; a MERGE of the same staged rows is idempotent. A
+ *                  staging table gone before its MERGE (expired) sends the run
+ *                  back to stage (the staged file, if intact) or to extract.
  *   commit-metadata one local transaction: cursor := high, run done.
  *
  * A job that BigQuery reports as failed (MBQ_EBQ) bumps the attempt, so the
@@ -85,18 +87,18 @@ typedef enum step_event {
 static const char *const event_names[EV__COUNT] = {
     "ok", "merge", "replace", "no-rows", "unchanged", "re-extract", "restage", "restart"};
 
-/* Forward moves (what the diagram in mbq/machine.h draws left to right) and
- * the moves back that recover what BigQuery lost under a run:
+/* Forward moves (the diagram in mbq/machine.h) and the moves back that
+ * recover what BigQuery or the disk lost under a run:
  *
- *   schema-check -ok-> extract -merge/replace-> stage -merge-> merge -ok-> commit-metadata
- *                         |  ^                    |  \-replace--------------^   ^   -ok-> done
- *                         |  |                    |                               |
- *                         |  +---re-extract-------+  (staged file gone, load refused)
- *                         |  +---re-extract------------- merge (staging table gone,
- *                         |                  stage <-restage-  and the file too)
- *                         \--no-rows/unchanged------------------------------------+
- *   stage, merge, commit-metadata --restart--> extract (entered from schema-check:
- *                                              the target vanished, or columns changed)
+ *   schema-check -ok-> extract -merge/replace-> stage -merge-> merge -ok-> commit-metadata -ok-> done
+ *                       | ^ ^ ^                  | \-replace-------------------^
+ *                       | | | +---re-extract-----+    (staged file gone, or its load refused)
+ *                       | | +-----re-extract--------------- merge (staging table and file gone)
+ *                       | |                 stage <-restage- merge (staging table gone, file intact)
+ *                       | +-------restart------ stage, merge, commit-metadata (from schema-check:
+ *                       |                         the target vanished and is reloaded, or the
+ *                       |                         source's columns changed since the extract)
+ *                       \--no-rows/unchanged--> commit-metadata
  */
 static const struct transition {
     mbq_state from;
