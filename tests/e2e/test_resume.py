@@ -172,6 +172,49 @@ def test_one_sync_after_a_kill_of_a_full_refresh_catches_up():
     ws.cleanup()
 
 
+def test_one_parallel_sync_after_kills_catches_up_every_table():
+    # `--jobs 2`, killed at the second merge.enter either worker reaches
+    # (the other table in flight or just committed), writes go on into both.
+    ws = make_ws("resume_catchup_jobs")
+    mysql("CREATE TABLE items2 LIKE items; INSERT INTO items2 SELECT * FROM items", db=ws.db)
+    t = {"updated_column": "updated_at", "lookback": "3s", "primary_key": "id"}
+    ws.write_config([dict(t, name="items"), dict(t, name="items2")])
+    expect_ok(ws.sync("--jobs", "2"), "initial sync")
+
+    stop, errors = threading.Event(), []
+
+    def writer():
+        i = 500000
+        while not stop.is_set():
+            try:
+                mysql("START TRANSACTION;"
+                      "INSERT INTO items (id, val, n) VALUES (%d, 'churn', 0);"
+                      "INSERT INTO items2 (id, val, n) VALUES (%d, 'churn', 0);"
+                      "UPDATE items2 SET n = n + 1 WHERE id = %d;"
+                      "COMMIT" % (i, i, i % 40 + 1), db=ws.db)
+            except Exception as e:  # noqa: BLE001 - any writer failure fails the test
+                errors.append(repr(e))
+                return
+            i += 1
+            time.sleep(0.02)
+    th = threading.Thread(target=writer, daemon=True)
+    th.start()
+    try:
+        r = ws.sync("--jobs", "2", env=ws.env(MBQ_FAULT="merge.enter", MBQ_FAULT_HIT=2))
+        check_eq(r.returncode, -9, "killed at the second merge.enter: %r" % r)
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        th.join()
+    check_eq(errors, [], "churn writer errors")
+    in_flight = [x["name"] for x in ws.inspect()["tables"] if x["in_flight"]]
+    check(in_flight, "a table in flight after the kill")
+    expect_ok(ws.sync("--jobs", "2"), "the one sync after the kill")
+    for table in ("items", "items2"):
+        assert_target_equals_source(ws, table, COLS, "id", ["updated_at"])
+    ws.cleanup()
+
+
 def test_a_resume_that_extracts_again_needs_no_catch_up():
     # Killed before its extract: the resumed run's snapshot is taken by the
     # resuming process itself, after its start; one table run is enough.
@@ -363,6 +406,7 @@ if __name__ == "__main__":
                test_one_sync_after_a_kill_at_commit_catches_up,
                test_one_sync_after_kills_of_a_first_sync_catches_up,
                test_one_sync_after_a_kill_of_a_full_refresh_catches_up,
+               test_one_parallel_sync_after_kills_catches_up_every_table,
                test_a_resume_that_extracts_again_needs_no_catch_up,
                test_a_vanished_target_stops_the_table_by_default,
                test_a_vanished_target_is_reloaded_in_full_with_reload,
