@@ -409,6 +409,35 @@ done:
     return rc;
 }
 
+int mbq_bq_dataset_expirations(mbq_bq *bq, int64_t *table_ms, int64_t *partition_ms,
+                               const char *dataset)
+{
+    int rc;
+    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT;
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    json_object *root = NULL;
+    *table_ms = *partition_ms = 0;
+    if ((rc = bq_url(&url, bq, "/bigquery/v2", "/datasets/%s", dataset)) < 0 ||
+        (rc = mbq_buf_printf(&what, "dataset '%s'", dataset)) < 0)
+        goto done;
+    bq_req r = {"GET", url.ptr, NULL, NULL, NULL, what.ptr, true, false};
+    if ((rc = bq_call(bq, &resp, &r)) < 0)
+        goto done;
+    if ((rc = mbq_bq_json_parse(&root, resp.body.ptr, resp.body.len)) < 0) {
+        mbq_error_wrap(rc, "bigquery: dataset '%s': ", dataset);
+        goto done;
+    }
+    /* Both are int64 sent as JSON strings (REST reference, Dataset). */
+    *table_ms = mbq_bq_jint64(root, "defaultTableExpirationMs", 0);
+    *partition_ms = mbq_bq_jint64(root, "defaultPartitionExpirationMs", 0);
+done:
+    json_object_put(root);
+    mbq_http_response_free(&resp);
+    mbq_buf_free(&url);
+    mbq_buf_free(&what);
+    return rc;
+}
+
 /* ---- tables -------------------------------------------------------------- */
 
 /* GET the table: the parsed info and/or the raw response body. */

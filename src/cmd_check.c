@@ -13,6 +13,7 @@
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/mysql_source.h"
+#include "mbq/util.h"
 #include "mbq/banned.h"
 
 static const char check_usage[] =
@@ -22,6 +23,75 @@ static const char check_usage[] =
     "configured table, primary key and cursor column. Changes nothing.\n"
     "exit codes: 0 all checks passed, 1 a table check failed, 2 config invalid,\n"
     "            69 MySQL or BigQuery unreachable, 77 credentials refused\n";
+
+/* "60 days", "12 hours", "90 minutes", "3600 seconds": the largest whole
+ * unit, as a user would have set it. */
+static void fmt_duration(char *out, size_t n, int64_t ms)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{86400000, "day"}, {3600000, "hour"}, {60000, "minute"}, {1000, "second"}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (ms % units[i].ms == 0 || i + 1 == sizeof units / sizeof units[0]) {
+            long long v = (long long)(ms / units[i].ms);
+            snprintf(out, n, "%lld %s%s", v, units[i].unit, v == 1 ? "" : "s");
+            return;
+        }
+    }
+}
+
+/* BigQuery deletes what expires, without a trace mbq could follow: a target
+ * deleted under a committed cursor stops the table (or reloads it in full,
+ * on_missing_target: reload), and an expired partition takes its rows with
+ * it. Not a failure, since a user may want exactly that, but said before the
+ * first run. */
+static int warn_dataset_expiration(mbq_bq *bq, const char *dataset)
+{
+    int64_t table_ms = 0, partition_ms = 0;
+    char d[48];
+    int rc = mbq_bq_dataset_expirations(bq, &table_ms, &partition_ms, dataset);
+    if (rc < 0)
+        return rc;
+    if (table_ms > 0) {
+        fmt_duration(d, sizeof d, table_ms);
+        printf("warn  dataset '%s' has a default table expiration of %s "
+               "(defaultTableExpirationMs): BigQuery deletes every table mbq creates there, "
+               "targets included, %s after its creation; a deleted target stops its table "
+               "(on_missing_target). Remove the default expiration, or give the targets none\n",
+               dataset, d, d);
+    }
+    if (partition_ms > 0) {
+        fmt_duration(d, sizeof d, partition_ms);
+        printf("warn  dataset '%s' has a default partition expiration of %s "
+               "(defaultPartitionExpirationMs): BigQuery deletes the partitions of partitioned "
+               "targets %s after their partition time, with their rows, and mbq cannot see "
+               "it\n",
+               dataset, d, d);
+    }
+    return 0;
+}
+
+/* A target that exists and has an expirationTime: say when it goes. */
+static int warn_target_expiration(mbq_bq *bq, const char *dataset, const mbq_table_config *tc)
+{
+    mbq_bq_table_info *info = NULL;
+    mbq_buf when = MBQ_BUF_INIT;
+    int rc = mbq_bq_table_get(&info, bq, dataset, tc->target);
+    if (rc == MBQ_ENOTFOUND) {
+        mbq_error_clear();
+        rc = 0;
+    } else if (rc == 0 && info->expiration_ms > 0) {
+        rc = mbq_buf_time_iso(&when, info->expiration_ms);
+        if (rc == 0)
+            printf("warn  table '%s': target '%s.%s' expires at %s (expirationTime): BigQuery "
+                   "deletes it then, and mbq stops the table (on_missing_target)\n",
+                   tc->name, dataset, tc->target, mbq_buf_cstr(&when));
+    }
+    mbq_bq_table_info_free(info);
+    mbq_buf_free(&when);
+    return rc;
+}
 
 /* Print a failed check: "FAIL  <subject>: <message>", without repeating the
  * subject when the message already starts with it (the BigQuery client's
@@ -53,6 +123,7 @@ int mbq_cmd_check(int argc, char **argv)
     mbq_config *cfg = NULL;
     mbq_mysql *my = NULL;
     mbq_bq *bq = NULL;
+    bool dataset_exists = false;
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, NULL, NULL)) != 0)
         return exit_code;
     printf("ok    config '%s': %zu table(s)\n", cfg->path, cfg->n_tables);
@@ -86,6 +157,12 @@ int mbq_cmd_check(int argc, char **argv)
     } else {
         printf("ok    bigquery: %s, dataset '%s' exists\n", mbq_bq_endpoint(bq),
                cfg->bigquery.dataset);
+        dataset_exists = true;
+        if ((rc = warn_dataset_expiration(bq, cfg->bigquery.dataset)) < 0) {
+            print_fail("bigquery", mbq_error_last());
+            exit_code = mbq_exit_for_error(rc);
+            goto done;
+        }
     }
 
     int failed = 0;
@@ -128,6 +205,10 @@ int mbq_cmd_check(int argc, char **argv)
                        tc->name, tc->updated_column);
         }
         mbq_table_schema_free(s);
+        if (dataset_exists && warn_target_expiration(bq, cfg->bigquery.dataset, tc) < 0) {
+            printf("FAIL  table '%s': %s\n", tc->name, mbq_error_last());
+            failed++;
+        }
     }
     exit_code = failed ? MBQ_EXIT_TABLE_FAILED : MBQ_EXIT_OK;
 done:

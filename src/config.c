@@ -930,7 +930,7 @@ static const char *const top_keys[] = {"tables", "mysql", "bigquery", "alerting"
 static const char *const table_keys[] = {
     "name",           "primary_key", "updated_column", "mode",
     "lookback",       "target",      "partition_by",   "partition_type",
-    "cluster_by",     "on_incompatible_change",        NULL};
+    "cluster_by",     "on_incompatible_change",        "on_missing_target", NULL};
 static const char *const mysql_keys[] = {"host",     "port",     "socket",          "user",
                                          "password", "database", "connect_timeout", "read_timeout",
                                          "ssl",      NULL};
@@ -942,7 +942,8 @@ static const char *const bq_keys[] = {
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
     "request_timeout",   "stream_load",
     "max_load_file_size",                    "max_query_size",
-    "max_partitions_per_job",                NULL};
+    "max_partitions_per_job",                "on_missing_target",
+    NULL};
 static const char *const alerting_keys[] = {"email", "telegram", NULL};
 static const char *const email_keys[] = {"enabled",  "smtp_url", "host", "port", "tls",
                                          "username", "password", "from", "to",   "on",
@@ -955,6 +956,7 @@ static const char *const sync_keys[] = {"jobs", NULL};
 
 static const char *const mode_names[] = {"incremental", "full", NULL};
 static const char *const policy_names[] = {"fail", "rebuild", NULL};
+static const char *const missing_names[] = {"fail", "reload", NULL};
 static const char *const alert_on_names[] = {"failure", "always", "change", NULL};
 static const char *const partition_names[] = {"DAY", "HOUR", "MONTH", "YEAR", NULL};
 static const char *const ssl_mode_names[] = {"disabled", "required", "verify_identity", NULL};
@@ -1060,6 +1062,11 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
     if ((rc = get_enum(c, &s, "on_incompatible_change", policy_names, false, &policy)) < 0)
         goto done;
     t->on_incompatible_change = (mbq_change_policy)policy;
+    /* Unset (-1) until bigquery.on_missing_target, parsed later, fills it. */
+    int missing = -1;
+    if ((rc = get_enum(c, &s, "on_missing_target", missing_names, false, &missing)) < 0)
+        goto done;
+    t->on_missing_target = (mbq_missing_policy)missing;
 done:
     mbq_buf_free(&path);
     mbq_buf_free(&sub);
@@ -1335,6 +1342,13 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     b->tls_verify = !insecure;
     if ((rc = get_limits(c, &s, b)) < 0)
         goto done;
+    int missing = MBQ_MISSING_FAIL;
+    if ((rc = get_enum(c, &s, "on_missing_target", missing_names, false, &missing)) < 0)
+        goto done;
+    b->on_missing_target = (mbq_missing_policy)missing;
+    for (size_t i = 0; i < c->cfg->n_tables; i++)
+        if ((int)c->cfg->tables[i].on_missing_target < 0)
+            c->cfg->tables[i].on_missing_target = b->on_missing_target;
 done:
     mbq_buf_free(&path);
     return rc;

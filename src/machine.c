@@ -15,7 +15,9 @@
  *                  derived from it is new.
  *   stage          a load job whose id is derived from the run, table run and
  *                  attempt: re-submitting finds the job that already ran.
- *   merge          likewise; a MERGE of the same staged rows is idempotent.
+ *   merge          likewise; a MERGE of the same staged rows is idempotent. A
+ *                  staging table gone before its MERGE (expired) sends the run
+ *                  back to stage (the staged file, if intact) or to extract.
  *   commit-metadata one local transaction: cursor := high, run done.
  *
  * A job that BigQuery reports as failed (MBQ_EBQ) bumps the attempt, so the
@@ -75,13 +77,29 @@ typedef enum step_event {
     EV_REPLACE,    /* extract: rows replace the target's content (first or full load) */
     EV_NO_ROWS,    /* extract: nothing to load */
     EV_UNCHANGED,  /* extract: the same window and content as the last commit */
-    EV_REEXTRACT,  /* stage: the staged file is gone or its load failed: extract again */
+    EV_REEXTRACT,  /* stage, merge: the staged file is gone or its load failed: extract again */
+    EV_RESTAGE,    /* merge: the staging table is gone (expired), the staged file is intact */
+    EV_RESTART,    /* schema-check: what was staged can no longer be used (the target is
+                      gone, or the source's columns changed): extract again */
     EV__COUNT
 } step_event;
 
-static const char *const event_names[EV__COUNT] = {"ok",        "merge",     "replace",
-                                                   "no-rows",   "unchanged", "re-extract"};
+static const char *const event_names[EV__COUNT] = {
+    "ok", "merge", "replace", "no-rows", "unchanged", "re-extract", "restage", "restart"};
 
+/* Forward moves (the diagram in mbq/machine.h) and the moves back that
+ * recover what BigQuery or the disk lost under a run:
+ *
+ *   schema-check -ok-> extract -merge/replace-> stage -merge-> merge -ok-> commit-metadata -ok-> done
+ *                       | ^ ^ ^                  | \-replace-------------------^
+ *                       | | | +---re-extract-----+    (staged file gone, or its load refused)
+ *                       | | +-----re-extract--------------- merge (staging table and file gone)
+ *                       | |                 stage <-restage- merge (staging table gone, file intact)
+ *                       | +-------restart------ stage, merge, commit-metadata (from schema-check:
+ *                       |                         the target vanished and is reloaded, or the
+ *                       |                         source's columns changed since the extract)
+ *                       \--no-rows/unchanged--> commit-metadata
+ */
 static const struct transition {
     mbq_state from;
     step_event event;
@@ -96,7 +114,12 @@ static const struct transition {
     {MBQ_ST_STAGE, EV_REPLACE, MBQ_ST_COMMIT},
     {MBQ_ST_STAGE, EV_REEXTRACT, MBQ_ST_EXTRACT},
     {MBQ_ST_MERGE, EV_OK, MBQ_ST_COMMIT},
+    {MBQ_ST_MERGE, EV_RESTAGE, MBQ_ST_STAGE},
+    {MBQ_ST_MERGE, EV_REEXTRACT, MBQ_ST_EXTRACT},
     {MBQ_ST_COMMIT, EV_OK, MBQ_ST_DONE},
+    {MBQ_ST_STAGE, EV_RESTART, MBQ_ST_EXTRACT},
+    {MBQ_ST_MERGE, EV_RESTART, MBQ_ST_EXTRACT},
+    {MBQ_ST_COMMIT, EV_RESTART, MBQ_ST_EXTRACT},
 };
 
 static int lookup_transition(mbq_state *to, mbq_state from, step_event ev)
@@ -164,8 +187,11 @@ static int transition(sync_ctx *ctx, table_job *t, step_event ev)
         (rc = lookup_transition(&to, from, ev)) < 0 || (rc = check_invariant(&t->run, to)) < 0)
         return rc;
     char fp[64];
+    /* '<state>.done' means the state's side effect is done: not so on a
+     * move back. */
     snprintf(fp, sizeof fp, "%s.done", mbq_state_name(from));
-    mbq_fault_point(fp);
+    if (ev != EV_RESTAGE && ev != EV_RESTART && !(from == MBQ_ST_MERGE && ev == EV_REEXTRACT))
+        mbq_fault_point(fp);
     if ((rc = set_str(&t->run.state, mbq_state_name(to))) < 0)
         return rc;
     t->run.updated_ms = mbq_now_ms();
@@ -447,6 +473,8 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
 done:
     if (rc < 0)
         unlink(path.ptr ? path.ptr : "");
+    else
+        t->extracted_here = true; /* the snapshot is younger than this run's start */
     free(low);
     mbq_buf_free(&path);
     mbq_extract_result_free(&res);
@@ -688,6 +716,47 @@ static int build_merge_sql(mbq_buf *sql, const sync_ctx *ctx, const table_job *t
     return rc;
 }
 
+/* The MERGE failed and its staging table is gone: the staging table
+ * expired before the MERGE ran (a run resumed after
+ * bigquery.staging_expiration, BigQuery deletes a table at its
+ * expirationTime: https://cloud.google.com/bigquery/docs/managing-tables#updating_a_tables_expiration_time)
+ * or was dropped. Retrying the MERGE would fail on every run; the rows are
+ * still in the staged file when it is intact (its checksum is the
+ * extract's), so stage loads it again, else extract takes a new snapshot.
+ * The load needs a new job id: the old one is a DONE job whose rows went
+ * with the table. Journaled as an event, and by the transition. */
+static int staging_lost(sync_ctx *ctx, table_job *t, step_event *ev)
+{
+    char *sum = NULL;
+    int rc = 0;
+    bool intact = t->run.staged_path && mbq_file_exists(t->run.staged_path) &&
+                  mbq_file_sha256(&sum, t->run.staged_path) == 0 &&
+                  mbq_streq(sum, t->run.staged_checksum);
+    free(sum);
+    mbq_log(MBQ_LOG_WARN, t->tc->name, "merge",
+            "staging table '%s' is gone (expired?): %s", t->run.staging_table,
+            intact ? "loading the staged file again" : "the staged file is gone or changed: "
+                                                       "extracting again");
+    mbq_event e = {0};
+    e.run_id = (char *)ctx->run_id;
+    e.table_name = (char *)t->tc->name;
+    e.kind = "staging.missing";
+    e.action = intact ? "restage" : "re-extract";
+    e.detail = t->run.staging_table;
+    if ((rc = mbq_journal_event_add(ctx->j, &e)) < 0)
+        return rc;
+    if (!intact) {
+        *ev = EV_REEXTRACT;
+        return 0;
+    }
+    if ((rc = renew_job_id(&t->run.load_job_id, "mbq_load", t)) < 0)
+        return rc;
+    free(t->run.merge_job_id);
+    t->run.merge_job_id = NULL;
+    *ev = EV_RESTAGE;
+    return 0;
+}
+
 /* One MERGE job (of the whole staging table, or of a partition range). */
 static int merge_once(sync_ctx *ctx, table_job *t, const char *job_id, const char *range,
                       int64_t *changed, bool *existed)
@@ -720,6 +789,26 @@ static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
         if (rc == 0)
             mbq_fault_point("merge.range_done");
     }
+    if (rc == MBQ_EBQ || rc == MBQ_ENOTFOUND) {
+        /* The MERGE ran and failed (a DML job is atomic: nothing was
+         * changed). BigQuery says notFound for a missing source table; the
+         * emulator says an internal error for any failed query (EMULATOR.md
+         * 17): decide by tables.get, as everywhere. */
+        mbq_buf msg = MBQ_BUF_INIT;
+        mbq_bq_table_info *info = NULL;
+        int merr = rc;
+        mbq_buf_puts(&msg, mbq_error_last());
+        int grc = mbq_bq_table_get(&info, ctx->bq, ctx->cfg->bigquery.dataset,
+                                   t->run.staging_table);
+        mbq_bq_table_info_free(info);
+        if (grc == MBQ_ENOTFOUND)
+            rc = staging_lost(ctx, t, ev);
+        else
+            rc = mbq_error_set(merr, "%s", mbq_buf_cstr(&msg));
+        mbq_buf_free(&msg);
+        if (grc == MBQ_ENOTFOUND)
+            goto done;
+    }
     if (rc < 0) {
         /* BigQuery ran the MERGE and it failed: the retry (next run) needs
          * a new job id, or it would find the failed job; the staged rows
@@ -740,6 +829,8 @@ static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
 done:
     t->run.t_merge_ms += mbq_monotonic_ms() - t0;
     mbq_merge_ranges_free(ranges, n_ranges);
+    return rc;
+}
     return rc;
 }
 
@@ -788,6 +879,15 @@ static const step_fn steps[MBQ_ST__COUNT] = {
     [MBQ_ST_COMMIT] = step_commit,
 };
 
+int mbq_machine_restart_extract(sync_ctx *ctx, table_job *t)
+{
+    mbq_state s = MBQ_ST_SCHEMA_CHECK;
+    int rc = mbq_state_parse(&s, t->run.state);
+    if (rc < 0 || s == MBQ_ST_SCHEMA_CHECK || s == MBQ_ST_EXTRACT)
+        return rc;
+    return transition(ctx, t, EV_RESTART);
+}
+
 int mbq_machine_drive(sync_ctx *ctx, table_job *t)
 {
     int rc = 0;
@@ -809,8 +909,7 @@ int mbq_machine_drive(sync_ctx *ctx, table_job *t)
     } else if (t->schema_changed_since_extract && (s == MBQ_ST_STAGE || s == MBQ_ST_MERGE)) {
         mbq_log(MBQ_LOG_WARN, t->tc->name, t->run.state,
                 "the source's columns changed since this run's extract: extracting again");
-        if ((rc = set_str(&t->run.state, "extract")) < 0 ||
-            (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+        if ((rc = mbq_machine_restart_extract(ctx, t)) < 0)
             return rc;
     }
 

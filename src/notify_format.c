@@ -46,14 +46,16 @@ int mbq_notify_should_send(mbq_alert_on on, const mbq_run_summary *s)
         return 1;
     case MBQ_ALERT_FAILURE:
         for (size_t i = 0; i < s->n_tables; i++)
-            if (s->tables[i].result == MBQ_TABLE_FAILED)
+            if (s->tables[i].result == MBQ_TABLE_FAILED || s->tables[i].incident)
                 return 1;
         return 0;
     case MBQ_ALERT_CHANGE:
         /* Only transitions: a table broken for a day must not send one alert
-         * per cron run, but its breaking and its recovery must be seen. */
+         * per cron run, but its breaking and its recovery must be seen (and
+         * an incident happens once). */
         for (size_t i = 0; i < s->n_tables; i++)
-            if (mbq_table_started_failing(&s->tables[i]) || mbq_table_recovered(&s->tables[i]))
+            if (mbq_table_started_failing(&s->tables[i]) || mbq_table_recovered(&s->tables[i]) ||
+                s->tables[i].incident)
                 return 1;
         return 0;
     }

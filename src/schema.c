@@ -417,6 +417,64 @@ static int plan_rebuild(sync_ctx *ctx, table_job *t, const mbq_bq_table_info *ta
     return 0;
 }
 
+/* The target is gone from BigQuery (tables.get 404) while a cursor is
+ * committed: dropped by someone, or expired (a dataset's
+ * defaultTableExpirationMs applies to every table created in it, and the
+ * BigQuery sandbox expires tables after 60 days:
+ * https://cloud.google.com/bigquery/docs/sandbox#limits). Creating it again
+ * and syncing on from the cursor would leave it holding only the rows
+ * changed since, every older row silently lost. Policy 'fail' (the default:
+ * a full reload of a large table costs time and money, and someone may want
+ * to restore the table from a snapshot first) stops the table with the
+ * command that reloads it; 'reload' does that reload itself.
+ *
+ * For 'reload' the order is what makes it safe to kill: first the in-flight
+ * run goes back to extract, then the committed cursor is cleared, both
+ * journaled, and only then (in the caller) is the target created. A process
+ * killed after the create finds a target and no cursor: a first sync, which
+ * loads every row. */
+static int target_lost(sync_ctx *ctx, table_job *t)
+{
+    const mbq_table_config *tc = t->tc;
+    bool reload = tc->on_missing_target == MBQ_MISSING_RELOAD;
+    mbq_buf detail = MBQ_BUF_INIT;
+    int rc = mbq_buf_printf(&detail, "target '%s.%s' not found with cursor '%s' committed",
+                            ctx->cfg->bigquery.dataset, tc->target, t->committed.cursor_value);
+    if (rc == 0)
+        rc = event(ctx, t, "target.missing", NULL, NULL, NULL, reload ? "reload" : "stopped",
+                   detail.ptr);
+    mbq_buf_free(&detail);
+    if (rc < 0)
+        return rc;
+    if (!reload)
+        return mbq_error_set(MBQ_ESCHEMA,
+                             "table '%s': the target table '%s.%s' is gone from BigQuery "
+                             "(dropped, or expired by the dataset's default table expiration) "
+                             "while cursor '%s' is committed; recreating it and syncing on from "
+                             "the cursor would lose every older row, so mbq stops. To recover: "
+                             "restore the table, or run 'mbq-state reset %s --full --yes' to "
+                             "reload it in full (or set 'on_missing_target: reload')",
+                             tc->name, ctx->cfg->bigquery.dataset, tc->target,
+                             t->committed.cursor_value, tc->name);
+    mbq_log(MBQ_LOG_WARN, tc->name, "schema-check",
+            "target '%s' is gone from BigQuery while cursor %s is committed: %s in full",
+            tc->target, t->committed.cursor_value, ctx->dry_run ? "would reload" : "reloading");
+    if ((rc = mbq_schema_note(t, "%starget '%s' was missing from BigQuery (cursor %s was "
+                                 "committed): reloaded in full (on_missing_target: reload)",
+                              ctx->dry_run ? "would reload: " : "", tc->target,
+                              t->committed.cursor_value)) < 0)
+        return rc;
+    t->target_lost = true;
+    if (ctx->dry_run || !ctx->j)
+        return 0;
+    if ((rc = mbq_machine_restart_extract(ctx, t)) < 0 ||
+        (rc = mbq_journal_table_set_cursor(ctx->j, tc->name, NULL, NULL, mbq_now_ms())) < 0)
+        return rc;
+    free(t->committed.cursor_value);
+    t->committed.cursor_value = NULL;
+    return 0;
+}
+
 int mbq_schema_check(sync_ctx *ctx, table_job *t)
 {
     int rc;
@@ -559,6 +617,11 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
     }
 
     rc = mbq_bq_table_get(&target, ctx->bq, bc->dataset, tc->target);
+    if (rc == MBQ_ENOTFOUND && cursor && t->committed.cursor_value) {
+        if ((rc = target_lost(ctx, t)) < 0)
+            goto done;
+        rc = MBQ_ENOTFOUND; /* reload: created below, then loaded whole */
+    }
     if (rc == MBQ_ENOTFOUND) {
         t->target_rows = 0;
         if (ctx->dry_run) {

@@ -76,6 +76,8 @@ static void remove_orphan_files(sync_ctx *ctx, table_job *jobs, size_t n)
     mbq_buf_free(&path);
 }
 
+static int table_run_start(sync_ctx *ctx, table_job *t);
+
 /* Load a table's committed state and its in-flight run, or start a new run
  * in schema-check. */
 static int table_job_open(sync_ctx *ctx, table_job *t, const mbq_table_config *tc)
@@ -111,6 +113,13 @@ static int table_job_open(sync_ctx *ctx, table_job *t, const mbq_table_config *t
                 t->run.run_id, t->run.attempt);
         return 0;
     }
+    return table_run_start(ctx, t);
+}
+
+/* A new table run of t->tc in schema-check, journaled. */
+static int table_run_start(sync_ctx *ctx, table_job *t)
+{
+    const mbq_table_config *tc = t->tc;
     t->run.run_id = mbq_strdup(ctx->run_id);
     t->run.last_run_id = mbq_strdup(ctx->run_id);
     t->run.table_name = mbq_strdup(tc->name);
@@ -391,12 +400,56 @@ static void print_dry_run(const sync_ctx *ctx, const table_job *t)
         free(low);
     }
     if (t->resumed)
-        printf("  would resume the in-flight run %" PRId64 " at state '%s'\n", t->run.id,
-               t->run.state);
+        printf("  would resume the in-flight run %" PRId64 " at state '%s'%s\n", t->run.id,
+               t->run.state,
+               mbq_streq(t->run.state, "schema-check") || mbq_streq(t->run.state, "extract")
+                   ? ""
+                   : ", then sync what changed since its snapshot");
     if (t->n_changes == 0)
         printf("  schema: no changes\n");
     for (size_t i = 0; i < t->n_changes; i++)
         printf("  schema: %s\n", t->changes[i]);
+}
+
+/* The resumed table run took its snapshot in an earlier process, before this
+ * run started: rows written since then are not in it, and a run that stopped
+ * there would exit 0 with the table behind (a cron user would read that exit
+ * as "current"). A new table run, a window from the cursor the resumed run
+ * just committed, brings the table up to this run's start. A resumed run
+ * that extracted again in this process (it resumed at schema-check or
+ * extract, or its staged file was gone) read a snapshot taken after the run
+ * started and needs none. */
+static int catch_up(sync_ctx *ctx, table_job *t)
+{
+    int rc;
+    int64_t rows = t->rows_synced;
+    int64_t resumed_id = t->run.id;
+    /* The table's figures for this run cover both table runs (the journal
+     * keeps each run's own). */
+    t->resumed_t_ms[0] = t->run.t_schema_ms;
+    t->resumed_t_ms[1] = t->run.t_extract_ms;
+    t->resumed_t_ms[2] = t->run.t_stage_ms;
+    t->resumed_t_ms[3] = t->run.t_merge_ms;
+    t->resumed_t_ms[4] = t->run.t_commit_ms;
+
+    mbq_table_state_clear(&t->committed);
+    mbq_table_run_clear(&t->run);
+    if ((rc = mbq_journal_table_get(ctx->j, &t->committed, t->tc->name)) < 0 ||
+        (rc = table_run_start(ctx, t)) < 0)
+        return rc;
+    mbq_log(MBQ_LOG_INFO, t->tc->name, "schema-check",
+            "resumed table run %" PRId64 " read an earlier snapshot: table run %" PRId64
+            " catches up from cursor %s",
+            resumed_id, t->run.id,
+            t->committed.cursor_value ? t->committed.cursor_value : "(none: full refresh)");
+    t->resumed = false;
+    t->unchanged = false;
+    t->extracted_here = false;
+    t->rows_synced = 0;
+    rc = mbq_machine_drive(ctx, t);
+    t->rows_synced += rows;
+    t->unchanged = t->unchanged && t->rows_synced == 0;
+    return rc;
 }
 
 /* Drive one table (a dry run only checks its schema); true when it synced. */
@@ -404,6 +457,8 @@ static bool run_table(sync_ctx *ctx, table_job *t)
 {
     int64_t t0 = mbq_monotonic_ms();
     int rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
+    if (rc == 0 && !ctx->dry_run && t->resumed && !t->extracted_here)
+        rc = catch_up(ctx, t);
     if (rc < 0)
         table_job_fail(ctx, t, rc);
     else if (!ctx->dry_run)
@@ -667,11 +722,12 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             table_job *t = &jobs[i];
             mbq_table_summary *s = &sums[i];
             mbq_stage_timing *st = &timings[i * 5];
-            st[0] = (mbq_stage_timing){"schema-check", t->run.t_schema_ms};
-            st[1] = (mbq_stage_timing){"extract", t->run.t_extract_ms};
-            st[2] = (mbq_stage_timing){"stage", t->run.t_stage_ms};
-            st[3] = (mbq_stage_timing){"merge", t->run.t_merge_ms};
-            st[4] = (mbq_stage_timing){"commit-metadata", t->run.t_commit_ms};
+            const int64_t *rt = t->resumed_t_ms;
+            st[0] = (mbq_stage_timing){"schema-check", t->run.t_schema_ms + rt[0]};
+            st[1] = (mbq_stage_timing){"extract", t->run.t_extract_ms + rt[1]};
+            st[2] = (mbq_stage_timing){"stage", t->run.t_stage_ms + rt[2]};
+            st[3] = (mbq_stage_timing){"merge", t->run.t_merge_ms + rt[3]};
+            st[4] = (mbq_stage_timing){"commit-metadata", t->run.t_commit_ms + rt[4]};
             s->name = t->tc->name;
             s->result = t->result < 0 ? MBQ_TABLE_FAILED
                         : (t->unchanged || t->rows_synced == 0) ? MBQ_TABLE_SKIPPED
@@ -685,6 +741,7 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             s->schema_changes = (const char *const *)t->changes;
             s->n_schema_changes = t->n_changes;
             s->prev_consecutive_failures = t->prev_failures;
+            s->incident = t->target_lost && t->result == 0;
             s->last_success_ms = t->result < 0 ? t->committed.last_success_ms : finished;
         }
         mbq_run_summary summary = {run_id, NULL, started, finished, sums, n_jobs};

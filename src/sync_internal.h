@@ -31,6 +31,8 @@ typedef struct table_job {
     mbq_table_state committed;   /* the journal's committed state at the start */
     mbq_table_run run;           /* the table run being driven (journaled) */
     bool resumed;                /* the run was found in flight */
+    bool extracted_here;         /* this process took the run's snapshot (extract ran) */
+    int64_t resumed_t_ms[5];     /* a caught-up resumed run's stage timings (sync.c) */
     mbq_table_schema *src;       /* MySQL schema (schema-check) */
     mbq_cursor_kind kind;
     mbq_bq_schema *stage_schema; /* the MySQL columns as BigQuery fields */
@@ -39,6 +41,8 @@ typedef struct table_job {
     bool unchanged;              /* extract found exactly what was committed last time */
     bool schema_changed_since_extract; /* source columns differ from the journaled ones */
     bool preloaded;              /* extract streamed the load already (pipeline.h) */
+    bool target_lost;            /* schema-check: the target was gone with a cursor committed,
+                                    and is reloaded in full (on_missing_target: reload) */
     bool rebuild;                /* schema-check: an incompatible change under policy 'rebuild':
                                     the whole table is reloaded into the target, whose schema
                                     the replace load then sets to load_schema */
@@ -65,6 +69,11 @@ int mbq_schema_note(table_job *t, const char *fmt, ...) __attribute__((format(pr
 /* machine.c: drive one table from its journaled state to done. 0 or the
  * error that stopped it (the run stays in flight, journaled with it). */
 int mbq_machine_drive(sync_ctx *ctx, table_job *t);
+
+/* machine.c: move a table run that is past extract (stage, merge,
+ * commit-metadata) back to extract, journaled, because what it staged can no
+ * longer be used; 0 and nothing done in schema-check or extract. */
+int mbq_machine_restart_extract(sync_ctx *ctx, table_job *t);
 
 /* `project`.`dataset`.`table` quoted for GoogleSQL. */
 int mbq_bq_table_ref(mbq_buf *b, const sync_ctx *ctx, const char *table);

@@ -10,7 +10,10 @@
 #include <unistd.h>
 #include <libgen.h>
 #include <uuid/uuid.h>
+#include <openssl/evp.h>
+#include <zlib.h>
 
+#include "mbq/buf.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/util.h"
@@ -334,4 +337,55 @@ int mbq_exit_for_error(int err)
     case MBQ_ENOMEM: return MBQ_EXIT_SOFTWARE;
     default: return MBQ_EXIT_TABLE_FAILED;
     }
+}
+
+int mbq_file_sha256(char **out, const char *path)
+{
+    int rc = 0;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    mbq_buf hex = MBQ_BUF_INIT;
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    /* gzread reads a file that is not gzip as it is. */
+    gzFile gz = gzopen(path, "rb");
+    char *chunk = mbq_malloc(1 << 16);
+    *out = NULL;
+    if (!sha || !chunk || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+        rc = MBQ_ENOMEM;
+        goto done;
+    }
+    if (!gz) {
+        rc = mbq_error_set(MBQ_EIO, "cannot open '%s': %s", path, strerror(errno));
+        goto done;
+    }
+    for (;;) {
+        int got = gzread(gz, chunk, 1 << 16);
+        if (got < 0) {
+            int zerr = 0;
+            rc = mbq_error_set(MBQ_EIO, "cannot read '%s': %s", path, gzerror(gz, &zerr));
+            goto done;
+        }
+        if (got == 0)
+            break;
+        if (EVP_DigestUpdate(sha, chunk, (size_t)got) != 1) {
+            rc = mbq_error_set(MBQ_EINTERNAL, "sha-256 update failed");
+            goto done;
+        }
+    }
+    if (EVP_DigestFinal_ex(sha, md, &n) != 1) {
+        rc = mbq_error_set(MBQ_EINTERNAL, "sha-256 final failed");
+        goto done;
+    }
+    rc = mbq_buf_puts(&hex, "sha256:");
+    for (unsigned i = 0; rc == 0 && i < n; i++)
+        rc = mbq_buf_printf(&hex, "%02x", md[i]);
+    if (rc == 0 && !(*out = mbq_buf_detach(&hex)))
+        rc = MBQ_ENOMEM;
+done:
+    if (gz)
+        gzclose(gz);
+    free(chunk);
+    EVP_MD_CTX_free(sha);
+    mbq_buf_free(&hex);
+    return rc;
 }

@@ -13,3 +13,6 @@ mbq_add_test(NAME alerts_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME limits_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_limits.py
              LABELS state SERVICES TIMEOUT 600)
+mbq_add_test(NAME resume_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_resume.py
+             LABELS crash SERVICES TIMEOUT 900)

@@ -455,6 +455,34 @@ static void test_sync_jobs(void)
     CHECK_CONTAINS(m, "line 11, column 3: unknown key 'job' in 'sync' (did you mean 'jobs'?)");
 }
 
+/* on_missing_target: the table's own value, else bigquery's, else fail. */
+static void test_on_missing_target_default_and_override(void)
+{
+    mbq_config *cfg = parse_ok(ONE_TABLE MYSQL_BQ);
+    if (cfg) {
+        CHECK_INT(cfg->bigquery.on_missing_target, MBQ_MISSING_FAIL);
+        CHECK_INT(cfg->tables[0].on_missing_target, MBQ_MISSING_FAIL);
+    }
+    mbq_config_free(cfg);
+    cfg = parse_ok("tables:\n"
+                   "  - name: a\n    primary_key: id\n"
+                   "  - name: b\n    primary_key: id\n    on_missing_target: fail\n" MYSQL_BQ
+                   "  on_missing_target: reload\n");
+    if (cfg) {
+        CHECK_INT(cfg->bigquery.on_missing_target, MBQ_MISSING_RELOAD);
+        CHECK_INT(cfg->tables[0].on_missing_target, MBQ_MISSING_RELOAD);
+        CHECK_INT(cfg->tables[1].on_missing_target, MBQ_MISSING_FAIL);
+    }
+    mbq_config_free(cfg);
+    cfg = parse_ok(ONE_TABLE "    on_missing_target: reload\n" MYSQL_BQ);
+    if (cfg)
+        CHECK_INT(cfg->tables[0].on_missing_target, MBQ_MISSING_RELOAD);
+    mbq_config_free(cfg);
+    const char *m = parse_err(ONE_TABLE "    on_missing_target: relaod\n" MYSQL_BQ);
+    CHECK_CONTAINS(m, "unknown value 'relaod' for 'tables[0].on_missing_target' (did you mean "
+                      "'reload'?)");
+}
+
 static void test_every_enum_value(void)
 {
     const char *modes[] = {"incremental", "full"};
@@ -1122,6 +1150,7 @@ int main(int argc, char **argv)
     RUN(test_duplicate_primary_key_column);
     RUN(test_unknown_enum_values_suggest);
     RUN(test_every_enum_value);
+    RUN(test_on_missing_target_default_and_override);
     RUN(test_ssl_rules);
     RUN(test_enabled_channel_needs_its_keys);
     RUN(test_email_to_string_or_list);

@@ -182,6 +182,14 @@ int mbq_bq_dataset_ensure(mbq_bq *bq, const char *dataset, const char *location)
 /* Delete a dataset and (with delete_contents) its tables. 404 is success. */
 int mbq_bq_dataset_delete(mbq_bq *bq, const char *dataset, bool delete_contents);
 
+/* datasets.get: the dataset's defaultTableExpirationMs and
+ * defaultPartitionExpirationMs (0 when not set). Tables created in the
+ * dataset are deleted that long after their creation, and partitions that
+ * long after their partition time, unless the table says otherwise.
+ * MBQ_ENOTFOUND when the dataset does not exist. */
+int mbq_bq_dataset_expirations(mbq_bq *bq, int64_t *table_ms, int64_t *partition_ms,
+                               const char *dataset);
+
 /* ---- tables ------------------------------------------------------------ */
 
 typedef struct mbq_bq_table_info {

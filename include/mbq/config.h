@@ -13,12 +13,13 @@
  *       partition_type: DAY          # DAY|HOUR|MONTH|YEAR (default DAY)
  *       cluster_by: [customer_id]    # optional, up to 4 columns
  *       on_incompatible_change: fail # fail | rebuild
+ *       on_missing_target: fail      # fail | reload (default: bigquery's)
  *   mysql: {host, port, socket, user, password, database, connect_timeout,
  *           read_timeout, ssl: {mode, ca, cert, key, verify_server_cert}}
  *   bigquery: {project_id, dataset, metadata_table, location, credentials,
  *              endpoint, upload_chunk_size, compression, staging_expiration,
  *              job_timeout, max_retries, multipart_max, retry_max_elapsed,
- *              tls_insecure}
+ *              tls_insecure, on_missing_target}
  *   alerting: {email: {enabled, smtp_url, host, port, tls, username, password,
  *                      from, to, on, tls_insecure},
  *              telegram: {enabled, bot_token, chat_id, api_url, on}}
@@ -54,6 +55,13 @@ typedef enum mbq_change_policy {
     MBQ_POLICY_REBUILD = 1,
 } mbq_change_policy;
 
+/* What to do when a target with a committed cursor is gone from BigQuery
+ * (dropped, or expired by a dataset's default table expiration). */
+typedef enum mbq_missing_policy {
+    MBQ_MISSING_FAIL = 0,   /* stop the table with the reset command (default) */
+    MBQ_MISSING_RELOAD = 1, /* reload it in full (a full refresh) */
+} mbq_missing_policy;
+
 typedef enum mbq_alert_on {
     MBQ_ALERT_FAILURE = 0, /* default: a run with a failed table */
     MBQ_ALERT_ALWAYS = 1,  /* every run */
@@ -73,6 +81,7 @@ typedef struct mbq_table_config {
     char **cluster_by;     /* up to 4 */
     size_t n_cluster_by;
     mbq_change_policy on_incompatible_change;
+    mbq_missing_policy on_missing_target; /* the table's, else bigquery.on_missing_target */
     int line;              /* where the table's entry starts, for messages */
 } mbq_table_config;
 
@@ -116,6 +125,7 @@ typedef struct mbq_bigquery_config {
                                        INSERTs are batched under it); default 1,000,000 */
     int64_t max_partitions_per_job; /* one MERGE modifies at most this many partitions of a
                                        partitioned target (more: in ranges); default 4,000 */
+    mbq_missing_policy on_missing_target; /* default for tables without their own: fail */
 } mbq_bigquery_config;
 
 typedef struct mbq_email_config {

@@ -1,12 +1,20 @@
 /* The per-table sync state machine and the run that drives it.
  *
  *   schema-check --> extract --rows--> stage --merge--> merge --> commit-metadata --> done
- *                       |                 \--replace----------------^        |
- *                       \--no rows / unchanged -------------------------------^   (mirror to
+ *                      |  ^ ^ ^           | \--replace----------------^        |
+ *                      |  | | +-re-extract+   (staged file gone)              |
+ *                      |  | +---re-extract------------- merge (staging table and file gone)
+ *                      |  |            stage <-restage- merge (staging table expired)
+ *                      |  +------restart------ stage, merge, commit-metadata (schema-check:
+ *                      |                        target vanished and reloaded, columns changed)
+ *                      \--no rows / unchanged -------------------------------^   (mirror to
  *                                                                               BigQuery after)
  *   Any error leaves the table run in the state where it failed (journaled with
  *   the error); the next `mbq sync` resumes it from there. A job that BigQuery
  *   reports as failed bumps the attempt, so the retry uses a new job id.
+ *   A run that resumed a table run whose snapshot an earlier process took
+ *   then syncs the table again from the cursor it committed (sync.c,
+ *   catch_up): exit 0 means every table is current as of the run's start.
  *
  * The transition table and the invariants of each state are in src/machine.c. */
 #ifndef MBQ_MACHINE_H

@@ -53,6 +53,10 @@ typedef struct mbq_table_summary {
                                           (epoch ms, journal); 0 = never. When 0
                                           and this run succeeded, the run's
                                           finished_ms is used. */
+    bool incident;                     /* synced, but after something the user must hear of
+                                          as of a failure (its target vanished and was
+                                          reloaded in full): alerts like a failure; the
+                                          what is in schema_changes */
 } mbq_table_summary;
 
 /* One run. Borrowed pointers as above. */
@@ -74,7 +78,7 @@ bool mbq_table_started_failing(const mbq_table_summary *t);
 bool mbq_table_recovered(const mbq_table_summary *t);
 
 /* The policy: 1 to send, 0 not.
- *   MBQ_ALERT_FAILURE: some table failed.
+ *   MBQ_ALERT_FAILURE: some table failed, or had an incident.
  *   MBQ_ALERT_ALWAYS:  every run.
  *   MBQ_ALERT_CHANGE:  some table started failing or recovered, so a table
  *                      broken for a day sends one alert, not one per run. */

@@ -62,4 +62,10 @@ size_t mbq_edit_distance(const char *a, const char *b);
 /* Case-sensitive string equality that accepts NULLs. */
 bool mbq_streq(const char *a, const char *b);
 
+/* "sha256:<hex>" of a file's content, gunzipped when it is gzip (how the
+ * extractor's staged-file checksum is computed, mbq/mysql_source.h). *out
+ * is freed by the caller. MBQ_EIO when it cannot be read (or is a damaged
+ * gzip file). */
+int mbq_file_sha256(char **out, const char *path);
+
 #endif
