@@ -831,8 +831,6 @@ done:
     mbq_merge_ranges_free(ranges, n_ranges);
     return rc;
 }
-    return rc;
-}
 
 /* commit-metadata: cursor := high, the run done, in one local transaction.
  * Cleanup (staging table, file) follows; it is safe to skip, since staging
