@@ -749,6 +749,9 @@ static int staging_lost(sync_ctx *ctx, table_job *t, step_event *ev)
         *ev = EV_REEXTRACT;
         return 0;
     }
+    /* Parts loaded in parts went with the table too: split again, under the
+     * new attempt's job ids. */
+    mbq_parts_discard(ctx, t);
     if ((rc = renew_job_id(&t->run.load_job_id, "mbq_load", t)) < 0)
         return rc;
     free(t->run.merge_job_id);
