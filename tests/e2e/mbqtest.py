@@ -47,6 +47,9 @@ def check_eq(got, want, what):
 def run_cases(cases):
     """Run each (name, fn); print one line per case and the closing line."""
     global PASSED, FAILED, CURRENT
+    if not cases:  # a run of no case proved nothing
+        print("FAIL: no test case to run")
+        sys.exit(1)
     for fn in cases:
         CURRENT = fn.__name__
         t0 = time.time()
