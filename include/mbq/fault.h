@@ -12,7 +12,10 @@
  * "extract.before_rename" (src/mysql_source.c), "schema-check.altered"
  * (src/schema.c, tests/e2e/test_schema.py), "cleanup.done" and
  * "mirror.done". tests/e2e/test_crash.py walks them and fails for a point
- * that is never reached. */
+ * that is never reached. Inside SQLite's commit (src/fault.c, a VFS that
+ * forwards to the real one, registered only when MBQ_FAULT names one of
+ * them): "journal.wal_write", "journal.wal_sync", "journal.db_write",
+ * "journal.db_sync"; tests/e2e/test_random_kills.py kills at a random one. */
 #ifndef MBQ_FAULT_H
 #define MBQ_FAULT_H
 
