@@ -403,7 +403,11 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     }
     if (t->run.load_job_id && !t->preloaded) {
         /* A stream that did not complete may have left its job id behind
-         * (the emulator registers one for a cut request): never reuse it. */
+         * (the emulator registers one for a cut request): never reuse it.
+         * A stream whose answer was lost may have left a job BigQuery
+         * still runs: let it end before another load of this table. */
+        if ((rc = wait_for_abandoned_load(ctx, t)) < 0)
+            goto done;
         t->run.attempt++;
         free(t->run.load_job_id);
         t->run.load_job_id = NULL;
