@@ -467,11 +467,15 @@ class HttpCutter:
                         break
                     k, _, v = h.decode("latin-1").partition(":")
                     headers.append((k.strip(), v.strip()))
-                n = 0
+                n, chunked = 0, False
                 for k, v in headers:
                     if k.lower() == "content-length":
                         n = int(v)
-                body = f.read(n) if n else b""
+                    if k.lower() == "transfer-encoding" and "chunked" in v.lower():
+                        chunked = True
+                # A streamed upload (mbq's first load) comes chunked: read
+                # it whole, or its chunks would be taken for requests.
+                body = _read_chunked(f) if chunked else f.read(n) if n else b""
                 rule = self._rule(method, path, body)
                 if rule and rule["action"] == "drop":
                     return
@@ -481,8 +485,9 @@ class HttpCutter:
                 up = http.client.HTTPConnection(self.upstream, timeout=600)
                 up.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
                 for k, v in headers:
-                    if k.lower() not in ("connection", "transfer-encoding"):
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
                         up.putheader(k, v)
+                up.putheader("Content-Length", str(len(body)))
                 up.endheaders(body)
                 resp = up.getresponse()
                 data = resp.read()
@@ -599,3 +604,16 @@ def stop_private_emulator():
     d = _PRIVATE.pop("dir", None)
     if d:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _read_chunked(f):
+    """The body of a request sent with Transfer-Encoding: chunked."""
+    body = bytearray()
+    while True:
+        size = int(f.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while f.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return bytes(body)
+        body += f.read(size)
+        f.readline()
