@@ -610,10 +610,16 @@ def _read_chunked(f):
     """The body of a request sent with Transfer-Encoding: chunked."""
     body = bytearray()
     while True:
-        size = int(f.readline().split(b";")[0].strip() or b"0", 16)
+        line = f.readline()
+        if not line.endswith(b"\n"):
+            raise ValueError("request cut inside its chunked body")  # never forwarded
+        size = int(line.split(b";")[0].strip() or b"0", 16)
         if size == 0:
             while f.readline() not in (b"\r\n", b"\n", b""):
                 pass
             return bytes(body)
-        body += f.read(size)
+        chunk = f.read(size)
+        if len(chunk) < size:
+            raise ValueError("request cut inside its chunked body")
+        body += chunk
         f.readline()

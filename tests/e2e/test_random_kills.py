@@ -44,8 +44,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mbqtest import (Workspace, assert_target_equals_source, check, check_eq, expect_ok, mysql,  # noqa: E402
-                     private_emulator, require_services, run_cases)
+from mbqtest import (Workspace, _read_chunked, assert_target_equals_source, check, check_eq,  # noqa: E402
+                     expect_ok, mysql, private_emulator, require_services, run_cases)
 
 COLS = ["id", "val", "n", "updated_at"]
 ROUNDS = int(os.environ.get("MBQ_KILL_ROUNDS", "24"))
@@ -76,19 +76,14 @@ def read_request(f):
         headers.append((k.strip(), v.strip()))
     low = {k.lower(): v for k, v in headers}
     if "chunked" in low.get("transfer-encoding", "").lower():
-        body = bytearray()
-        while True:
-            size = int(f.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while f.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                break
-            body += f.read(size)
-            f.readline()
-        body = bytes(body)
+        body = _read_chunked(f)  # raises for a body cut short: never forwarded
     else:
         n = int(low.get("content-length", "0"))
         body = f.read(n) if n else b""
+        if len(body) < n:
+            # The client died mid-request: BigQuery creates no job for an
+            # upload that never ended, so nothing is forwarded.
+            raise ValueError("request cut inside its body")
     return method, path, headers, body
 
 
@@ -380,7 +375,8 @@ def test_random_sigkill_under_churn():
                         check("job '%s' exists already" % jid in err,
                               "round %d: the resumed run did not find job '%s': %s"
                               % (rnd, jid, err[-3000:]))
-                        found += 1
+                    if "job '%s' exists already" % jid in err:
+                        found += 1  # also by a run killed after it found the job
                 pending_check = None
             if rc == 0:
                 completed += 1
@@ -412,8 +408,11 @@ def test_random_sigkill_under_churn():
             found += 1
         expect_ok(ws.sync(env=env), "second sync after the kills")
         aj.settled()
-        dups = sorted({j for j, s in aj.inserts if s == 200 and aj.inserts_of(j).count(200) > 1})
-        check_eq(dups, [], "job ids accepted twice")
+        # Every job id submitted once: a run that finds a journaled id looks
+        # it up instead (a second insert would have been answered 409).
+        again = sorted({j for j, st in aj.inserts if st == 409})
+        check_eq(again, [], "job ids submitted more than once")
+        figure("random_kill_jobs_submitted", len(aj.inserts))
         n = assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"])
         t = ws.inspect("items")["tables"][0]
         check_eq(t["in_flight"], None, "nothing in flight")
