@@ -405,6 +405,7 @@ if __name__ == "__main__":
 
     def report_and_exit(code):
         print("bad-input cases: %d" % len(CASES_RUN))
+        print("FIGURE badinput_cases=%d" % len(CASES_RUN))
         orig_exit(code)
     sys.exit = report_and_exit
     run_cases([test_config_and_connection_table, test_missing_table_key_and_column,
