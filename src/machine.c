@@ -292,6 +292,30 @@ static void extract_progress(void *ud, uint64_t rows, uint64_t raw_bytes)
     mbq_progress_update(ud, (int64_t)rows, (int64_t)raw_bytes);
 }
 
+/* A load job journaled by an earlier try of this extract (a streamed load
+ * killed or cut while BigQuery ran it) is never looked up again by its id:
+ * the new attempt loads a newer snapshot under a new id. But BigQuery
+ * finishes a job it has accepted whatever its client does (jobs.insert
+ * reference: a job runs asynchronously), and two WRITE_TRUNCATE loads into
+ * one table land in the order they finish: were the old one to finish
+ * last, the target would hold the older snapshot under the newer cursor,
+ * and the rows changed in between would never arrive. So wait until it has
+ * ended; how it ended does not matter (a failed or unknown job wrote
+ * nothing). */
+static int wait_for_abandoned_load(sync_ctx *ctx, table_job *t)
+{
+    mbq_bq_job *job = NULL;
+    if (!t->run.load_job_id || !ctx->bq)
+        return 0;
+    int rc = mbq_bq_job_wait(&job, ctx->bq, t->run.load_job_id, NULL);
+    mbq_bq_job_free(job);
+    if (rc == MBQ_ENOTFOUND || rc == MBQ_EBQ) {
+        mbq_error_clear();
+        rc = 0;
+    }
+    return rc;
+}
+
 /* extract: one consistent snapshot of the window into a new file. */
 static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
 {
@@ -301,6 +325,8 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     char *low = NULL;
     mbq_bq_job *job = NULL;
 
+    if ((rc = wait_for_abandoned_load(ctx, t)) < 0)
+        return rc;
     free(t->run.load_job_id);
     t->run.load_job_id = NULL;
     t->preloaded = false;
@@ -415,7 +441,11 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     }
     if (t->run.load_job_id && !t->preloaded) {
         /* A stream that did not complete may have left its job id behind
-         * (the emulator registers one for a cut request): never reuse it. */
+         * (the emulator registers one for a cut request): never reuse it.
+         * A stream whose answer was lost may have left a job BigQuery
+         * still runs: let it end before another load of this table. */
+        if ((rc = wait_for_abandoned_load(ctx, t)) < 0)
+            goto done;
         t->run.attempt++;
         free(t->run.load_job_id);
         t->run.load_job_id = NULL;

@@ -16,3 +16,11 @@ mbq_add_test(NAME limits_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME resume_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_resume.py
              LABELS crash SERVICES TIMEOUT 900)
+# Kills at random instants under churn (journal commit and running jobs
+# included), and what a cursor guarantees about late commits and DST.
+mbq_add_test(NAME random_kills_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_random_kills.py
+             LABELS crash SERVICES TIMEOUT 600)
+mbq_add_test(NAME late_commits_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_late_commits.py
+             LABELS crash SERVICES TIMEOUT 300)

@@ -80,7 +80,10 @@ static const char *test_current;
 static inline int test_summary(void)
 {
     printf("%d passed, %d failed\n", test_cases_passed, test_cases_failed);
-    return test_cases_failed ? 1 : 0;
+    /* A program that ran no case proved nothing: that is a failure too. */
+    if (test_cases_passed + test_cases_failed == 0)
+        printf("FAIL: no test case ran\n");
+    return test_cases_failed || test_cases_passed == 0 ? 1 : 0;
 }
 
 /* Remove a test's temporary directory and everything in it (best effort:

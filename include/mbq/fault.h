@@ -14,8 +14,12 @@
  * "mirror.done"; for a file loaded in parts "split.done" (src/split.c),
  * "stage.part_submit", "stage.part_loaded" and "stage.part_done"
  * (src/stage_parts.c), and "merge.range_done" after each range of a MERGE
- * in partition ranges (tests/e2e/test_limits.py). tests/e2e/test_crash.py walks them and fails for a point
- * that is never reached. */
+ * in partition ranges (tests/e2e/test_limits.py). tests/e2e/test_crash.py
+ * walks the machine's points and fails for a point that is never reached.
+ * Inside SQLite's commit (src/fault.c, a VFS that forwards to the real one,
+ * registered only when MBQ_FAULT names one of them): "journal.wal_write",
+ * "journal.wal_sync", "journal.db_write", "journal.db_sync";
+ * tests/e2e/test_random_kills.py kills at a random one. */
 #ifndef MBQ_FAULT_H
 #define MBQ_FAULT_H
 
