@@ -324,6 +324,20 @@ void mbq_bq_error_info_free(mbq_bq_error_info *info)
     memset(info, 0, sizeof(*info));
 }
 
+bool mbq_bq_job_reason_transient(const char *reason)
+{
+    /* The reasons for which Google's Python client starts a failed job
+     * again (googleapis/python-bigquery, google/cloud/bigquery/retry.py,
+     * job_retry_reasons): the job failed on BigQuery's side, not on what
+     * it was asked to do. */
+    static const char *const transient[] = {"rateLimitExceeded", "backendError",
+                                            "internalError", "jobRateLimitExceeded", NULL};
+    for (size_t i = 0; reason && transient[i]; i++)
+        if (strcmp(reason, transient[i]) == 0)
+            return true;
+    return false;
+}
+
 bool mbq_bq_reason_retryable(const char *reason)
 {
     /* https://cloud.google.com/bigquery/docs/error-messages: these three

@@ -535,7 +535,7 @@ static void test_options_from_config(void)
     mbq_bigquery_config c;
     memset(&c, 0, sizeof c);
     c.project_id = "proj";
-    c.location = "EU";
+    c.location = "US"; /* the config's default, not set by the user */
     c.request_timeout_ms = 1234;
     c.max_retries = 3;
     c.upload_chunk_bytes = 512 * 1024;
@@ -543,6 +543,12 @@ static void test_options_from_config(void)
     mbq_bq_options o;
     mbq_bq_options_from_config(&o, &c);
     CHECK_STR(o.project, "proj");
+    /* Not set: the dataset's location is read (mbq_bq_location_resolve),
+     * never a silent US. */
+    CHECK(o.location == NULL);
+    c.location = "EU";
+    c.location_set = true;
+    mbq_bq_options_from_config(&o, &c);
     CHECK_STR(o.location, "EU");
     CHECK_INT(o.request_timeout_ms, 1234);
     CHECK_INT(o.max_retries, 3);
