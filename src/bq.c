@@ -1197,6 +1197,7 @@ static const char *write_disp_name(mbq_bq_write_disposition d)
     switch (d) {
     case MBQ_BQ_WRITE_TRUNCATE: return "WRITE_TRUNCATE";
     case MBQ_BQ_WRITE_EMPTY: return "WRITE_EMPTY";
+    case MBQ_BQ_WRITE_TRUNCATE_DATA: return "WRITE_TRUNCATE_DATA";
     default: return "WRITE_APPEND";
     }
 }

@@ -33,6 +33,7 @@
 #include "mbq/bq.h"
 #include "mbq/error.h"
 #include "mbq/fault.h"
+#include "mbq/http.h"
 #include "mbq/journal.h"
 #include "mbq/log.h"
 #include "mbq/machine.h"
@@ -252,6 +253,48 @@ static bool cursor_or_full_streamable(const sync_ctx *ctx, const table_job *t)
     return ctx->cfg->bigquery.stream_load && ctx->j && t->load_schema;
 }
 
+/* How a replace load writes the target. WRITE_TRUNCATE_DATA replaces the
+ * rows and keeps the table's schema, column descriptions, policy tags,
+ * constraints and row access policies (JobConfigurationLoad
+ * writeDisposition); WRITE_TRUNCATE replaces the schema with the load's and
+ * "might not preserve" the rest. Only a rebuild, whose types change, needs
+ * WRITE_TRUNCATE; its load schema carries the target's field definitions
+ * (schema.c, mbq_bq_schema_carry). */
+static mbq_bq_write_disposition replace_disposition(const table_job *t)
+{
+    return t->rebuild || t->truncate_data_refused ? MBQ_BQ_WRITE_TRUNCATE
+                                                  : MBQ_BQ_WRITE_TRUNCATE_DATA;
+}
+
+/* A job that BigQuery ran and failed on its own side (errorResult reason
+ * backendError, internalError, rateLimitExceeded, jobRateLimitExceeded:
+ * mbq_bq_job_reason_transient) may run again under a new job id in this
+ * run, after a backoff, at most max_retries times and within
+ * retry_max_elapsed. Anything else (invalid rows, a bad query) would fail
+ * again. */
+typedef struct job_retry {
+    int n;
+    int64_t start_ms;
+} job_retry;
+
+static bool job_retry_again(sync_ctx *ctx, table_job *t, job_retry *jr, int rc, const char *state)
+{
+    const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
+    if (rc != MBQ_EBQ || !mbq_bq_job_reason_transient(mbq_bq_job_error_reason(ctx->bq)))
+        return false;
+    int64_t delay = mbq_http_backoff_ms(jr->n, 1000, 32000);
+    if (jr->n >= bc->max_retries ||
+        mbq_monotonic_ms() - jr->start_ms + delay > bc->retry_max_elapsed_ms)
+        return false;
+    mbq_log(MBQ_LOG_WARN, t->tc->name, state,
+            "%s: BigQuery's side, running it again under a new job id in %" PRId64 " ms",
+            mbq_error_last(), delay);
+    mbq_error_clear();
+    mbq_sleep_ms(delay);
+    jr->n++;
+    return true;
+}
+
 static void extract_progress(void *ud, uint64_t rows, uint64_t raw_bytes)
 {
     mbq_progress_update(ud, (int64_t)rows, (int64_t)raw_bytes);
@@ -322,7 +365,7 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.table = t->tc->target;
         lo.path = path.ptr;
         lo.schema = t->load_schema;
-        lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+        lo.write_disposition = replace_disposition(t);
         lo.create_disposition = MBQ_BQ_CREATE_NEVER;
         mbq_pipeline_options po = MBQ_PIPELINE_OPTIONS_INIT;
         mbq_pipeline_report rep = {0};
@@ -479,6 +522,60 @@ static int verify_rebuilt_schema(sync_ctx *ctx, table_job *t)
     return rc;
 }
 
+/* Load the staged file as the run's load job. A job that fails on
+ * BigQuery's side runs again from the same file under a new job id,
+ * journaled before it is submitted (never a new extract for a BigQuery
+ * hiccup); a job found by its id that does not hold these rows is an upload
+ * cut short (the emulator registers one; BigQuery does not): loaded once
+ * more under a new id. */
+static int stage_load(sync_ctx *ctx, table_job *t, const mbq_bq_load_options *lo,
+                      mbq_bq_job **job, const char *kind)
+{
+    int rc;
+    job_retry jr = {0, mbq_monotonic_ms()};
+    bool reloaded_cut = false;
+    for (;;) {
+        mbq_bq_job_free(*job);
+        *job = NULL;
+        rc = mbq_bq_load_file(job, ctx->bq, t->run.load_job_id, lo);
+        if (rc == 0 && (rc = check_loaded_rows(ctx, t, *job, lo->table)) == 0)
+            return 0;
+        if (job_retry_again(ctx, t, &jr, rc, "stage")) {
+            /* the same file, a new job id */
+        } else if (rc == MBQ_EBQ && *job && (*job)->existed && !reloaded_cut) {
+            reloaded_cut = true;
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "stage", "%s: loading again under a new job id",
+                    mbq_error_last());
+        } else {
+            return rc;
+        }
+        if ((rc = renew_job_id(&t->run.load_job_id, kind, t)) < 0 ||
+            (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+            return rc;
+    }
+}
+
+/* After a WRITE_TRUNCATE_DATA load: does the target hold exactly the staged
+ * rows? A warehouse that does not know the disposition (goccy emulator
+ * v0.8.1 appends, README divergences) does not replace them. */
+static int check_truncated(sync_ctx *ctx, table_job *t, bool *replaced)
+{
+    mbq_bq_table_info *info = NULL;
+    *replaced = true;
+    int rc = mbq_bq_table_get(&info, ctx->bq, ctx->cfg->bigquery.dataset, t->tc->target);
+    if (rc == 0 && info->num_rows >= 0 && info->num_rows != t->run.staged_rows) {
+        *replaced = false;
+        mbq_log(MBQ_LOG_WARN, t->tc->name, "stage",
+                "'%s' holds %" PRId64 " rows after a WRITE_TRUNCATE_DATA load of %" PRId64
+                ": the warehouse did not replace the rows (the local emulator does not know "
+                "WRITE_TRUNCATE_DATA); loading again with WRITE_TRUNCATE, whose schema carries "
+                "the target's field definitions",
+                t->tc->target, info->num_rows, t->run.staged_rows);
+    }
+    mbq_bq_table_info_free(info);
+    return rc;
+}
+
 /* stage: load the staged file into the staging table (merge) or straight
  * into the target (replace), as a job with a deterministic id. */
 static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
@@ -488,6 +585,7 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
     mbq_buf sql = MBQ_BUF_INIT;
     const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
     bool replace = strcmp(t->run.load_mode, "replace") == 0;
+    const char *kind = replace ? "mbq_replace" : "mbq_load";
     int64_t t0 = mbq_monotonic_ms();
 
     if (t->run.staged_rows == 0) {
@@ -535,26 +633,24 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.table = replace ? t->tc->target : t->run.staging_table;
         lo.path = t->run.staged_path;
         lo.schema = replace ? t->load_schema : t->stage_schema;
-        lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+        /* A staging table holds one extract and nothing users care about. */
+        lo.write_disposition = replace ? replace_disposition(t) : MBQ_BQ_WRITE_TRUNCATE;
         lo.create_disposition = replace ? MBQ_BQ_CREATE_NEVER : MBQ_BQ_CREATE_IF_NEEDED;
-        for (int tries = 0; !t->preloaded; tries++) {
-            if ((rc = mbq_bq_load_file(&job, ctx->bq, t->run.load_job_id, &lo)) < 0)
-                goto failed_job;
-            if ((rc = check_loaded_rows(ctx, t, job, lo.table)) == 0)
-                break;
-            if (rc != MBQ_EBQ || !job->existed || tries > 0)
-                goto failed_job;
-            /* A job found by its id that does not hold these rows is an
-             * upload cut short (the emulator registers one; BigQuery does
-             * not): load once more under a new id, journaled first. */
-            mbq_log(MBQ_LOG_WARN, t->tc->name, "stage", "%s: loading again under a new job id",
-                    mbq_error_last());
-            mbq_bq_job_free(job);
-            job = NULL;
-            if ((rc = renew_job_id(&t->run.load_job_id, replace ? "mbq_replace" : "mbq_load",
-                                   t)) < 0 ||
+        if (!t->preloaded && (rc = stage_load(ctx, t, &lo, &job, kind)) < 0)
+            goto failed_job;
+        bool replaced = true;
+        if (lo.write_disposition == MBQ_BQ_WRITE_TRUNCATE_DATA &&
+            (rc = check_truncated(ctx, t, &replaced)) < 0)
+            goto done;
+        if (!replaced) {
+            t->truncate_data_refused = true;
+            t->preloaded = false;
+            lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+            if ((rc = renew_job_id(&t->run.load_job_id, kind, t)) < 0 ||
                 (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
                 goto done;
+            if ((rc = stage_load(ctx, t, &lo, &job, kind)) < 0)
+                goto failed_job;
         }
         if (t->rebuild && (rc = verify_rebuilt_schema(ctx, t)) < 0)
             goto done;
@@ -571,7 +667,12 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
     *ev = replace ? EV_REPLACE : EV_MERGE;
     goto done;
 failed_job:
-    if (rc == MBQ_EBQ) {
+    if (rc == MBQ_EBQ && mbq_bq_job_reason_transient(mbq_bq_job_error_reason(ctx->bq))) {
+        /* BigQuery's side failed the job more often than this run waits
+         * for: the next run loads the same file again, under a new job id
+         * (the failed one would only be found again). */
+        renew_job_id(&t->run.load_job_id, kind, t);
+    } else if (rc == MBQ_EBQ) {
         /* BigQuery refused these rows: the next run re-extracts (attempt
          * bumped by the extract) and loads under a new job id. */
         mbq_state back = MBQ_ST_EXTRACT;
@@ -661,9 +762,17 @@ static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
     mbq_buf sql = MBQ_BUF_INIT;
     mbq_bq_job *job = NULL;
     int64_t t0 = mbq_monotonic_ms();
+    job_retry jr = {0, mbq_monotonic_ms()};
     int rc = build_merge_sql(&sql, ctx, t);
-    if (rc == 0)
+    while (rc == 0) {
         rc = mbq_bq_query(&job, ctx->bq, t->run.merge_job_id, sql.ptr, NULL);
+        if (rc == 0 || !job_retry_again(ctx, t, &jr, rc, "merge"))
+            break;
+        /* The same staged rows, a new job id journaled before it runs. */
+        if ((rc = renew_job_id(&t->run.merge_job_id, "mbq_merge", t)) < 0 ||
+            (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+            break;
+    }
     if (rc < 0) {
         /* BigQuery ran the MERGE and it failed: the retry (next run) needs
          * a new job id, or it would find the failed job; the staged rows

@@ -413,6 +413,11 @@ static int plan_rebuild(sync_ctx *ctx, table_job *t, const mbq_bq_table_info *ta
             (rc = mbq_bq_schema_add(t->load_schema, f->name, f->type, MBQ_BQ_NULLABLE, NULL)) < 0)
             return rc;
     }
+    /* The rebuild's WRITE_TRUNCATE load replaces the schema with this one:
+     * it carries what users put on the target (descriptions, policy tags,
+     * ...), so that the reload changes the types and nothing else. */
+    if ((rc = mbq_bq_schema_carry(t->load_schema, target->schema)) < 0)
+        return rc;
     t->rebuild = true;
     return 0;
 }
@@ -752,6 +757,10 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
                                     MBQ_BQ_NULLABLE, NULL)) < 0)
             goto done;
     }
+    /* The replace load (WRITE_TRUNCATE_DATA, machine.c) keeps the table's
+     * own schema; its job states the same one, definitions included. */
+    if ((rc = mbq_bq_schema_carry(t->load_schema, target->schema)) < 0)
+        goto done;
     if (!ctx->dry_run && ctx->j &&
         (rc = mbq_journal_table_set_schema(ctx->j, tc->name, now_json, mbq_now_ms())) < 0)
         goto done;

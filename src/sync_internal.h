@@ -39,6 +39,8 @@ typedef struct table_job {
     bool unchanged;              /* extract found exactly what was committed last time */
     bool schema_changed_since_extract; /* source columns differ from the journaled ones */
     bool preloaded;              /* extract streamed the load already (pipeline.h) */
+    bool truncate_data_refused;  /* a WRITE_TRUNCATE_DATA load appended instead of replacing
+                                    (a warehouse that does not know it): WRITE_TRUNCATE */
     bool rebuild;                /* schema-check: an incompatible change under policy 'rebuild':
                                     the whole table is reloaded into the target, whose schema
                                     the replace load then sets to load_schema */

@@ -10,3 +10,9 @@ mbq_add_test(NAME crash_resume_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME alerts_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_alerts.py
              LABELS alerts SERVICES TIMEOUT 600)
+# What real BigQuery does that the emulator hides: job failures on
+# BigQuery's side, metadata kept by full refreshes and rebuilds, clustering
+# by mapped names (a recording stand-in in front of the emulator).
+mbq_add_test(NAME bq_fidelity_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_bq_fidelity.py
+             LABELS bigquery SERVICES TIMEOUT 900)

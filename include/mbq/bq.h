@@ -109,6 +109,9 @@ typedef struct mbq_bq_field {
                           BigQuery names them, e.g. RECORD) */
     mbq_bq_mode mode;
     char *description; /* NULL when none */
+    char *definition;  /* the rest of the field as BigQuery gave it (policyTags, maxLength,
+                          defaultValueExpression, ...): a JSON object's text, sent back
+                          as it is; NULL when none */
 } mbq_bq_field;
 
 typedef struct mbq_bq_schema {
@@ -126,6 +129,16 @@ void mbq_bq_schema_free(mbq_bq_schema *schema);
  * for an empty name or an unknown type; `description` may be NULL. */
 int mbq_bq_schema_add(mbq_bq_schema *schema, const char *name, const char *type,
                       mbq_bq_mode mode, const char *description);
+
+/* Carry the target's field definitions into a load schema, so that a load
+ * that states the table's schema (a full refresh, a rebuild) keeps what
+ * users put on the target: for each field of `load` that `target` has, the
+ * target's mode, description and the rest of its definition (policyTags,
+ * maxLength, precision, scale, collation, defaultValueExpression, ...).
+ * Where the type changes (a rebuild), only the description and the access
+ * control (policyTags, dataPolicies) are kept: a protected column never
+ * loses its policy tags. MBQ_ENOMEM, MBQ_EDATA. */
+int mbq_bq_schema_carry(mbq_bq_schema *load, const mbq_bq_schema *target);
 
 /* The field named `name` (BigQuery column names are case-insensitive), or
  * NULL. */
@@ -362,6 +375,10 @@ typedef enum mbq_bq_write_disposition {
     MBQ_BQ_WRITE_APPEND = 0,
     MBQ_BQ_WRITE_TRUNCATE = 1,
     MBQ_BQ_WRITE_EMPTY = 2,
+    /* Replace the rows, keep the table's schema, column descriptions, policy
+     * tags, constraints and row access policies (JobConfigurationLoad
+     * writeDisposition; WRITE_TRUNCATE "might not preserve" them). */
+    MBQ_BQ_WRITE_TRUNCATE_DATA = 3,
 } mbq_bq_write_disposition;
 
 typedef enum mbq_bq_create_disposition {
