@@ -1355,14 +1355,54 @@ done:
     return rc;
 }
 
+/* Open a resumable upload session for load job `job_id`: its URI into
+ * `uri`. `size` < 0 when the length is not known yet (a stream). */
+static int session_open(mbq_bq *bq, mbq_buf *uri, const char *job_id, const mbq_buf *cfg,
+                        int64_t size)
+{
+    int rc;
+    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT, lenhdr = MBQ_BUF_INIT, loc = MBQ_BUF_INIT;
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    const char *hdrs[3] = {"X-Upload-Content-Type: application/octet-stream", NULL, NULL};
+    if ((rc = bq_url(&url, bq, "/upload/bigquery/v2", "/jobs?uploadType=resumable")) < 0 ||
+        (rc = mbq_buf_printf(&what, "job '%s' failed", job_id)) < 0)
+        goto done;
+    if (size >= 0) {
+        if ((rc = mbq_buf_printf(&lenhdr, "X-Upload-Content-Length: %lld", (long long)size)) < 0)
+            goto done;
+        hdrs[1] = lenhdr.ptr;
+    }
+    mbq_http_body body;
+    json_body(&body, cfg);
+    /* Opening a session changes nothing until data is sent: retry-safe. */
+    bq_req r = {"POST", url.ptr, "application/json; charset=UTF-8", &body, hdrs, what.ptr,
+                true, true};
+    if ((rc = bq_call(bq, &resp, &r)) < 0)
+        goto done;
+    if (mbq_http_response_header(&loc, &resp, "Location") < 0) {
+        rc = mbq_error_set(MBQ_EBQ, "bigquery: job '%s': resumable upload answered without a "
+                                    "Location (HTTP %ld)",
+                           job_id, resp.status);
+        goto done;
+    }
+    rc = session_uri(uri, bq, loc.ptr);
+done:
+    mbq_http_response_free(&resp);
+    mbq_buf_free(&url);
+    mbq_buf_free(&what);
+    mbq_buf_free(&lenhdr);
+    mbq_buf_free(&loc);
+    return rc;
+}
+
 int mbq_bq_load_file(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
                      const mbq_bq_load_options *o)
 {
     int rc;
     FILE *f = NULL;
     mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT, cfg = MBQ_BUF_INIT;
-    mbq_buf pre = MBQ_BUF_INIT, post = MBQ_BUF_INIT, ctype = MBQ_BUF_INIT, loc = MBQ_BUF_INIT;
-    mbq_buf uri = MBQ_BUF_INIT, lenhdr = MBQ_BUF_INIT;
+    mbq_buf pre = MBQ_BUF_INIT, post = MBQ_BUF_INIT, ctype = MBQ_BUF_INIT;
+    mbq_buf uri = MBQ_BUF_INIT;
     mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
     struct stat st;
     *out = NULL;
@@ -1410,27 +1450,9 @@ int mbq_bq_load_file(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
         bq_req r = {"POST", url.ptr, ctype.ptr, &body, NULL, what.ptr, true, true};
         rc = bq_call(bq, &resp, &r);
     } else {
-        if ((rc = bq_url(&url, bq, "/upload/bigquery/v2", "/jobs?uploadType=resumable")) < 0 ||
-            (rc = mbq_buf_printf(&lenhdr, "X-Upload-Content-Length: %lld", (long long)size)) < 0)
-            goto done;
-        mbq_http_body body;
-        json_body(&body, &cfg);
-        const char *hdrs[] = {"X-Upload-Content-Type: application/octet-stream", lenhdr.ptr, NULL};
-        /* Opening a session changes nothing until data is sent: retry-safe. */
-        bq_req r = {"POST", url.ptr, "application/json; charset=UTF-8", &body, hdrs, what.ptr,
-                    true, true};
-        rc = bq_call(bq, &resp, &r);
-        if (rc == 0) {
-            if (mbq_http_response_header(&loc, &resp, "Location") < 0) {
-                rc = mbq_error_set(MBQ_EBQ, "bigquery: job '%s': resumable upload answered "
-                                            "without a Location (HTTP %ld)",
-                                   job_id, resp.status);
-                goto done;
-            }
-            if ((rc = session_uri(&uri, bq, loc.ptr)) < 0)
-                goto done;
+        rc = session_open(bq, &uri, job_id, &cfg, size);
+        if (rc == 0)
             rc = resumable_send(bq, &resp, uri.ptr, f, size, job_id);
-        }
     }
     rc = job_after_insert(out, bq, rc, &resp, job_id, location);
 done:
@@ -1443,49 +1465,7 @@ done:
     mbq_buf_free(&pre);
     mbq_buf_free(&post);
     mbq_buf_free(&ctype);
-    mbq_buf_free(&loc);
     mbq_buf_free(&uri);
-    mbq_buf_free(&lenhdr);
-    return rc;
-}
-
-/* Open a resumable upload session for load job `job_id`: its URI into
- * `uri`. `size` < 0 when the length is not known yet (a stream). */
-static int session_open(mbq_bq *bq, mbq_buf *uri, const char *job_id, const mbq_buf *cfg,
-                        int64_t size)
-{
-    int rc;
-    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT, lenhdr = MBQ_BUF_INIT, loc = MBQ_BUF_INIT;
-    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
-    const char *hdrs[3] = {"X-Upload-Content-Type: application/octet-stream", NULL, NULL};
-    if ((rc = bq_url(&url, bq, "/upload/bigquery/v2", "/jobs?uploadType=resumable")) < 0 ||
-        (rc = mbq_buf_printf(&what, "job '%s' failed", job_id)) < 0)
-        goto done;
-    if (size >= 0) {
-        if ((rc = mbq_buf_printf(&lenhdr, "X-Upload-Content-Length: %lld", (long long)size)) < 0)
-            goto done;
-        hdrs[1] = lenhdr.ptr;
-    }
-    mbq_http_body body;
-    json_body(&body, cfg);
-    /* Opening a session changes nothing until data is sent: retry-safe. */
-    bq_req r = {"POST", url.ptr, "application/json; charset=UTF-8", &body, hdrs, what.ptr,
-                true, true};
-    if ((rc = bq_call(bq, &resp, &r)) < 0)
-        goto done;
-    if (mbq_http_response_header(&loc, &resp, "Location") < 0) {
-        rc = mbq_error_set(MBQ_EBQ, "bigquery: job '%s': resumable upload answered without a "
-                                    "Location (HTTP %ld)",
-                           job_id, resp.status);
-        goto done;
-    }
-    rc = session_uri(uri, bq, loc.ptr);
-done:
-    mbq_http_response_free(&resp);
-    mbq_buf_free(&url);
-    mbq_buf_free(&what);
-    mbq_buf_free(&lenhdr);
-    mbq_buf_free(&loc);
     return rc;
 }
 
@@ -1611,9 +1591,12 @@ int mbq_bq_load_stream(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
         rc = MBQ_ENOMEM;
         goto done;
     }
-    if ((rc = load_config(&cfg, bq, job_id, o, location)) < 0 ||
-        (rc = session_open(bq, &uri, job_id, &cfg, -1)) < 0)
+    if ((rc = load_config(&cfg, bq, job_id, o, location)) < 0)
         goto done;
+    if ((rc = session_open(bq, &uri, job_id, &cfg, -1)) < 0) {
+        rc = job_after_insert(out, bq, rc, &resp, job_id, location); /* 409: look it up */
+        goto done;
+    }
     int64_t off = 0, len = 0;
     for (;;) {
         size_t n = stream(stream_ud, buf + len, (size_t)(chunk + 1 - len));

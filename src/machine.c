@@ -595,7 +595,14 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
             (rc = mbq_bq_table_ref(&sql, ctx, t->tc->target)) < 0 ||
             (rc = mbq_buf_puts(&sql, " WHERE TRUE")) < 0)
             goto done;
-        if ((rc = mbq_bq_query(&job, ctx->bq, t->run.load_job_id, sql.ptr, NULL)) < 0)
+        job_retry jr = {0, mbq_monotonic_ms()};
+        while ((rc = mbq_bq_query(&job, ctx->bq, t->run.load_job_id, sql.ptr, NULL)) < 0 &&
+               job_retry_again(ctx, t, &jr, rc, "stage")) {
+            if ((rc = renew_job_id(&t->run.load_job_id, kind, t)) < 0 ||
+                (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+                goto done;
+        }
+        if (rc < 0)
             goto failed_job;
         *ev = EV_REPLACE;
         goto done;

@@ -22,8 +22,9 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mbqtest import (Workspace, assert_target_equals_source, bq_table, check, check_eq,
-                     expect_ok, mysql, require_services, run_cases, private_emulator)
+from mbqtest import (Workspace, assert_target_equals_source, bq_request, bq_table, check,
+                     check_eq, expect_ok, mysql, require_services, run, run_cases,
+                     private_emulator)
 
 DDL = """
 CREATE TABLE items (
@@ -325,11 +326,40 @@ def test_cluster_by_uses_mapped_column_names():
     ws.cleanup()
 
 
+def test_location_is_the_datasets_and_a_contradiction_is_refused():
+    """A dataset mbq created in US: unset, bigquery.location is the
+    dataset's (check says so); set to EU, check and sync refuse it before
+    any job, naming both locations."""
+    ws = items_ws("location")
+    st, ds = bq_request("GET", "/datasets/%s" % ws.dataset)
+    check_eq((st, ds.get("location")), (200, "US"), "the dataset mbq created is in US")
+    r = run([os.environ["MBQ_BIN"], "check", "--config", ws.config], ws.env())
+    check_eq(r.returncode, 0, "check: %r" % r)
+    check("dataset '%s' exists in US (jobs run there)" % ws.dataset in r.stdout,
+          "check names the location: %r" % r)
+    ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"}],
+                    extra_bigquery="location: EU")
+    want = ("'bigquery.location' is 'EU' but dataset '%s' is in 'US': jobs must run in the "
+            "dataset's location" % ws.dataset)
+    r = run([os.environ["MBQ_BIN"], "check", "--config", ws.config], ws.env())
+    check_eq(r.returncode, 2, "check with a contradicting location: %r" % r)
+    check(want in r.stdout + r.stderr, "clear error: %r" % r)
+    add_rows(ws, 6, 6, day=2)
+    r = ws.sync()
+    check(r.returncode != 0 and want in r.stderr, "sync refuses it too: %r" % r)
+    ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"}],
+                    extra_bigquery="location: us")
+    expect_ok(ws.sync(), "the same location in another case")
+    assert_target_equals_source(ws, "items", COLS, "id", dt_cols=("updated_at",))
+    ws.cleanup()
+
+
 if __name__ == "__main__":
     require_services()
     private_emulator()
     run_cases([
         test_cluster_by_uses_mapped_column_names,
+        test_location_is_the_datasets_and_a_contradiction_is_refused,
         test_load_failing_on_bigquerys_side_runs_again_from_the_same_file_standin,
         test_merge_rate_limited_runs_again_under_a_new_job_id_standin,
         test_permanent_load_error_is_not_run_again_standin,
