@@ -1224,25 +1224,22 @@ static int load_config(mbq_buf *b, const mbq_bq *bq, const char *job_id,
                                                                        : "CREATE_IF_NEEDED");
 }
 
-/* The session URI from Location, with an unspecified host (the emulator
- * answers http://0.0.0.0:PORT/...) or a relative URI resolved against the
- * configured endpoint. */
+/* The session URI: the Location's path and query (the upload_id names the
+ * session) on the configured endpoint. BigQuery's Location names the host
+ * the session was opened on, which is the endpoint itself; an endpoint
+ * override is the route to BigQuery (a proxy, Private Service Connect, an
+ * emulator whose Location says http://0.0.0.0:PORT or its own address), so
+ * the pieces must take the same route as the request that opened it. */
 static int session_uri(mbq_buf *out, const mbq_bq *bq, const char *loc)
 {
     const char *scheme_end = strstr(loc, "://");
-    if (!scheme_end)
-        return mbq_buf_printf(out, "%s%s%s", bq->endpoint, loc[0] == '/' ? "" : "/", loc);
-    const char *host = scheme_end + 3;
-    const char *path = strchr(host, '/');
-    if (!path)
-        path = host + strlen(host);
-    size_t hlen = (size_t)(path - host);
-    bool unspecified = (hlen >= 7 && strncmp(host, "0.0.0.0", 7) == 0 &&
-                        (hlen == 7 || host[7] == ':')) ||
-                       (hlen >= 4 && strncmp(host, "[::]", 4) == 0);
-    if (unspecified)
-        return mbq_buf_printf(out, "%s%s", bq->endpoint, path);
-    return mbq_buf_puts(out, loc);
+    const char *path = loc;
+    if (scheme_end) {
+        path = strchr(scheme_end + 3, '/');
+        if (!path)
+            path = "/";
+    }
+    return mbq_buf_printf(out, "%s%s%s", bq->endpoint, path[0] == '/' ? "" : "/", path);
 }
 
 /* Parse "bytes=0-N" from a 308's Range header: the next offset (N+1), or 0

@@ -522,6 +522,17 @@ static int verify_rebuilt_schema(sync_ctx *ctx, table_job *t)
     return rc;
 }
 
+/* A WRITE_TRUNCATE_DATA job found by its id (an earlier, interrupted try)
+ * that reports no row count: the target's row count cannot prove it either
+ * (a warehouse that appended, or an upload cut short that loaded nothing,
+ * may leave any count), so the rows are loaded again with WRITE_TRUNCATE.
+ * BigQuery always reports outputRows: this is the emulator's case only. */
+static bool unproven_truncate_data(const mbq_bq_job *job, const mbq_bq_load_options *lo)
+{
+    return lo->write_disposition == MBQ_BQ_WRITE_TRUNCATE_DATA && job->existed &&
+           job->output_rows < 0;
+}
+
 /* Load the staged file as the run's load job. A job that fails on
  * BigQuery's side runs again from the same file under a new job id,
  * journaled before it is submitted (never a new extract for a BigQuery
@@ -538,6 +549,8 @@ static int stage_load(sync_ctx *ctx, table_job *t, const mbq_bq_load_options *lo
         mbq_bq_job_free(*job);
         *job = NULL;
         rc = mbq_bq_load_file(job, ctx->bq, t->run.load_job_id, lo);
+        if (rc == 0 && unproven_truncate_data(*job, lo))
+            return 0; /* the caller loads again with WRITE_TRUNCATE */
         if (rc == 0 && (rc = check_loaded_rows(ctx, t, *job, lo->table)) == 0)
             return 0;
         if (job_retry_again(ctx, t, &jr, rc, "stage")) {
@@ -645,8 +658,8 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.create_disposition = replace ? MBQ_BQ_CREATE_NEVER : MBQ_BQ_CREATE_IF_NEEDED;
         if (!t->preloaded && (rc = stage_load(ctx, t, &lo, &job, kind)) < 0)
             goto failed_job;
-        bool replaced = true;
-        if (lo.write_disposition == MBQ_BQ_WRITE_TRUNCATE_DATA &&
+        bool replaced = !(job && unproven_truncate_data(job, &lo));
+        if (replaced && lo.write_disposition == MBQ_BQ_WRITE_TRUNCATE_DATA &&
             (rc = check_truncated(ctx, t, &replaced)) < 0)
             goto done;
         if (!replaced) {

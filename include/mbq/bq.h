@@ -25,7 +25,13 @@
  * exponential backoff and full jitter, at most max_retries times and within
  * retry_max_elapsed_ms. Only requests that cannot apply a change twice are
  * retried: reads, deletes, creates that answer 409 on repetition, and
- * jobs.insert (which always carries a job id).
+ * jobs.insert (which always carries a job id). A job that BigQuery ran and
+ * failed is never retried here: it cannot run again under its id; the
+ * caller reads mbq_bq_job_error_reason and may submit the same work under a
+ * new id (mbq_bq_job_reason_transient).
+ *
+ * Location: every job insert and poll names the client's location, which
+ * mbq_bq_location_resolve sets to the dataset's.
  *
  * A mbq_bq handle is not thread-safe: use one per thread. */
 #ifndef MBQ_BQ_H
