@@ -408,8 +408,17 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     t->run.staged_rows = (int64_t)res.rows;
     t->run.staged_bytes = (int64_t)res.bytes;
     if (streamed) {
-        /* The streamed job must hold exactly the staged rows. */
-        if ((rc = check_loaded_rows(ctx, t, job, t->tc->target)) == 0)
+        /* The streamed job must hold exactly the staged rows. Under
+         * WRITE_TRUNCATE_DATA a doubtful job without a row count cannot be
+         * proven by the table's count (it may be the old rows'). */
+        if (job->existed && job->output_rows < 0 &&
+            replace_disposition(t) == MBQ_BQ_WRITE_TRUNCATE_DATA)
+            rc = mbq_error_set(MBQ_EBQ, "streamed load job '%s' reports no row count after a "
+                                        "cut",
+                               job->job_id);
+        else
+            rc = check_loaded_rows(ctx, t, job, t->tc->target);
+        if (rc == 0)
             t->preloaded = true;
         else if (rc != MBQ_EBQ)
             goto done;

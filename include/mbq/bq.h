@@ -293,7 +293,9 @@ typedef struct mbq_bq_job {
     int64_t dml_updated;     /* -1 when absent */
     int64_t dml_deleted;     /* -1 when absent */
     int64_t total_bytes_processed; /* -1 when absent */
-    bool existed;            /* the job id existed before this call (looked up, not created) */
+    bool existed;            /* the job id existed before this call (looked up, not created),
+                                or a streamed upload's pieces were sent again after a cut and
+                                the job reports no row count: its content is unproven */
 } mbq_bq_job;
 
 void mbq_bq_job_free(mbq_bq_job *job);
