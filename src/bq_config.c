@@ -8,7 +8,9 @@ void mbq_bq_options_from_config(mbq_bq_options *o, const mbq_bigquery_config *c)
 {
     mbq_bq_options_init(o);
     o->project = c->project_id;
-    o->location = c->location;
+    /* Unset: the dataset's own location, read by mbq_bq_location_resolve,
+     * never a silent "US" against a dataset elsewhere. */
+    o->location = c->location_set ? c->location : NULL;
     o->endpoint = c->endpoint;
     o->credentials = c->credentials;
     o->job_timeout_ms = c->job_timeout_ms;

@@ -116,6 +116,7 @@ void mbq_bq_schema_free(mbq_bq_schema *s)
         free(s->fields[i].name);
         free(s->fields[i].type);
         free(s->fields[i].description);
+        free(s->fields[i].definition);
     }
     free(s->fields);
     free(s);
@@ -184,6 +185,11 @@ int mbq_bq_field_to_json(mbq_buf *out, const mbq_bq_field *f, mbq_bq_mode mode)
         ((rc = mbq_buf_puts(out, ",\"description\":")) < 0 ||
          (rc = mbq_buf_json_string(out, f->description, strlen(f->description))) < 0))
         return rc;
+    /* The rest of the field's definition ("{...}" without its braces). */
+    size_t dlen = f->definition ? strlen(f->definition) : 0;
+    if (dlen > 2 && ((rc = mbq_buf_putc(out, ',')) < 0 ||
+                     (rc = mbq_buf_append(out, f->definition + 1, dlen - 2)) < 0))
+        return rc;
     return mbq_buf_putc(out, '}');
 }
 
@@ -207,6 +213,77 @@ static char *upper_dup(const char *s)
     for (char *p = u; p && *p; p++)
         *p = (char)toupper((unsigned char)*p);
     return u;
+}
+
+/* Keep what a field's JSON says beyond name, type, mode and description
+ * (policyTags, maxLength, defaultValueExpression, nested fields, ...) as
+ * dst->definition; with `only` (NULL-terminated), keep just those keys. */
+static int field_definition(mbq_bq_field *dst, json_object *f, const char *const *only)
+{
+    static const char *const own[] = {"name", "type", "mode", "description", NULL};
+    json_object *rest = json_object_new_object();
+    int rc = 0;
+    if (!rest)
+        return MBQ_ENOMEM;
+    if (json_object_is_type(f, json_type_object)) {
+        json_object_object_foreach(f, key, val)
+        {
+            bool skip = false, listed = !only;
+            for (size_t i = 0; own[i]; i++)
+                skip = skip || strcmp(key, own[i]) == 0;
+            for (size_t i = 0; only && only[i]; i++)
+                listed = listed || strcmp(key, only[i]) == 0;
+            if (skip || !listed)
+                continue;
+            if (json_object_object_add(rest, key, json_object_get(val)) != 0) {
+                rc = MBQ_ENOMEM;
+                goto done;
+            }
+        }
+    }
+    free(dst->definition);
+    dst->definition = NULL;
+    if (json_object_object_length(rest) > 0) {
+        const char *txt = json_object_to_json_string_ext(rest, JSON_C_TO_STRING_PLAIN);
+        if (!txt || !(dst->definition = mbq_strdup(txt)))
+            rc = MBQ_ENOMEM;
+    }
+done:
+    json_object_put(rest);
+    return rc;
+}
+
+int mbq_bq_schema_carry(mbq_bq_schema *load, const mbq_bq_schema *target)
+{
+    /* Attributes that only mean something for the type they were set for:
+     * kept when the type stays, dropped when a rebuild changes it (BigQuery
+     * refuses e.g. a maxLength on an INT64). Policy tags and data policies
+     * are access control: kept whatever happens, so that a reload never
+     * makes a protected column readable. */
+    static const char *const access[] = {"policyTags", "dataPolicies", NULL};
+    int rc = 0;
+    json_object *def = NULL;
+    for (size_t i = 0; rc == 0 && i < load->n_fields; i++) {
+        mbq_bq_field *f = &load->fields[i];
+        const mbq_bq_field *have = mbq_bq_schema_find(target, f->name);
+        if (!have)
+            continue;
+        bool same_type = strcmp(have->type, f->type) == 0;
+        f->mode = have->mode;
+        if (have->description && !f->description &&
+            !(f->description = mbq_strdup(have->description))) {
+            rc = MBQ_ENOMEM;
+            break;
+        }
+        if (!have->definition)
+            continue;
+        if ((rc = mbq_bq_json_parse(&def, have->definition, strlen(have->definition))) < 0)
+            break;
+        rc = field_definition(f, def, same_type ? NULL : access);
+        json_object_put(def);
+        def = NULL;
+    }
+    return rc;
 }
 
 int mbq_bq_schema_from_object(mbq_bq_schema **out, json_object *root)
@@ -254,7 +331,7 @@ int mbq_bq_schema_from_object(mbq_bq_schema **out, json_object *root)
             rc = u ? schema_push(s, name, u, m, desc) : MBQ_ENOMEM;
             free(u);
         }
-        if (rc < 0)
+        if (rc < 0 || (rc = field_definition(&s->fields[s->n_fields - 1], f, NULL)) < 0)
             goto done;
     }
     *out = s;
@@ -322,6 +399,20 @@ void mbq_bq_error_info_free(mbq_bq_error_info *info)
     free(info->reason);
     free(info->message);
     memset(info, 0, sizeof(*info));
+}
+
+bool mbq_bq_job_reason_transient(const char *reason)
+{
+    /* The reasons for which Google's Python client starts a failed job
+     * again (googleapis/python-bigquery, google/cloud/bigquery/retry.py,
+     * job_retry_reasons): the job failed on BigQuery's side, not on what
+     * it was asked to do. */
+    static const char *const transient[] = {"rateLimitExceeded", "backendError",
+                                            "internalError", "jobRateLimitExceeded", NULL};
+    for (size_t i = 0; reason && transient[i]; i++)
+        if (strcmp(reason, transient[i]) == 0)
+            return true;
+    return false;
 }
 
 bool mbq_bq_reason_retryable(const char *reason)

@@ -146,17 +146,20 @@ int mbq_cmd_check(int argc, char **argv)
         exit_code = mbq_exit_for_error(rc);
         goto done;
     }
-    rc = mbq_bq_dataset_get(bq, NULL, cfg->bigquery.dataset);
-    if (rc == MBQ_ENOTFOUND) {
-        printf("ok    bigquery: %s reachable; dataset '%s' does not exist yet (sync creates it)\n",
-               mbq_bq_endpoint(bq), cfg->bigquery.dataset);
-    } else if (rc < 0) {
+    bool exists = false;
+    rc = mbq_bq_location_resolve(bq, &exists, cfg->bigquery.dataset);
+    if (rc < 0) {
         print_fail("bigquery", mbq_error_last());
         exit_code = mbq_exit_for_error(rc);
         goto done;
+    } else if (!exists) {
+        printf("ok    bigquery: %s reachable; dataset '%s' does not exist yet (sync creates it "
+               "in %s%s)\n",
+               mbq_bq_endpoint(bq), cfg->bigquery.dataset, mbq_bq_location(bq),
+               mbq_bq_location_configured(bq) ? "" : ", the default: set bigquery.location");
     } else {
-        printf("ok    bigquery: %s, dataset '%s' exists\n", mbq_bq_endpoint(bq),
-               cfg->bigquery.dataset);
+        printf("ok    bigquery: %s, dataset '%s' exists in %s (jobs run there)\n",
+               mbq_bq_endpoint(bq), cfg->bigquery.dataset, mbq_bq_location(bq));
         dataset_exists = true;
         if ((rc = warn_dataset_expiration(bq, cfg->bigquery.dataset)) < 0) {
             print_fail("bigquery", mbq_error_last());

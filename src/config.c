@@ -1276,6 +1276,7 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
     }
     if ((rc = get_str(c, &s, "location", 0, &b->location, &at)) < 0)
         goto done;
+    b->location_set = b->location != NULL;
     if (b->location) {
         for (const char *p = b->location; *p; p++) {
             if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||

@@ -35,6 +35,7 @@
 #include "mbq/bq.h"
 #include "mbq/error.h"
 #include "mbq/fault.h"
+#include "mbq/http.h"
 #include "mbq/journal.h"
 #include "mbq/log.h"
 #include "mbq/machine.h"
@@ -287,6 +288,48 @@ static bool stream_fits(void *ud, const mbq_extract_result *xr)
     return (int64_t)xr->bytes <= ctx->cfg->bigquery.max_load_file_bytes;
 }
 
+/* How a replace load writes the target. WRITE_TRUNCATE_DATA replaces the
+ * rows and keeps the table's schema, column descriptions, policy tags,
+ * constraints and row access policies (JobConfigurationLoad
+ * writeDisposition); WRITE_TRUNCATE replaces the schema with the load's and
+ * "might not preserve" the rest. Only a rebuild, whose types change, needs
+ * WRITE_TRUNCATE; its load schema carries the target's field definitions
+ * (schema.c, mbq_bq_schema_carry). */
+static mbq_bq_write_disposition replace_disposition(const table_job *t)
+{
+    return t->rebuild || t->truncate_data_refused ? MBQ_BQ_WRITE_TRUNCATE
+                                                  : MBQ_BQ_WRITE_TRUNCATE_DATA;
+}
+
+/* A job that BigQuery ran and failed on its own side (errorResult reason
+ * backendError, internalError, rateLimitExceeded, jobRateLimitExceeded:
+ * mbq_bq_job_reason_transient) may run again under a new job id in this
+ * run, after a backoff, at most max_retries times and within
+ * retry_max_elapsed. Anything else (invalid rows, a bad query) would fail
+ * again. */
+typedef struct job_retry {
+    int n;
+    int64_t start_ms;
+} job_retry;
+
+static bool job_retry_again(sync_ctx *ctx, table_job *t, job_retry *jr, int rc, const char *state)
+{
+    const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
+    if (rc != MBQ_EBQ || !mbq_bq_job_reason_transient(mbq_bq_job_error_reason(ctx->bq)))
+        return false;
+    int64_t delay = mbq_http_backoff_ms(jr->n, 1000, 32000);
+    if (jr->n >= bc->max_retries ||
+        mbq_monotonic_ms() - jr->start_ms + delay > bc->retry_max_elapsed_ms)
+        return false;
+    mbq_log(MBQ_LOG_WARN, t->tc->name, state,
+            "%s: BigQuery's side, running it again under a new job id in %" PRId64 " ms",
+            mbq_error_last(), delay);
+    mbq_error_clear();
+    mbq_sleep_ms(delay);
+    jr->n++;
+    return true;
+}
+
 static void extract_progress(void *ud, uint64_t rows, uint64_t raw_bytes)
 {
     mbq_progress_update(ud, (int64_t)rows, (int64_t)raw_bytes);
@@ -384,7 +427,7 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.table = t->tc->target;
         lo.path = path.ptr;
         lo.schema = t->load_schema;
-        lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+        lo.write_disposition = replace_disposition(t);
         lo.create_disposition = MBQ_BQ_CREATE_NEVER;
         mbq_pipeline_options po = MBQ_PIPELINE_OPTIONS_INIT;
         po.keep = stream_fits;
@@ -429,8 +472,17 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     t->run.staged_rows = (int64_t)res.rows;
     t->run.staged_bytes = (int64_t)res.bytes;
     if (streamed) {
-        /* The streamed job must hold exactly the staged rows. */
-        if ((rc = check_loaded_rows(ctx, t, job, t->tc->target)) == 0)
+        /* The streamed job must hold exactly the staged rows. Under
+         * WRITE_TRUNCATE_DATA a doubtful job without a row count cannot be
+         * proven by the table's count (it may be the old rows'). */
+        if (job->existed && job->output_rows < 0 &&
+            replace_disposition(t) == MBQ_BQ_WRITE_TRUNCATE_DATA)
+            rc = mbq_error_set(MBQ_EBQ, "streamed load job '%s' reports no row count after a "
+                                        "cut",
+                               job->job_id);
+        else
+            rc = check_loaded_rows(ctx, t, job, t->tc->target);
+        if (rc == 0)
             t->preloaded = true;
         else if (rc != MBQ_EBQ)
             goto done;
@@ -549,6 +601,73 @@ static int verify_rebuilt_schema(sync_ctx *ctx, table_job *t)
     return rc;
 }
 
+/* A WRITE_TRUNCATE_DATA job found by its id (an earlier, interrupted try)
+ * that reports no row count: the target's row count cannot prove it either
+ * (a warehouse that appended, or an upload cut short that loaded nothing,
+ * may leave any count), so the rows are loaded again with WRITE_TRUNCATE.
+ * BigQuery always reports outputRows: this is the emulator's case only. */
+static bool unproven_truncate_data(const mbq_bq_job *job, const mbq_bq_load_options *lo)
+{
+    return lo->write_disposition == MBQ_BQ_WRITE_TRUNCATE_DATA && job->existed &&
+           job->output_rows < 0;
+}
+
+/* Load the staged file as the run's load job. A job that fails on
+ * BigQuery's side runs again from the same file under a new job id,
+ * journaled before it is submitted (never a new extract for a BigQuery
+ * hiccup); a job found by its id that does not hold these rows is an upload
+ * cut short (the emulator registers one; BigQuery does not): loaded once
+ * more under a new id. */
+static int stage_load(sync_ctx *ctx, table_job *t, const mbq_bq_load_options *lo,
+                      mbq_bq_job **job, const char *kind)
+{
+    int rc;
+    job_retry jr = {0, mbq_monotonic_ms()};
+    bool reloaded_cut = false;
+    for (;;) {
+        mbq_bq_job_free(*job);
+        *job = NULL;
+        rc = mbq_bq_load_file(job, ctx->bq, t->run.load_job_id, lo);
+        if (rc == 0 && unproven_truncate_data(*job, lo))
+            return 0; /* the caller loads again with WRITE_TRUNCATE */
+        if (rc == 0 && (rc = check_loaded_rows(ctx, t, *job, lo->table)) == 0)
+            return 0;
+        if (job_retry_again(ctx, t, &jr, rc, "stage")) {
+            /* the same file, a new job id */
+        } else if (rc == MBQ_EBQ && *job && (*job)->existed && !reloaded_cut) {
+            reloaded_cut = true;
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "stage", "%s: loading again under a new job id",
+                    mbq_error_last());
+        } else {
+            return rc;
+        }
+        if ((rc = renew_job_id(&t->run.load_job_id, kind, t)) < 0 ||
+            (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+            return rc;
+    }
+}
+
+/* After a WRITE_TRUNCATE_DATA load: does the target hold exactly the staged
+ * rows? A warehouse that does not know the disposition (goccy emulator
+ * v0.8.1 appends, README divergences) does not replace them. */
+static int check_truncated(sync_ctx *ctx, table_job *t, bool *replaced)
+{
+    mbq_bq_table_info *info = NULL;
+    *replaced = true;
+    int rc = mbq_bq_table_get(&info, ctx->bq, ctx->cfg->bigquery.dataset, t->tc->target);
+    if (rc == 0 && info->num_rows >= 0 && info->num_rows != t->run.staged_rows) {
+        *replaced = false;
+        mbq_log(MBQ_LOG_WARN, t->tc->name, "stage",
+                "'%s' holds %" PRId64 " rows after a WRITE_TRUNCATE_DATA load of %" PRId64
+                ": the warehouse did not replace the rows (the local emulator does not know "
+                "WRITE_TRUNCATE_DATA); loading again with WRITE_TRUNCATE, whose schema carries "
+                "the target's field definitions",
+                t->tc->target, info->num_rows, t->run.staged_rows);
+    }
+    mbq_bq_table_info_free(info);
+    return rc;
+}
+
 /* stage: load the staged file into the staging table (merge) or straight
  * into the target (replace), as a job with a deterministic id. */
 static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
@@ -558,6 +677,7 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
     mbq_buf sql = MBQ_BUF_INIT;
     const mbq_bigquery_config *bc = &ctx->cfg->bigquery;
     bool replace = strcmp(t->run.load_mode, "replace") == 0;
+    const char *kind = replace ? "mbq_replace" : "mbq_load";
     int64_t t0 = mbq_monotonic_ms();
 
     if (t->run.staged_rows == 0) {
@@ -567,7 +687,14 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
             (rc = mbq_bq_table_ref(&sql, ctx, t->tc->target)) < 0 ||
             (rc = mbq_buf_puts(&sql, " WHERE TRUE")) < 0)
             goto done;
-        if ((rc = mbq_bq_query(&job, ctx->bq, t->run.load_job_id, sql.ptr, NULL)) < 0)
+        job_retry jr = {0, mbq_monotonic_ms()};
+        while ((rc = mbq_bq_query(&job, ctx->bq, t->run.load_job_id, sql.ptr, NULL)) < 0 &&
+               job_retry_again(ctx, t, &jr, rc, "stage")) {
+            if ((rc = renew_job_id(&t->run.load_job_id, kind, t)) < 0 ||
+                (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+                goto done;
+        }
+        if (rc < 0)
             goto failed_job;
         *ev = EV_REPLACE;
         goto done;
@@ -617,26 +744,24 @@ static int step_stage(sync_ctx *ctx, table_job *t, step_event *ev)
         lo.table = replace ? t->tc->target : t->run.staging_table;
         lo.path = t->run.staged_path;
         lo.schema = replace ? t->load_schema : t->stage_schema;
-        lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+        /* A staging table holds one extract and nothing users care about. */
+        lo.write_disposition = replace ? replace_disposition(t) : MBQ_BQ_WRITE_TRUNCATE;
         lo.create_disposition = replace ? MBQ_BQ_CREATE_NEVER : MBQ_BQ_CREATE_IF_NEEDED;
-        for (int tries = 0; !t->preloaded; tries++) {
-            if ((rc = mbq_bq_load_file(&job, ctx->bq, t->run.load_job_id, &lo)) < 0)
-                goto failed_job;
-            if ((rc = check_loaded_rows(ctx, t, job, lo.table)) == 0)
-                break;
-            if (rc != MBQ_EBQ || !job->existed || tries > 0)
-                goto failed_job;
-            /* A job found by its id that does not hold these rows is an
-             * upload cut short (the emulator registers one; BigQuery does
-             * not): load once more under a new id, journaled first. */
-            mbq_log(MBQ_LOG_WARN, t->tc->name, "stage", "%s: loading again under a new job id",
-                    mbq_error_last());
-            mbq_bq_job_free(job);
-            job = NULL;
-            if ((rc = renew_job_id(&t->run.load_job_id, replace ? "mbq_replace" : "mbq_load",
-                                   t)) < 0 ||
+        if (!t->preloaded && (rc = stage_load(ctx, t, &lo, &job, kind)) < 0)
+            goto failed_job;
+        bool replaced = !(job && unproven_truncate_data(job, &lo));
+        if (replaced && lo.write_disposition == MBQ_BQ_WRITE_TRUNCATE_DATA &&
+            (rc = check_truncated(ctx, t, &replaced)) < 0)
+            goto done;
+        if (!replaced) {
+            t->truncate_data_refused = true;
+            t->preloaded = false;
+            lo.write_disposition = MBQ_BQ_WRITE_TRUNCATE;
+            if ((rc = renew_job_id(&t->run.load_job_id, kind, t)) < 0 ||
                 (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
                 goto done;
+            if ((rc = stage_load(ctx, t, &lo, &job, kind)) < 0)
+                goto failed_job;
         }
         if (t->rebuild && (rc = verify_rebuilt_schema(ctx, t)) < 0)
             goto done;
@@ -654,7 +779,12 @@ loaded:
     *ev = replace ? EV_REPLACE : EV_MERGE;
     goto done;
 failed_job:
-    if (rc == MBQ_EBQ) {
+    if (rc == MBQ_EBQ && mbq_bq_job_reason_transient(mbq_bq_job_error_reason(ctx->bq))) {
+        /* BigQuery's side failed the job more often than this run waits
+         * for: the next run loads the same file again, under a new job id
+         * (the failed one would only be found again). */
+        renew_job_id(&t->run.load_job_id, kind, t);
+    } else if (rc == MBQ_EBQ) {
         /* BigQuery refused these rows: the next run re-extracts (attempt
          * bumped by the extract) and loads under a new job id. */
         mbq_state back = MBQ_ST_EXTRACT;
@@ -808,38 +938,67 @@ static int merge_once(sync_ctx *ctx, table_job *t, const char *job_id, const cha
     return rc;
 }
 
-static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
+/* Every MERGE of the run: one job, or one per partition range (their ids
+ * derive from the attempt, so a renewed attempt renews them all). A range
+ * merged again after a retry changes nothing: MERGE of the same staged rows
+ * is idempotent. */
+static int merge_all(sync_ctx *ctx, table_job *t, int64_t *changed, bool *existed)
 {
-    int64_t t0 = mbq_monotonic_ms(), changed = 0;
-    bool existed = false;
     mbq_merge_range *ranges = NULL;
     size_t n_ranges = 0;
     int rc = mbq_merge_ranges(&ranges, &n_ranges, ctx, t);
     if (rc == 0 && n_ranges == 0)
-        rc = merge_once(ctx, t, t->run.merge_job_id, NULL, &changed, &existed);
+        rc = merge_once(ctx, t, t->run.merge_job_id, NULL, changed, existed);
     for (size_t i = 0; rc == 0 && i < n_ranges; i++) {
-        rc = merge_once(ctx, t, ranges[i].job_id, ranges[i].cond, &changed, &existed);
+        rc = merge_once(ctx, t, ranges[i].job_id, ranges[i].cond, changed, existed);
         if (rc == 0)
             mbq_fault_point("merge.range_done");
     }
+    mbq_merge_ranges_free(ranges, n_ranges);
+    return rc;
+}
+
+/* The MERGE ran and failed (a DML job is atomic: nothing was changed).
+ * BigQuery says notFound for a missing source table; the emulator says an
+ * internal error for any failed query (EMULATOR.md 17): decide by
+ * tables.get, as everywhere. Sets *lost when the staging table is gone and
+ * staging_lost() chose the way back. */
+static int merge_failed(sync_ctx *ctx, table_job *t, step_event *ev, int merr, bool *lost)
+{
+    mbq_buf msg = MBQ_BUF_INIT;
+    mbq_bq_table_info *info = NULL;
+    int rc;
+    mbq_buf_puts(&msg, mbq_error_last());
+    int grc = mbq_bq_table_get(&info, ctx->bq, ctx->cfg->bigquery.dataset, t->run.staging_table);
+    mbq_bq_table_info_free(info);
+    *lost = grc == MBQ_ENOTFOUND;
+    if (*lost)
+        rc = staging_lost(ctx, t, ev);
+    else
+        rc = mbq_error_set(merr, "%s", mbq_buf_cstr(&msg));
+    mbq_buf_free(&msg);
+    return rc;
+}
+
+static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
+{
+    int64_t t0 = mbq_monotonic_ms(), changed = 0;
+    bool existed = false, lost = false;
+    job_retry jr = {0, t0};
+    int rc;
+    for (;;) {
+        changed = 0;
+        rc = merge_all(ctx, t, &changed, &existed);
+        if (rc == 0 || !job_retry_again(ctx, t, &jr, rc, "merge"))
+            break;
+        /* The same staged rows, a new job id journaled before it runs. */
+        if ((rc = renew_job_id(&t->run.merge_job_id, "mbq_merge", t)) < 0 ||
+            (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
+            break;
+    }
     if (rc == MBQ_EBQ || rc == MBQ_ENOTFOUND) {
-        /* The MERGE ran and failed (a DML job is atomic: nothing was
-         * changed). BigQuery says notFound for a missing source table; the
-         * emulator says an internal error for any failed query (EMULATOR.md
-         * 17): decide by tables.get, as everywhere. */
-        mbq_buf msg = MBQ_BUF_INIT;
-        mbq_bq_table_info *info = NULL;
-        int merr = rc;
-        mbq_buf_puts(&msg, mbq_error_last());
-        int grc = mbq_bq_table_get(&info, ctx->bq, ctx->cfg->bigquery.dataset,
-                                   t->run.staging_table);
-        mbq_bq_table_info_free(info);
-        if (grc == MBQ_ENOTFOUND)
-            rc = staging_lost(ctx, t, ev);
-        else
-            rc = mbq_error_set(merr, "%s", mbq_buf_cstr(&msg));
-        mbq_buf_free(&msg);
-        if (grc == MBQ_ENOTFOUND)
+        rc = merge_failed(ctx, t, ev, rc, &lost);
+        if (lost)
             goto done;
     }
     if (rc < 0) {
@@ -861,7 +1020,6 @@ static int step_merge(sync_ctx *ctx, table_job *t, step_event *ev)
     *ev = EV_OK;
 done:
     t->run.t_merge_ms += mbq_monotonic_ms() - t0;
-    mbq_merge_ranges_free(ranges, n_ranges);
     return rc;
 }
 

@@ -143,10 +143,12 @@ static void *upload_main(void *arg)
     u->rc = mbq_bq_load_stream(&u->job, u->bq, u->job_id, u->lo, mbq_pipe_read, u->pipe);
     if (u->rc < 0) {
         u->errmsg = mbq_strdup(mbq_error_last());
-        mbq_error_clear(); /* the per-thread message would outlive the thread */
         /* From now on the extract writes the file only. */
         mbq_pipe_reader_gone(u->pipe);
     }
+    /* The per-thread message would outlive the thread, also after a
+     * success (a piece retried after a cut leaves its error behind). */
+    mbq_error_clear();
     return NULL;
 }
 

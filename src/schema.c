@@ -413,6 +413,11 @@ static int plan_rebuild(sync_ctx *ctx, table_job *t, const mbq_bq_table_info *ta
             (rc = mbq_bq_schema_add(t->load_schema, f->name, f->type, MBQ_BQ_NULLABLE, NULL)) < 0)
             return rc;
     }
+    /* The rebuild's WRITE_TRUNCATE load replaces the schema with this one:
+     * it carries what users put on the target (descriptions, policy tags,
+     * ...), so that the reload changes the types and nothing else. */
+    if ((rc = mbq_bq_schema_carry(t->load_schema, target->schema)) < 0)
+        return rc;
     t->rebuild = true;
     return 0;
 }
@@ -641,8 +646,20 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
         }
         to.partition_field = pcol ? pcol->bq_name : NULL;
         to.partition_type = pcol ? (tc->partition_type ? tc->partition_type : "DAY") : NULL;
-        to.clustering = (const char *const *)tc->cluster_by;
-        to.n_clustering = tc->n_cluster_by;
+        /* cluster_by names MySQL columns; BigQuery knows them by their
+         * mapped names (README "Column names"), like partition_by. */
+        const char *cluster[4];
+        for (size_t i = 0; i < tc->n_cluster_by && i < 4; i++) {
+            const mbq_column *cc = mbq_table_schema_column(t->src, tc->cluster_by[i]);
+            if (!cc) {
+                rc = mbq_error_set(MBQ_ECONFIG, "table '%s': cluster_by column '%s' does not exist",
+                                   tc->name, tc->cluster_by[i]);
+                goto done;
+            }
+            cluster[i] = cc->bq_name;
+        }
+        to.clustering = cluster;
+        to.n_clustering = tc->n_cluster_by < 4 ? tc->n_cluster_by : 4;
         rc = mbq_bq_table_create(ctx->bq, bc->dataset, tc->target, t->stage_schema, &to);
         if (rc < 0 && rc != MBQ_EEXISTS)
             goto done;
@@ -803,6 +820,10 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
                                     MBQ_BQ_NULLABLE, NULL)) < 0)
             goto done;
     }
+    /* The replace load (WRITE_TRUNCATE_DATA, machine.c) keeps the table's
+     * own schema; its job states the same one, definitions included. */
+    if ((rc = mbq_bq_schema_carry(t->load_schema, target->schema)) < 0)
+        goto done;
     if (!ctx->dry_run && ctx->j &&
         (rc = mbq_journal_table_set_schema(ctx->j, tc->name, now_json, mbq_now_ms())) < 0)
         goto done;

@@ -491,6 +491,7 @@ typedef struct worker_pool {
 typedef struct worker {
     worker_pool *pool;
     sync_ctx ctx;
+    const char *location; /* the run's resolved location (the dataset's) */
     bool own; /* ctx's connections are this worker's (not the run's) */
     pthread_t thread;
 } worker;
@@ -504,6 +505,7 @@ static int worker_connect(worker *w)
     if (rc == 0) {
         mbq_bq_options bo;
         mbq_bq_options_from_config(&bo, &cfg->bigquery);
+        bo.location = w->location; /* read once by the run: the dataset's */
         rc = mbq_bq_new(&w->ctx.bq, &bo);
     }
     return rc;
@@ -567,6 +569,7 @@ static void run_tables(sync_ctx *ctx, table_job *jobs, size_t n_jobs, int n_work
         ws[k].ctx = *ctx;
         ws[k].ctx.progress = false; /* one terminal line cannot show several tables */
         ws[k].own = k > 0;
+        ws[k].location = ctx->bq ? mbq_bq_location(ctx->bq) : NULL;
         if (ws[k].own) {
             ws[k].ctx.j = NULL;
             ws[k].ctx.my = NULL;
@@ -683,13 +686,14 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
         mbq_bq_options bo;
         mbq_bq_options_from_config(&bo, bc);
         conn_rc = mbq_bq_new(&ctx.bq, &bo);
+        /* Every job and poll runs in the dataset's location. */
+        bool exists = false;
         if (conn_rc == 0)
-            conn_rc = opts->dry_run ? mbq_bq_dataset_get(ctx.bq, NULL, bc->dataset)
-                                    : mbq_bq_dataset_ensure(ctx.bq, bc->dataset, bc->location);
-        if (conn_rc == MBQ_ENOTFOUND && opts->dry_run) {
-            printf("dataset %s would be created in %s\n", bc->dataset, bc->location);
-            conn_rc = 0;
-        }
+            conn_rc = mbq_bq_location_resolve(ctx.bq, &exists, bc->dataset);
+        if (conn_rc == 0 && !exists && opts->dry_run)
+            printf("dataset %s would be created in %s\n", bc->dataset, mbq_bq_location(ctx.bq));
+        else if (conn_rc == 0 && !exists)
+            conn_rc = mbq_bq_dataset_ensure(ctx.bq, bc->dataset, mbq_bq_location(ctx.bq));
     }
 
     int ok = 0, failed = 0;

@@ -43,6 +43,8 @@ typedef struct table_job {
     bool preloaded;              /* extract streamed the load already (pipeline.h) */
     bool target_lost;            /* schema-check: the target was gone with a cursor committed,
                                     and is reloaded in full (on_missing_target: reload) */
+    bool truncate_data_refused;  /* a WRITE_TRUNCATE_DATA load appended instead of replacing
+                                    (a warehouse that does not know it): WRITE_TRUNCATE */
     bool rebuild;                /* schema-check: an incompatible change under policy 'rebuild':
                                     the whole table is reloaded into the target, whose schema
                                     the replace load then sets to load_schema */

@@ -24,3 +24,9 @@ mbq_add_test(NAME random_kills_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME late_commits_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_late_commits.py
              LABELS crash SERVICES TIMEOUT 300)
+# What real BigQuery does that the emulator hides: job failures on
+# BigQuery's side, metadata kept by full refreshes and rebuilds, clustering
+# by mapped names (a recording stand-in in front of the emulator).
+mbq_add_test(NAME bq_fidelity_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_bq_fidelity.py
+             LABELS bigquery SERVICES TIMEOUT 900)

@@ -420,6 +420,237 @@ static void test_standin_token_exchange_reuse_expiry_and_401(void)
     control("{\"require_token\": false, \"expires_in\": 3600}");
 }
 
+/* ---- location ------------------------------------------------------------ */
+
+/* A dataset in europe-west3: every job insert carries that location and
+ * every poll (jobs.get, getQueryResults) asks for it; the stand-in, like
+ * BigQuery, answers 404 for a job looked up without it, and fails a job
+ * inserted in US against that dataset. A configured location that
+ * contradicts the dataset's is refused before any job. */
+static void test_standin_location_is_the_datasets_for_every_job_and_poll(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    mbq_bq_job *job = NULL;
+    char *v = NULL;
+    bool exists = false;
+    control("{\"dataset_location\": \"europe-west3\", \"insert_done\": false, "
+            "\"fail_next\": []}");
+    /* Unresolved, the client would say US: BigQuery refuses that job. */
+    CHECK_INT(mbq_bq_query(&job, bq, "loc_us_job", "SELECT 1", NULL), MBQ_ENOTFOUND);
+    CHECK_INT(mbq_bq_location_resolve(bq, &exists, "d"), 0);
+    CHECK(exists);
+    CHECK_STR(mbq_bq_location(bq), "europe-west3");
+    int64_t gets = state_int("jobs_get");
+    /* Not done at insert: the result is polled, in the dataset's location. */
+    int rc = mbq_bq_query_scalar(&v, bq, "loc_eu_job", "SELECT 1");
+    CHECK_INT(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s\n", mbq_error_last());
+    CHECK_STR(v, "1");
+    CHECK(state_int("jobs_get") - gets >= 2); /* the lookup before and the poll */
+    json_object *st = standin_state();
+    json_object *locs = json_object_object_get(st, "job_locations");
+    size_t n = json_object_array_length(locs);
+    CHECK_STR(json_object_get_string(json_object_array_get_idx(locs, n - 1)), "europe-west3");
+    json_object_put(st);
+    /* jobs.get without the location is a 404 on BigQuery too: polls need it. */
+    mbq_bq_job *j2 = NULL;
+    CHECK_INT(mbq_bq_job_get(&j2, bq, "loc_eu_job", "US"), MBQ_ENOTFOUND);
+    CHECK_INT(mbq_bq_job_get(&j2, bq, "loc_eu_job", NULL), 0);
+    mbq_bq_job_free(j2);
+    free(v);
+    mbq_bq_free(bq);
+
+    /* bigquery.location: US against a europe-west3 dataset: a clear error. */
+    mbq_bq_options o;
+    mbq_bq_options_init(&o);
+    o.project = "standin";
+    o.endpoint = endpoint;
+    o.auth = MBQ_BQ_AUTH_NONE;
+    o.location = "US";
+    o.max_retries = 1;
+    bq = NULL;
+    CHECK_INT(mbq_bq_new(&bq, &o), 0);
+    CHECK_INT(mbq_bq_location_resolve(bq, &exists, "d"), MBQ_ECONFIG);
+    CHECK_STR(mbq_error_last(), "bigquery: 'bigquery.location' is 'US' but dataset 'd' is in "
+                                "'europe-west3': jobs must run in the dataset's location (set "
+                                "'location: europe-west3' or remove the setting)");
+    mbq_bq_free(bq);
+    /* The same name in another case is the same location. */
+    o.location = "EUROPE-WEST3";
+    bq = NULL;
+    CHECK_INT(mbq_bq_new(&bq, &o), 0);
+    CHECK_INT(mbq_bq_location_resolve(bq, &exists, "d"), 0);
+    mbq_bq_free(bq);
+    control("{\"dataset_location\": \"US\", \"insert_done\": true}");
+}
+
+/* ---- job-level failures -------------------------------------------------- */
+
+/* A job that BigQuery ran and failed reports its errorResult.reason, and
+ * the reasons Google's client retries with a new job id are told apart from
+ * the permanent ones. */
+static void test_standin_failed_job_reason_is_told_transient_or_not(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    mbq_bq_job *job = NULL;
+    control("{\"job_errors\": {\"jf_backend\": \"backendError\", \"jf_rate\": "
+            "\"jobRateLimitExceeded\", \"jf_invalid\": \"invalid\"}}");
+    CHECK_INT(mbq_bq_query(&job, bq, "jf_backend", "MERGE x", NULL), MBQ_EBQ);
+    CHECK_STR(mbq_bq_job_error_reason(bq), "backendError");
+    CHECK(mbq_bq_job_reason_transient(mbq_bq_job_error_reason(bq)));
+    CHECK_INT(mbq_bq_query(&job, bq, "jf_rate", "MERGE x", NULL), MBQ_EBQ);
+    CHECK(mbq_bq_job_reason_transient(mbq_bq_job_error_reason(bq)));
+    CHECK_INT(mbq_bq_query(&job, bq, "jf_invalid", "MERGE x", NULL), MBQ_EBQ);
+    CHECK_STR(mbq_bq_job_error_reason(bq), "invalid");
+    CHECK(!mbq_bq_job_reason_transient(mbq_bq_job_error_reason(bq)));
+    /* A request refused at insert is no failed job. */
+    control("{\"fail_next\": [400, 400, 400, 400, 400]}");
+    CHECK(mbq_bq_query(&job, bq, "jf_refused", "MERGE x", NULL) < 0);
+    CHECK(mbq_bq_job_error_reason(bq) == NULL);
+    CHECK(mbq_bq_job_reason_transient("internalError"));
+    CHECK(mbq_bq_job_reason_transient("rateLimitExceeded"));
+    CHECK(!mbq_bq_job_reason_transient("notFound"));
+    CHECK(!mbq_bq_job_reason_transient(NULL));
+    control("{\"fail_next\": [], \"job_errors\": {}}");
+    mbq_bq_free(bq);
+}
+
+/* jobs.get may answer 404 for a moment right after BigQuery accepted a job
+ * or said 409 for it: asked again briefly, never reported as "no job". */
+static void test_standin_404_right_after_insert_or_409_is_asked_again(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    mbq_bq_job *job = NULL;
+    /* Accepted, not done yet, then not found twice. */
+    control("{\"insert_done\": false, \"notfound_gets\": 0, \"fail_next\": []}");
+    int64_t inserts = state_int("inserts");
+    control("{\"fail_next\": [404], \"notfound_gets\": 2}"); /* the lookup: no such job */
+    int rc = mbq_bq_query(&job, bq, "race_job", "INSERT INTO d.t VALUES (1)", NULL);
+    CHECK_INT(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s\n", mbq_error_last());
+    CHECK_INT(state_int("inserts") - inserts, 1);
+    mbq_bq_job_free(job);
+    job = NULL;
+    /* The same id again: 409, then 404 once, then the job. */
+    control("{\"fail_next\": [404], \"notfound_gets\": 1}");
+    rc = mbq_bq_query(&job, bq, "race_job", "INSERT INTO d.t VALUES (1)", NULL);
+    CHECK_INT(rc, 0);
+    CHECK(job && job->existed);
+    CHECK_INT(state_int("inserts") - inserts, 2); /* the second one was the 409 */
+    mbq_bq_job_free(job);
+    job = NULL;
+    /* Bounded: a job that stays not found is reported. */
+    control("{\"fail_next\": [404], \"notfound_gets\": 100}");
+    rc = mbq_bq_query(&job, bq, "race_job2", "INSERT INTO d.t VALUES (1)", NULL);
+    CHECK_INT(rc, MBQ_ENOTFOUND);
+    control("{\"insert_done\": true, \"notfound_gets\": 0}");
+    mbq_bq_free(bq);
+}
+
+/* ---- streamed load ------------------------------------------------------- */
+
+typedef struct gen {
+    size_t total, sent, step;
+    bool abort_at_end;
+} gen;
+
+/* Rows "{"n":i}\n" until `total` bytes (the last row cut to fit is fine for
+ * a byte comparison), `step` bytes per call. */
+static size_t gen_read(void *ud, char *dst, size_t cap)
+{
+    gen *g = ud;
+    if (g->sent >= g->total)
+        return g->abort_at_end ? MBQ_HTTP_STREAM_ABORT : 0;
+    size_t n = g->total - g->sent;
+    if (n > cap)
+        n = cap;
+    if (n > g->step)
+        n = g->step;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (char)('a' + (g->sent + i) % 26);
+    g->sent += n;
+    return n;
+}
+
+static bool upload_is_gen(const char *job_id, size_t total)
+{
+    mbq_buf path = MBQ_BUF_INIT, got = MBQ_BUF_INIT;
+    mbq_buf_printf(&path, "%s/upload_%s.bin", tmpdir, job_id);
+    bool ok = mbq_file_read_all(&got, path.ptr) == 0 && got.len == total;
+    for (size_t i = 0; ok && i < total; i++)
+        ok = got.ptr[i] == (char)('a' + i % 26);
+    mbq_buf_free(&path);
+    mbq_buf_free(&got);
+    return ok;
+}
+
+/* A stream of unknown length goes through a resumable session in pieces of
+ * the chunk size, each with its length (Google's upload server refuses a
+ * multipart body in chunked transfer encoding: the stand-in answers 411);
+ * a piece cut mid-body is resumed from what the server kept; an aborted
+ * stream never completes the session, so no job exists. */
+static void test_standin_stream_load_goes_by_resumable_pieces(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 512 * 1024, 1 << 20);
+    mbq_bq_schema *s = schema1();
+    mbq_bq_job *job = NULL;
+    mbq_bq_load_options o = MBQ_BQ_LOAD_OPTIONS_INIT;
+    o.dataset = "d";
+    o.table = "t";
+    o.schema = s;
+    size_t total = 1300 * 1024;
+    json_object *st = standin_state();
+    size_t puts0 = json_object_array_length(json_object_object_get(st, "puts"));
+    json_object_put(st);
+    int64_t chunked0 = state_int("chunked_multipart");
+    /* The second piece (512K-1M) is cut after half its body; the server
+     * keeps 256 KiB of it: the client asks and resumes mid-piece. */
+    char ctl[96];
+    snprintf(ctl, sizeof ctl, "{\"drop_put_at\": [%zu], \"fail_next\": []}", puts0 + 2);
+    control(ctl);
+    gen g = {total, 0, 10000, false};
+    int rc = mbq_bq_load_stream(&job, bq, "stream_job", &o, gen_read, &g);
+    CHECK_INT(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s\n", mbq_error_last());
+    CHECK(job && !job->existed);
+    CHECK(upload_is_gen("stream_job", total));
+    CHECK_INT(state_int("chunked_multipart") - chunked0, 0);
+    st = standin_state();
+    json_object *puts = json_object_object_get(st, "puts");
+    size_t n = json_object_array_length(puts);
+    const char *want[] = {"bytes 0-524287/*", "bytes 524288-1048575/*", "bytes */*",
+                          "bytes 786432-1048575/*", "bytes 1048576-1331199/1331200"};
+    CHECK_INT(n - puts0, 5);
+    for (size_t i = 0; i < 5 && puts0 + i < n; i++)
+        CHECK_STR(json_object_get_string(json_object_array_get_idx(puts, puts0 + i)), want[i]);
+    json_object_put(st);
+    mbq_bq_job_free(job);
+    job = NULL;
+
+    /* Aborted after two pieces went out: no job. */
+    control("{\"drop_put_at\": []}");
+    int64_t inserts = state_int("inserts");
+    gen a = {600 * 1024, 0, 10000, true};
+    CHECK_INT(mbq_bq_load_stream(&job, bq, "stream_abort_job", &o, gen_read, &a), MBQ_ERR);
+    CHECK(job == NULL);
+    CHECK_INT(state_int("inserts") - inserts, 0);
+    mbq_bq_job *j2 = NULL;
+    CHECK_INT(mbq_bq_job_get(&j2, bq, "stream_abort_job", NULL), MBQ_ENOTFOUND);
+    mbq_error_clear();
+
+    /* A stream that ends exactly at a piece boundary: the last piece is a
+     * whole chunk, named with the total. */
+    gen e = {1024 * 1024, 0, 65536, false};
+    CHECK_INT(mbq_bq_load_stream(&job, bq, "stream_even_job", &o, gen_read, &e), 0);
+    CHECK(upload_is_gen("stream_even_job", 1024 * 1024));
+    mbq_bq_job_free(job);
+    mbq_bq_schema_free(s);
+    mbq_bq_free(bq);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) {
@@ -479,6 +710,10 @@ int main(void)
     RUN(test_standin_gzip_file_uploaded_as_is);
     RUN(test_standin_copy_job_replaces_target_once);
     RUN(test_standin_token_exchange_reuse_expiry_and_401);
+    RUN(test_standin_location_is_the_datasets_for_every_job_and_poll);
+    RUN(test_standin_failed_job_reason_is_told_transient_or_not);
+    RUN(test_standin_404_right_after_insert_or_409_is_asked_again);
+    RUN(test_standin_stream_load_goes_by_resumable_pieces);
 
     mbq_http_free(ctl_http);
     kill(standin_pid, SIGTERM);

@@ -535,7 +535,7 @@ static void test_options_from_config(void)
     mbq_bigquery_config c;
     memset(&c, 0, sizeof c);
     c.project_id = "proj";
-    c.location = "EU";
+    c.location = "US"; /* the config's default, not set by the user */
     c.request_timeout_ms = 1234;
     c.max_retries = 3;
     c.upload_chunk_bytes = 512 * 1024;
@@ -543,6 +543,12 @@ static void test_options_from_config(void)
     mbq_bq_options o;
     mbq_bq_options_from_config(&o, &c);
     CHECK_STR(o.project, "proj");
+    /* Not set: the dataset's location is read (mbq_bq_location_resolve),
+     * never a silent US. */
+    CHECK(o.location == NULL);
+    c.location = "EU";
+    c.location_set = true;
+    mbq_bq_options_from_config(&o, &c);
     CHECK_STR(o.location, "EU");
     CHECK_INT(o.request_timeout_ms, 1234);
     CHECK_INT(o.max_retries, 3);
@@ -555,6 +561,62 @@ static void test_options_from_config(void)
     c.credentials = "/etc/mbq/key.json";
     mbq_bq_options_from_config(&o, &c);
     CHECK_INT(o.auth, MBQ_BQ_AUTH_SERVICE_ACCOUNT);
+}
+
+/* A full refresh or a rebuild states the table's schema in its load: what
+ * users put on the target (descriptions, policy tags, lengths, defaults,
+ * modes) is carried into it; a rebuild that changes a column's type keeps
+ * its description and its policy tags (never widen access) and drops the
+ * attributes of the old type. */
+static void test_schema_carry_keeps_target_field_definitions(void)
+{
+    const char *target_json =
+        "{\"schema\":{\"fields\":["
+        "{\"name\":\"id\",\"type\":\"INTEGER\",\"mode\":\"REQUIRED\",\"description\":\"key\"},"
+        "{\"name\":\"email\",\"type\":\"STRING\",\"mode\":\"NULLABLE\",\"description\":\"pii\","
+        "\"maxLength\":\"200\",\"collation\":\"und:ci\","
+        "\"policyTags\":{\"names\":[\"projects/p/locations/eu/taxonomies/1/policyTags/2\"]}},"
+        "{\"name\":\"code\",\"type\":\"STRING\",\"maxLength\":\"10\","
+        "\"defaultValueExpression\":\"'x'\",\"description\":\"was text\","
+        "\"policyTags\":{\"names\":[\"projects/p/locations/eu/taxonomies/1/policyTags/3\"]}},"
+        "{\"name\":\"price\",\"type\":\"NUMERIC\",\"precision\":\"10\",\"scale\":\"2\"}]}}";
+    mbq_bq_schema *target = NULL, *load = NULL;
+    mbq_buf js = MBQ_BUF_INIT;
+    CHECK_INT(mbq_bq_schema_from_json(&target, target_json, strlen(target_json)), 0);
+    CHECK_INT(mbq_bq_schema_new(&load), 0);
+    mbq_bq_schema_add(load, "id", "INT64", MBQ_BQ_NULLABLE, NULL);
+    mbq_bq_schema_add(load, "email", "STRING", MBQ_BQ_NULLABLE, NULL);
+    mbq_bq_schema_add(load, "code", "INT64", MBQ_BQ_NULLABLE, NULL); /* a rebuild's new type */
+    mbq_bq_schema_add(load, "price", "NUMERIC", MBQ_BQ_NULLABLE, NULL);
+    mbq_bq_schema_add(load, "added", "DATE", MBQ_BQ_NULLABLE, NULL); /* new in MySQL */
+    CHECK_INT(mbq_bq_schema_carry(load, target), 0);
+    CHECK_INT(mbq_bq_schema_to_json(&js, load), 0);
+    json_object *a = json_tokener_parse(mbq_buf_cstr(&js));
+    CHECK(a && json_object_array_length(a) == 5);
+    const char *want[] = {
+        "{\"name\":\"id\",\"type\":\"INT64\",\"mode\":\"REQUIRED\",\"description\":\"key\"}",
+        "{\"name\":\"email\",\"type\":\"STRING\",\"mode\":\"NULLABLE\",\"description\":\"pii\","
+        "\"maxLength\":\"200\",\"collation\":\"und:ci\","
+        "\"policyTags\":{\"names\":[\"projects\\/p\\/locations\\/eu\\/taxonomies\\/1\\/policyTags\\/2\"]}}",
+        "{\"name\":\"code\",\"type\":\"INT64\",\"mode\":\"NULLABLE\",\"description\":\"was text\","
+        "\"policyTags\":{\"names\":[\"projects\\/p\\/locations\\/eu\\/taxonomies\\/1\\/policyTags\\/3\"]}}",
+        "{\"name\":\"price\",\"type\":\"NUMERIC\",\"mode\":\"NULLABLE\",\"precision\":\"10\","
+        "\"scale\":\"2\"}",
+        "{\"name\":\"added\",\"type\":\"DATE\",\"mode\":\"NULLABLE\"}"};
+    for (size_t i = 0; a && i < 5; i++) {
+        json_object *w = json_tokener_parse(want[i]);
+        json_object *g = json_object_array_get_idx(a, i);
+        bool eq = w && g && json_object_equal(w, g);
+        CHECK(eq);
+        if (!eq)
+            fprintf(stderr, "  field %zu: got %s\n  want %s\n", i,
+                    json_object_to_json_string(g), want[i]);
+        json_object_put(w);
+    }
+    json_object_put(a);
+    mbq_buf_free(&js);
+    mbq_bq_schema_free(load);
+    mbq_bq_schema_free(target);
 }
 
 int main(void)
@@ -584,6 +646,7 @@ int main(void)
     RUN(test_retry_classification);
     RUN(test_answer_cut_inside_headers_is_a_network_error);
     RUN(test_options_validated);
+    RUN(test_schema_carry_keeps_target_field_definitions);
     test_remove_tree(tmpdir);
     return test_summary();
 }

@@ -25,7 +25,13 @@
  * exponential backoff and full jitter, at most max_retries times and within
  * retry_max_elapsed_ms. Only requests that cannot apply a change twice are
  * retried: reads, deletes, creates that answer 409 on repetition, and
- * jobs.insert (which always carries a job id).
+ * jobs.insert (which always carries a job id). A job that BigQuery ran and
+ * failed is never retried here: it cannot run again under its id; the
+ * caller reads mbq_bq_job_error_reason and may submit the same work under a
+ * new id (mbq_bq_job_reason_transient).
+ *
+ * Location: every job insert and poll names the client's location, which
+ * mbq_bq_location_resolve sets to the dataset's.
  *
  * A mbq_bq handle is not thread-safe: use one per thread. */
 #ifndef MBQ_BQ_H
@@ -49,7 +55,8 @@ typedef enum mbq_bq_auth_mode {
 
 typedef struct mbq_bq_options {
     const char *project;          /* required */
-    const char *location;         /* default "US" */
+    const char *location;         /* NULL (default): the dataset's, once read with
+                                     mbq_bq_location_resolve; "US" until then */
     const char *endpoint;         /* NULL: BIGQUERY_EMULATOR_HOST (host:port, as http://),
                                      else https://bigquery.googleapis.com */
     const char *credentials;      /* key file; NULL = GOOGLE_APPLICATION_CREDENTIALS */
@@ -108,6 +115,9 @@ typedef struct mbq_bq_field {
                           BigQuery names them, e.g. RECORD) */
     mbq_bq_mode mode;
     char *description; /* NULL when none */
+    char *definition;  /* the rest of the field as BigQuery gave it (policyTags, maxLength,
+                          defaultValueExpression, ...): a JSON object's text, sent back
+                          as it is; NULL when none */
 } mbq_bq_field;
 
 typedef struct mbq_bq_schema {
@@ -125,6 +135,16 @@ void mbq_bq_schema_free(mbq_bq_schema *schema);
  * for an empty name or an unknown type; `description` may be NULL. */
 int mbq_bq_schema_add(mbq_bq_schema *schema, const char *name, const char *type,
                       mbq_bq_mode mode, const char *description);
+
+/* Carry the target's field definitions into a load schema, so that a load
+ * that states the table's schema (a full refresh, a rebuild) keeps what
+ * users put on the target: for each field of `load` that `target` has, the
+ * target's mode, description and the rest of its definition (policyTags,
+ * maxLength, precision, scale, collation, defaultValueExpression, ...).
+ * Where the type changes (a rebuild), only the description and the access
+ * control (policyTags, dataPolicies) are kept: a protected column never
+ * loses its policy tags. MBQ_ENOMEM, MBQ_EDATA. */
+int mbq_bq_schema_carry(mbq_bq_schema *load, const mbq_bq_schema *target);
 
 /* The field named `name` (BigQuery column names are case-insensitive), or
  * NULL. */
@@ -167,6 +187,12 @@ void mbq_bq_error_info_free(mbq_bq_error_info *info);
  * backendError, internalError)? */
 bool mbq_bq_reason_retryable(const char *reason);
 
+/* Did a job that failed with this errorResult.reason fail on BigQuery's side
+ * (rateLimitExceeded, backendError, internalError, jobRateLimitExceeded, the
+ * list of Google's Python client's job_retry), so that the same work under a
+ * NEW job id may succeed? A failed job never runs again under its own id. */
+bool mbq_bq_job_reason_transient(const char *reason);
+
 /* ---- datasets ---------------------------------------------------------- */
 
 /* 0 when the dataset exists, MBQ_ENOTFOUND when not, other errors. If
@@ -178,6 +204,22 @@ int mbq_bq_dataset_get(mbq_bq *bq, mbq_buf *location_out, const char *dataset);
  * not 409 (EMULATOR.md 2); a 409 from BigQuery (a concurrent creator) is
  * success too. */
 int mbq_bq_dataset_ensure(mbq_bq *bq, const char *dataset, const char *location);
+
+/* Settle the location that every job insert (jobReference.location) and
+ * every poll (jobs.get, getQueryResults: location=) use. A job runs in its
+ * dataset's location, and BigQuery answers 404 notFound for a job looked up
+ * in another one (jobs.get reference: the location must be given for a job
+ * outside the US and EU multi-regions), so the dataset's own location is read with datasets.get:
+ *  - it exists: its location is used from now on; when the client was given
+ *    another one (bigquery.location), MBQ_ECONFIG naming both;
+ *  - it does not exist: 0 with *dataset_exists false; the given location,
+ *    or US, stays (and is where mbq_bq_dataset_ensure creates it).
+ * Other errors as mbq_bq_dataset_get. */
+int mbq_bq_location_resolve(mbq_bq *bq, bool *dataset_exists, const char *dataset);
+
+/* The location in use (owned by bq) and whether the caller gave it. */
+const char *mbq_bq_location(const mbq_bq *bq);
+bool mbq_bq_location_configured(const mbq_bq *bq);
 
 /* Delete a dataset and (with delete_contents) its tables. 404 is success. */
 int mbq_bq_dataset_delete(mbq_bq *bq, const char *dataset, bool delete_contents);
@@ -259,7 +301,9 @@ typedef struct mbq_bq_job {
     int64_t dml_updated;     /* -1 when absent */
     int64_t dml_deleted;     /* -1 when absent */
     int64_t total_bytes_processed; /* -1 when absent */
-    bool existed;            /* the job id existed before this call (looked up, not created) */
+    bool existed;            /* the job id existed before this call (looked up, not created),
+                                or a streamed upload's pieces were sent again after a cut and
+                                the job reports no row count: its content is unproven */
 } mbq_bq_job;
 
 void mbq_bq_job_free(mbq_bq_job *job);
@@ -278,6 +322,12 @@ int mbq_bq_job_get(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char 
  * A DONE job with errorResult gives MBQ_EBQ ("bigquery: job 'x' failed:
  * reason: message") and *out NULL; otherwise 0 and the DONE job. */
 int mbq_bq_job_wait(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *location);
+
+/* The errorResult.reason of the job whose failure the last mbq_bq_query,
+ * mbq_bq_load_file, mbq_bq_load_stream or mbq_bq_job_wait reported as
+ * MBQ_EBQ; NULL when that call's error was not a failed job (a refused
+ * request, the network). Owned by bq, valid until its next job call. */
+const char *mbq_bq_job_error_reason(const mbq_bq *bq);
 
 /* Append a valid, deterministic BigQuery job id built from `prefix` and the
  * NULL-terminated list of string parts that follows, joined with '_'.
@@ -341,6 +391,10 @@ typedef enum mbq_bq_write_disposition {
     MBQ_BQ_WRITE_APPEND = 0,
     MBQ_BQ_WRITE_TRUNCATE = 1,
     MBQ_BQ_WRITE_EMPTY = 2,
+    /* Replace the rows, keep the table's schema, column descriptions, policy
+     * tags, constraints and row access policies (JobConfigurationLoad
+     * writeDisposition; WRITE_TRUNCATE "might not preserve" them). */
+    MBQ_BQ_WRITE_TRUNCATE_DATA = 3,
 } mbq_bq_write_disposition;
 
 typedef enum mbq_bq_create_disposition {
@@ -379,23 +433,26 @@ typedef struct mbq_bq_load_options {
 int mbq_bq_load_file(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
                      const mbq_bq_load_options *opts);
 
-/* Load rows that are still being produced, as load job `job_id`, in ONE
- * multipart/related request whose data part is pulled from `stream` (see
+/* Load rows that are still being produced, as load job `job_id`, through a
+ * resumable upload session whose data is pulled from `stream` (see
  * mbq_http_body.stream: it blocks until data is there, returns 0 at the end,
- * MBQ_HTTP_STREAM_ABORT to abort) and sent with chunked transfer encoding;
- * opts->path is not used. The request's final boundary is only sent after
- * the stream has ended, so an aborted stream never gives the server a
- * complete request: BigQuery creates no job. (goccy/bigquery-emulator
- * records the job id as soon as it has read the metadata part, and loads
- * nothing from a cut body: the caller must not reuse `job_id` after an
- * abort, see pipeline.h.)
+ * MBQ_HTTP_STREAM_ABORT to abort); opts->path is not used. BigQuery's
+ * multipart upload needs the body's length up front (Google's upload server
+ * refuses a chunked-encoding body), which a stream does not have: the data
+ * goes instead in pieces of upload_chunk_bytes (8 MiB when that is 0), each
+ * PUT with its Content-Length and "Content-Range: bytes a-b/ *", the last
+ * one with the total; 308 + Range, dropped connections and 5xx are handled
+ * per piece as for files (the piece is in memory and can be sent again).
+ * Only the last piece completes the upload, and it is only sent after the
+ * stream has ended, so an aborted stream never creates a job (the session
+ * is left unfinished and expires). Memory: one piece.
  *
  * Unlike mbq_bq_load_file: the job id is NOT looked up first (the caller
- * does it before producing rows), nothing is retried (the body cannot be
- * sent again; retry from the finished file with mbq_bq_load_file, which
- * looks the id up), and MBQ_ERR is returned when the stream aborted. A
- * duplicate job id at insert is looked up and waited for as usual. Waits
- * until the job is DONE. Free *out with mbq_bq_job_free. */
+ * does it before producing rows), the stream cannot be restarted (retry from
+ * the finished file with mbq_bq_load_file, which looks the id up), and
+ * MBQ_ERR is returned when the stream aborted. A duplicate job id at the
+ * end is looked up and waited for as usual. Waits until the job is DONE.
+ * Free *out with mbq_bq_job_free. */
 int mbq_bq_load_stream(mbq_bq_job **out, mbq_bq *bq, const char *job_id,
                        const mbq_bq_load_options *opts,
                        size_t (*stream)(void *stream_ud, char *dst, size_t cap), void *stream_ud);

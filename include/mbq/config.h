@@ -106,6 +106,7 @@ typedef struct mbq_bigquery_config {
     char *dataset;             /* required */
     char *metadata_table;      /* default "sync_metadata" */
     char *location;            /* default "US" */
+    bool location_set;         /* the config names it (else the dataset's own is used) */
     char *credentials;         /* key file; NULL = GOOGLE_APPLICATION_CREDENTIALS */
     char *endpoint;            /* NULL = https://bigquery.googleapis.com (or BIGQUERY_EMULATOR_HOST) */
     int64_t upload_chunk_bytes;     /* resumable chunk size, multiple of 256 KiB; 0 = one request; default 8 MiB */

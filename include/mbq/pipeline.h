@@ -5,25 +5,25 @@
  *
  *   mysql_use_result -> encoder -> writer thread -> <path>.tmp (fsync, rename)
  *                                              \-> mbq_pipe (bounded) -> upload
- *                                                  thread: ONE multipart request,
- *                                                  chunked transfer encoding
+ *                                                  thread: one resumable upload
+ *                                                  session, a PUT per chunk
  *
  * Correctness (DESIGN.md):
  *  - the load job has the caller's deterministic id;
  *  - the staged file is still written, fsync'd and renamed, and its result
  *    (rows, checksum, high) is exactly mbq_mysql_extract's;
- *  - the request's final part (closing boundary, last chunk) is sent only
- *    after the extract has succeeded and the file is renamed: if the extract
- *    fails (or has no rows, or the caller's `keep` says the rows are
- *    unchanged) the request is aborted before its end and BigQuery never
- *    receives a complete body, so no job exists from partial data;
+ *  - the upload's last piece (the one that names the total and completes
+ *    the session) is sent only after the extract has succeeded and the file
+ *    is renamed: if the extract fails (or has no rows, or the caller's
+ *    `keep` says the rows are unchanged) the session is left unfinished and
+ *    BigQuery never creates a job, so no job exists from partial data;
  *  - if the upload fails, extraction goes on (the pipe then discards), the
  *    file is complete, and the load can be retried from it.
  *
- * goccy/bigquery-emulator records a multipart job id as soon as it has read
- * the metadata part, before the data (server/handler.go serveMultipart), and
- * then loads nothing from a cut body: after an aborted stream that id exists
- * there with no rows. Hence the retry from the file uses a second id. */
+ * A job id whose stream did not complete is never used again (a server may
+ * have registered it: goccy/bigquery-emulator records a multipart job id as
+ * soon as it has read the metadata part). Hence the retry from the file uses
+ * a second id. */
 #ifndef MBQ_PIPELINE_H
 #define MBQ_PIPELINE_H
 

@@ -83,8 +83,10 @@ class Recorder:
             def log_message(self, *a):
                 pass
 
-            def _answer(self, status, body, ctype="application/json"):
+            def _answer(self, status, body, ctype="application/json", extra=()):
                 self.send_response(status)
+                for k, v in extra:
+                    self.send_header(k, v)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -128,7 +130,10 @@ class Recorder:
                 r = c.getresponse()
                 data = r.read()
                 c.close()
-                self._answer(r.status, data, r.getheader("Content-Type") or "application/json")
+                # A resumable upload session's Location and Range go back as they are.
+                extra = [(k, v) for k, v in r.getheaders() if k.lower() in ("location", "range")]
+                self._answer(r.status, data, r.getheader("Content-Type") or "application/json",
+                             extra)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
@@ -150,7 +155,8 @@ class Recorder:
         return out
 
     def loads(self):
-        """The configuration.load of every multipart load job sent."""
+        """The configuration.load of every load job sent (a multipart upload, or
+        the request that opens a resumable session)."""
         out = []
         for m, p, b in self.requests:
             if m == "POST" and "/upload/" in p:

@@ -9,6 +9,16 @@ BigQuery's documentation says:
   final chunk -> 200 with the Job resource;
 - a job that fails later: jobs.get says DONE with status.errorResult;
 - a created job whose answer is cut where the connection's close ends it;
+- locations: the dataset lives where `dataset_location` says; a job inserted
+  in another location fails (404 notFound, as BigQuery refuses a job whose
+  dataset is not in the job's location), and jobs.get / getQueryResults of a
+  job outside the US and EU multi-regions without its `location=` answer
+  404 notFound, as BigQuery does;
+- a job that fails with a chosen errorResult reason (`job_errors`), and
+  jobs.get answering 404 right after a job was accepted (`notfound_gets`, a
+  known BigQuery race);
+- a multipart upload without Content-Length (chunked transfer encoding) is
+  refused with 411 Length Required, as Google's front end refuses it;
 - the token endpoint verifies the JWT's RS256 signature with the public key
   (openssl CLI) and checks iss, scope, aud, iat, exp.
 
@@ -42,10 +52,14 @@ ctl = {
     "insert_done": True,      # jobs are DONE at insert (unless fail_later)
     "cut_insert_answer": 0,   # this many created jobs are answered with half a body that
                               # ends with the connection (no Content-Length)
+    "dataset_location": "US",  # where every dataset lives
+    "job_errors": {},         # job id -> errorResult.reason: RUNNING at insert, then DONE
+                              # with that error on jobs.get
+    "notfound_gets": 0,       # answer 404 to this many jobs.get of existing jobs
 }
 state = {"requests": 0, "tokens": 0, "token_errors": [], "puts": [], "status_queries": 0,
          "inserts": 0, "tokens_seen": [], "upload_content_types": [], "jobs_get": 0,
-         "cut_answers": 0}
+         "cut_answers": 0, "job_locations": [], "chunked_multipart": 0}
 jobs = {}        # job id -> Job resource
 sessions = {}    # upload id -> {"config":..., "data": bytearray}
 valid_tokens = set()
@@ -92,9 +106,9 @@ def verify_jwt(assertion, aud):
     return None
 
 
-def job_resource(job_id, config, state_="DONE", error=None, rows=None):
+def job_resource(job_id, config, state_="DONE", error=None, rows=None, location="US"):
     j = {"kind": "bigquery#job",
-         "jobReference": {"projectId": "standin", "jobId": job_id, "location": "US"},
+         "jobReference": {"projectId": "standin", "jobId": job_id, "location": location},
          "configuration": config, "status": {"state": state_}, "statistics": {}}
     if error:
         j["status"]["errorResult"] = error
@@ -179,10 +193,19 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and len(parts) == 6 and parts[4] == "datasets":
             return self.reply(200, {"datasetReference": {"projectId": parts[3],
                                                          "datasetId": parts[5]},
-                                    "location": "US"})
+                                    "location": ctl["dataset_location"]})
         if method == "POST" and path.endswith("/jobs") and parts[0] == "bigquery":
             return self.insert(json.loads(self.read_body()))
-        if method == "GET" and len(parts) == 6 and parts[4] == "jobs":
+        if method == "GET" and len(parts) == 6 and parts[4] in ("jobs", "queries"):
+            with lock:
+                j = jobs.get(parts[5])
+                wrong = j and not self.location_ok(j, q.get("location", [None])[0])
+            if wrong:
+                # BigQuery looks a job up in the location it is asked for.
+                return self.reply(404, error_body(404, "notFound", "Not found: Job standin:" +
+                                                  parts[5]))
+            if parts[4] == "queries":
+                return self.query_results(parts[5])
             return self.get_job(parts[5])
         if parts[0] == "upload":
             return self.upload(method, q)
@@ -207,18 +230,50 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"access_token": tok, "expires_in": ctl["expires_in"],
                                     "token_type": "Bearer"})
 
+    @staticmethod
+    def location_ok(job, asked):
+        have = job["jobReference"]["location"]
+        if asked is None:
+            return have.upper() in ("US", "EU")
+        return asked.lower() == have.lower()
+
+    def wrong_dataset_location(self, job_id, location):
+        """BigQuery runs a job where its jobReference says; the dataset is
+        not there: 404 notFound."""
+        if (location or "US").lower() == ctl["dataset_location"].lower():
+            return False
+        self.reply(404, error_body(404, "notFound", "Not found: Dataset standin:d was not "
+                                   "found in location %s" % (location or "US")))
+        return True
+
+    def query_results(self, job_id):
+        with lock:
+            j = jobs.get(job_id)
+        if not j:
+            return self.reply(404, error_body(404, "notFound", "Not found: Job standin:" + job_id))
+        return self.reply(200, {"kind": "bigquery#getQueryResultsResponse", "jobComplete": True,
+                                "jobReference": j["jobReference"], "totalRows": "1",
+                                "schema": {"fields": [{"name": "n", "type": "INTEGER"}]},
+                                "rows": [{"f": [{"v": "1"}]}]})
+
     def insert(self, job):
         job_id = job["jobReference"]["jobId"]
+        location = job["jobReference"].get("location")
         with lock:
             state["inserts"] += 1
+            state["job_locations"].append(location)
             if job_id in jobs:
                 return self.reply(409, error_body(409, "duplicate",
                                                   "Already Exists: Job standin:US." + job_id))
-            if job_id in ctl["fail_later"]:
-                jobs[job_id] = job_resource(job_id, job["configuration"], "RUNNING")
+            if self.wrong_dataset_location(job_id, location):
+                return None
+            if job_id in ctl["fail_later"] or job_id in ctl["job_errors"]:
+                jobs[job_id] = job_resource(job_id, job["configuration"], "RUNNING",
+                                            location=location or "US")
             else:
                 jobs[job_id] = job_resource(job_id, job["configuration"],
-                                            "DONE" if ctl["insert_done"] else "RUNNING")
+                                            "DONE" if ctl["insert_done"] else "RUNNING",
+                                            location=location or "US")
                 if "query" in job["configuration"]:
                     jobs[job_id]["statistics"]["query"] = {
                         "statementType": "INSERT", "numDmlAffectedRows": "3",
@@ -240,11 +295,20 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             state["jobs_get"] += 1
             j = jobs.get(job_id)
+            if j and ctl["notfound_gets"] > 0:
+                ctl["notfound_gets"] -= 1
+                j = None  # the race: accepted, yet not found for a moment
             if not j:
                 return self.reply(404, error_body(404, "notFound", "Not found: Job standin:" +
                                                   job_id))
             if j["status"]["state"] != "DONE":
-                if job_id in ctl["fail_later"]:
+                if job_id in ctl["job_errors"]:
+                    j["status"]["state"] = "DONE"
+                    reason = ctl["job_errors"][job_id]
+                    err = {"reason": reason, "message": "injected job failure: " + reason}
+                    j["status"]["errorResult"] = err
+                    j["status"]["errors"] = [err]
+                elif job_id in ctl["fail_later"]:
                     j["status"]["state"] = "DONE"
                     err = {"reason": "invalid",
                            "message": "Could not parse 'abc' as INT64 for field n"}
@@ -257,6 +321,20 @@ class Handler(BaseHTTPRequestHandler):
     def upload(self, method, q):
         utype = q.get("uploadType", [""])[0]
         if method == "POST" and utype == "multipart":
+            if self.headers.get("Content-Length") is None:
+                # Google's front end answers a body without a length (chunked
+                # transfer encoding) with 411 Length Required.
+                with lock:
+                    state["chunked_multipart"] += 1
+                self.close_connection = True
+                body = b"411. Length Required. POST requests require a Content-length header."
+                self.send_response(411)
+                self.send_header("Content-Type", "text/html; charset=UTF-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                return None
             ctype = self.headers.get("Content-Type", "")
             body = self.read_body()
             boundary = ctype.split("boundary=", 1)[1].encode()
@@ -299,6 +377,10 @@ class Handler(BaseHTTPRequestHandler):
             self.read_body()
             if total != "*" and have == int(total) and s.get("done"):
                 return self.reply(200, s["done"])
+            if total != "*" and have == int(total):
+                # "bytes */total" with every byte there completes the upload.
+                s["done"] = self.finish_upload(s["config"], bytes(s["data"]), reply=True)
+                return None
             return self.range_reply(have)
         a, b = (int(x) for x in rng.split("-"))
         if a != have:
@@ -334,15 +416,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def finish_upload(self, cfg, data, reply=True):
         job_id = cfg["jobReference"]["jobId"]
+        location = cfg["jobReference"].get("location")
         with lock:
             state["inserts"] += 1
+            state["job_locations"].append(location)
             if job_id in jobs:
                 return self.reply(409, error_body(409, "duplicate", "Already Exists: Job " +
                                                   job_id))
+            if self.wrong_dataset_location(job_id, location):
+                return None
             with open(os.path.join(DIR, "upload_%s.bin" % job_id), "wb") as f:
                 f.write(data)
             rows = data.count(b"\n") if data[:2] != b"\x1f\x8b" else 0
-            jobs[job_id] = job_resource(job_id, cfg["configuration"], "RUNNING", rows=rows)
+            jobs[job_id] = job_resource(job_id, cfg["configuration"], "RUNNING", rows=rows,
+                                        location=location or "US")
         self.reply(200, jobs[job_id])
         return jobs[job_id]
 
