@@ -647,6 +647,16 @@ static void test_standin_stream_load_goes_by_resumable_pieces(void)
     CHECK_INT(mbq_bq_load_stream(&job, bq, "stream_even_job", &o, gen_read, &e), 0);
     CHECK(upload_is_gen("stream_even_job", 1024 * 1024));
     mbq_bq_job_free(job);
+    job = NULL;
+
+    /* A server that completes the session on a middle piece (what the
+     * emulator does, never BigQuery): not a success. */
+    control("{\"complete_any_put\": true}");
+    gen m = {1024 * 1024, 0, 65536, false};
+    CHECK_INT(mbq_bq_load_stream(&job, bq, "stream_early_job", &o, gen_read, &m), MBQ_EBQ);
+    CHECK_CONTAINS(mbq_error_last(), "completed the upload before its last piece");
+    CHECK(job == NULL);
+    control("{\"complete_any_put\": false}");
     mbq_bq_schema_free(s);
     mbq_bq_free(bq);
 }
