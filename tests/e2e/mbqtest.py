@@ -568,7 +568,10 @@ def private_emulator():
         p = subprocess.Popen([binary, "--project=%s" % os.environ.get("MBQ_TEST_BQ_PROJECT", "mbq-test"),
                               "--host=127.0.0.1", "--port=%d" % port, "--grpc-port=%d" % grpc,
                               "--database=%s" % os.path.join(d, "emulator.db")],
-                             stdout=log, stderr=log, start_new_session=True)
+                             stdout=log, stderr=log, start_new_session=True,
+                             # MERGE counts as BigQuery reports them (opt-in in
+                             # the patched emulator: tools/emulator/README.md)
+                             env=dict(os.environ, BIGQUERY_EMULATOR_COUNT_MERGE="1"))
         os.environ["BIGQUERY_EMULATOR_HOST"] = "127.0.0.1:%d" % port
         for _ in range(200):
             if p.poll() is not None:
