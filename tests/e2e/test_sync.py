@@ -432,4 +432,4 @@ if __name__ == "__main__":
         test_jobs_one_failing_table_does_not_stop_the_others,
         test_jobs_worker_that_cannot_connect_leaves_its_tables_to_the_others,
         test_jobs_out_of_range_is_a_usage_error,
-    ])
+    ], fresh_emulator_every=6)
