@@ -10,7 +10,9 @@ BigQuery's documentation says:
 - a job that fails later: jobs.get says DONE with status.errorResult;
 - a created job whose answer is cut where the connection's close ends it;
 - the token endpoint verifies the JWT's RS256 signature with the public key
-  (openssl CLI) and checks iss, scope, aud, iat, exp.
+  (openssl CLI) and checks iss, scope, aud, iat, exp;
+- GET /tokeninfo?access_token=T answers 200 for a token it issued, 400
+  otherwise (as Google's tokeninfo endpoint does).
 
 Scenario knobs and counters: POST /_control (JSON merged into `ctl`),
 GET /_state (JSON). Uploaded data is written to DIR/upload_<job>.bin.
@@ -42,6 +44,9 @@ ctl = {
     "insert_done": True,      # jobs are DONE at insert (unless fail_later)
     "cut_insert_answer": 0,   # this many created jobs are answered with half a body that
                               # ends with the connection (no Content-Length)
+    "token_aud": None,        # the token endpoint's URL as the client knows it, when it is
+                              # reached through a front (tests/standins/bq_front.py);
+                              # None = this server's own /token URL
 }
 state = {"requests": 0, "tokens": 0, "token_errors": [], "puts": [], "status_queries": 0,
          "inserts": 0, "tokens_seen": [], "upload_content_types": [], "jobs_get": 0,
@@ -155,6 +160,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, dict(state, ctl=ctl))
         if path == "/token":
             return self.token()
+        if path == "/tokeninfo":
+            return self.tokeninfo(q)
         # Everything else is BigQuery.
         with lock:
             state["requests"] += 1
@@ -188,9 +195,22 @@ class Handler(BaseHTTPRequestHandler):
             return self.upload(method, q)
         self.reply(404, error_body(404, "notFound", "Not found: " + path))
 
+    def tokeninfo(self, q):
+        """Like Google's tokeninfo endpoint: 200 for an access token this
+        server issued, 400 invalid_token otherwise (a front checks the
+        Bearer tokens of BigQuery requests here)."""
+        tok = q.get("access_token", [""])[0]
+        with lock:
+            ok = tok in valid_tokens
+        if not ok:
+            return self.reply(400, {"error": "invalid_token",
+                                    "error_description": "Invalid Value"})
+        return self.reply(200, {"email": EMAIL, "scope": "https://www.googleapis.com/auth/bigquery",
+                                "expires_in": str(ctl["expires_in"])})
+
     def token(self):
         form = urllib.parse.parse_qs(self.read_body().decode())
-        aud = "http://127.0.0.1:%d/token" % self.server.server_port
+        aud = ctl["token_aud"] or "http://127.0.0.1:%d/token" % self.server.server_port
         err = None
         if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
             err = "grant_type %r" % form.get("grant_type")
