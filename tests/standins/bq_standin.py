@@ -10,12 +10,14 @@ BigQuery's documentation says:
 - a job that fails later: jobs.get says DONE with status.errorResult;
 - a created job whose answer is cut where the connection's close ends it;
 - the token endpoint verifies the JWT's RS256 signature with the public key
-  (openssl CLI) and checks iss, scope, aud, iat, exp;
-- GET /tokeninfo?access_token=T answers 200 for a token it issued, 400
-  otherwise (as Google's tokeninfo endpoint does).
+  (openssl CLI) and checks iss, scope, aud, iat, exp.
 
 Scenario knobs and counters: POST /_control (JSON merged into `ctl`),
 GET /_state (JSON). Uploaded data is written to DIR/upload_<job>.bin.
+
+GET /tokeninfo?access_token=T answers 200 for a token it issued, 400
+otherwise (as Google's tokeninfo endpoint does): a front in front of the
+emulator (tests/standins/bq_front.py) checks Bearer tokens there.
 
 usage: bq_standin.py PORT_FILE DIR PUBKEY_PEM CLIENT_EMAIL
 """
@@ -38,15 +40,14 @@ ctl = {
     "drop_put_at": [],        # 1-based PUT numbers whose connection is dropped mid-body
     "keep_quantum": True,     # a dropped PUT keeps only whole 256 KiB units
     "expires_in": 3600,       # token lifetime
+    "token_aud": None,        # the token endpoint's URL as the client knows it (through
+                              # tests/standins/bq_front.py); None = this server's /token
     "require_token": False,   # BigQuery requests need a valid Bearer token
     "unauthorized_next": 0,   # answer 401 to this many requests
     "fail_later": [],         # job ids that are RUNNING at insert, failed on jobs.get
     "insert_done": True,      # jobs are DONE at insert (unless fail_later)
     "cut_insert_answer": 0,   # this many created jobs are answered with half a body that
                               # ends with the connection (no Content-Length)
-    "token_aud": None,        # the token endpoint's URL as the client knows it, when it is
-                              # reached through a front (tests/standins/bq_front.py);
-                              # None = this server's own /token URL
 }
 state = {"requests": 0, "tokens": 0, "token_errors": [], "puts": [], "status_queries": 0,
          "inserts": 0, "tokens_seen": [], "upload_content_types": [], "jobs_get": 0,
