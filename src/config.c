@@ -906,11 +906,10 @@ static const char *const mysql_keys[] = {"host",     "port",     "socket",      
 static const char *const ssl_keys[] = {"mode", "ca", "cert", "key", "verify_server_cert", NULL};
 static const char *const bq_keys[] = {
     "project_id",        "dataset",     "metadata_table",    "location",
-    "credentials",       "endpoint",    "upload_chunk_size", "multipart_max",
+    "credentials",       "endpoint",    "auth", "ca_file",   "upload_chunk_size", "multipart_max",
     "compression",       "staging_expiration",               "job_timeout",
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
-    "request_timeout",   "stream_load",      "auth",             "ca_file",
-    NULL};
+    "request_timeout",   "stream_load",      NULL};
 static const char *const alerting_keys[] = {"email", "telegram", NULL};
 static const char *const email_keys[] = {"enabled",  "smtp_url", "host", "port", "tls",
                                          "username", "password", "from", "to",   "on",

@@ -16,9 +16,9 @@
  *   mysql: {host, port, socket, user, password, database, connect_timeout,
  *           read_timeout, ssl: {mode, ca, cert, key, verify_server_cert}}
  *   bigquery: {project_id, dataset, metadata_table, location, credentials,
- *              endpoint, auth, ca_file, upload_chunk_size, compression,
- *              staging_expiration, job_timeout, max_retries, multipart_max,
- *              retry_max_elapsed, tls_insecure}
+ *              endpoint, upload_chunk_size, compression, staging_expiration,
+ *              job_timeout, max_retries, multipart_max, retry_max_elapsed,
+ *              tls_insecure}
  *   alerting: {email: {enabled, smtp_url, host, port, tls, username, password,
  *                      from, to, on, tls_insecure},
  *              telegram: {enabled, bot_token, chat_id, api_url, on}}
