@@ -10,6 +10,3 @@ mbq_add_test(NAME crash_resume_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME alerts_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_alerts.py
              LABELS alerts SERVICES TIMEOUT 600)
-mbq_add_test(NAME production_e2e SCRIPT ${MBQ_PYTHON3}
-             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_production.py
-             LABELS bigquery SERVICES TIMEOUT 900)
