@@ -717,7 +717,7 @@ int mbq_journal_table_run_save(mbq_journal *j, const mbq_table_run *r)
                      "rows_merged = ?, error = ?, error_state = ?, updated_ms = ?, "
                      "finished_ms = ?, t_schema_ms = ?, t_extract_ms = ?, t_stage_ms = ?, "
                      "t_merge_ms = ?, t_commit_ms = ?, tail_low = ?, tail_checksum = ? WHERE id = ?",
-                     "sssisssiisssssssiiiiiiissi", r->last_run_id, r->state, r->load_mode,
+                     "sssisssiissssissiiiiiiissi", r->last_run_id, r->state, r->load_mode,
                      (int64_t)r->attempt, r->low, r->high, r->staged_path, r->staged_rows,
                      r->staged_bytes, r->staged_checksum, r->staging_table, r->load_job_id,
                      r->merge_job_id, r->rows_merged, r->error, r->error_state, r->updated_ms,

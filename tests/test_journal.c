@@ -230,6 +230,9 @@ static void test_table_run_lifecycle_and_commit(void)
     r.staged_checksum = strdup("sha256:abc");
     r.tail_low = strdup("2024-01-01 23:55:00.000000");
     r.tail_checksum = strdup("sha256:tail");
+    /* A MERGE's numDmlAffectedRows (BigQuery reports it for every DML job):
+     * an integer like the other counts, kept as such. */
+    r.rows_merged = 613;
     CHECK_INT(mbq_journal_table_run_save(j, &r), 0);
 
     mbq_table_run got;
@@ -239,6 +242,7 @@ static void test_table_run_lifecycle_and_commit(void)
     CHECK_STR(got.state, "merge");
     CHECK_STR(got.high, "2024-01-02 00:00:00");
     CHECK_INT(got.staged_rows, 42);
+    CHECK_INT(got.rows_merged, 613);
     mbq_table_run_clear(&got);
 
     CHECK_INT(mbq_journal_table_run_commit(j, &r, r.high, "timestamp", 42, 2000), 0);
