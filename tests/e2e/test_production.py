@@ -40,11 +40,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STANDINS = os.path.join(HERE, "..", "standins")
 EMAIL = "mbq-prod@mbq-test.iam.gserviceaccount.com"
 QUANTUM = 256 * 1024
-FIRST_ROWS = 2500
+FIRST_ROWS = 1200
+NEW_ROWS = 30
 
-# Each row carries 1 KiB of hex (SHA-512 digests): about 520 bytes after gzip,
-# so the first load is several 256 KiB chunks and the incremental one more
-# than one, while the emulator's MERGE (README, divergence 11) stays quick.
+# Each row carries 2 KiB of hex (SHA-512 digests): about 1 KiB after gzip, so
+# the first load is several 256 KiB chunks. The incremental runs change few
+# rows: the emulator's MERGE time grows with target rows x staged rows
+# (README, divergence 11; 613 x 2,500 of these rows took 160 s).
 DDL = """
 CREATE TABLE events (
   id BIGINT NOT NULL PRIMARY KEY,
@@ -55,10 +57,8 @@ CREATE TABLE events (
 );
 """
 COLS = ["id", "kind", "amount", "body", "updated_at"]
-BODY = ("CONCAT(SHA2(CONCAT('a', {n}, '{salt}'), 512), SHA2(CONCAT('b', {n}, '{salt}'), 512),"
-        " SHA2(CONCAT('c', {n}, '{salt}'), 512), SHA2(CONCAT('d', {n}, '{salt}'), 512),"
-        " SHA2(CONCAT('e', {n}, '{salt}'), 512), SHA2(CONCAT('f', {n}, '{salt}'), 512),"
-        " SHA2(CONCAT('g', {n}, '{salt}'), 512), SHA2(CONCAT('h', {n}, '{salt}'), 512))")
+BODY = "CONCAT(%s)" % ", ".join("SHA2(CONCAT('%s', {n}, '{salt}'), 512)" % c
+                                 for c in "abcdefghijklmnop")
 
 
 class Env:
@@ -238,6 +238,19 @@ def uploads(reqs):
     return out
 
 
+def check_gzip_uploads_with_length(reqs, what):
+    """Every upload that reached BigQuery sent gzip data with a length
+    (multipart with Content-Length, or resumable chunks)."""
+    ok = [u for u in uploads(reqs) if u[-1]["status"] in (200, 201)]
+    check(ok, "%s: a load reached BigQuery: %s" % (what, uploads(reqs)))
+    for u in ok:
+        data = u if u[0]["qs"].startswith("uploadType=multipart") else u[1:]
+        check(data and all(not p["chunked"] for p in data), "%s: sent with a length: %s"
+              % (what, u))
+        check(data[0]["gzip"], "%s: the data is gzip: %s" % (what, u[:2]))
+    return len(ok)
+
+
 def check_chunked_gzip_load(reqs, min_chunks, what):
     """Of the uploads in `reqs`, the ones that reached BigQuery: resumable
     sessions whose data went in 256 KiB chunks (all but the last a multiple
@@ -299,37 +312,39 @@ def test_first_sync_gzip_chunked_oauth_https():
 
 def test_incremental_sync_merges_updates_and_inserts():
     mysql("UPDATE events SET kind = 'upd', body = %s, updated_at = '2024-03-02 00:00:00' + "
-          "INTERVAL id MICROSECOND WHERE id %% 8 = 0" % BODY.format(n="id", salt="v2"), db=WS.db)
-    insert_rows(FIRST_ROWS + 1, FIRST_ROWS + 300, "v2", "2024-03-02 00:00:00")
+          "INTERVAL id MICROSECOND WHERE id %% 40 = 0" % BODY.format(n="id", salt="v2"), db=WS.db)
+    insert_rows(FIRST_ROWS + 1, FIRST_ROWS + NEW_ROWS, "v2", "2024-03-02 00:00:00")
     r = sync()
     expect_ok(r, "incremental sync")
-    total = FIRST_ROWS + 300
+    total = FIRST_ROWS + NEW_ROWS
     check_eq(assert_target_equals_source(WS, "events", COLS, "id", ["updated_at"]), total,
              "rows after the incremental sync")
     check_eq(bq_query("SELECT COUNT(*) FROM `%s.events` WHERE kind = 'upd'" % WS.dataset),
-             [[str(FIRST_ROWS // 8)]], "updated rows")
+             [[str(FIRST_ROWS // 40)]], "updated rows")
     check_eq(cursor(), source_max_cursor(), "cursor committed")
     jobs = [q["job"] for q in since_mark() if q["job"]]
     check_eq([j for j in jobs if j.get("load") == "events"], [], "no load into the target")
     check_eq([j["query"] for j in jobs if "query" in j].count("MERGE"), 1, "one MERGE: %s" % jobs)
-    check_chunked_gzip_load(since_mark(), 2, "incremental sync")
+    check_gzip_uploads_with_length(since_mark(), "incremental sync")
 
 
 def test_added_column_is_filled_for_new_and_updated_rows():
     mysql("ALTER TABLE events ADD COLUMN tag VARCHAR(20) NULL AFTER kind;"
           "UPDATE events SET tag = CONCAT('upd-', id), updated_at = '2024-03-03 00:00:00' + "
           "INTERVAL id MICROSECOND WHERE id % 50 = 1", db=WS.db)
-    insert_rows(FIRST_ROWS + 301, FIRST_ROWS + 400, "v3", "2024-03-03 00:00:00", tag=True)
+    insert_rows(FIRST_ROWS + NEW_ROWS + 1, FIRST_ROWS + 2 * NEW_ROWS, "v3", "2024-03-03 00:00:00",
+                tag=True)
     r = sync()
     expect_ok(r, "sync after ADD COLUMN")
     check_eq(bq_field_types(WS, "events").get("tag"), "STRING", "the column was added")
-    total = FIRST_ROWS + 400
+    check_gzip_uploads_with_length(since_mark(), "sync after ADD COLUMN")
+    total = FIRST_ROWS + 2 * NEW_ROWS
     check_eq(assert_target_equals_source(WS, "events", COLS[:2] + ["tag"] + COLS[2:], "id",
                                          ["updated_at"]), total, "rows after the schema change")
     counts = bq_query("SELECT COUNTIF(tag IS NULL), COUNTIF(tag LIKE 'upd-%%'), "
                       "COUNTIF(tag LIKE 'new-%%') FROM `%s.events`" % WS.dataset)
-    updated = len([i for i in range(1, FIRST_ROWS + 301) if i % 50 == 1])
-    check_eq(counts, [[str(total - updated - 100), str(updated), "100"]],
+    updated = len([i for i in range(1, FIRST_ROWS + NEW_ROWS + 1) if i % 50 == 1])
+    check_eq(counts, [[str(total - updated - NEW_ROWS), str(updated), str(NEW_ROWS)]],
              "NULL in old rows, filled in updated and new rows")
     check_eq(cursor(), source_max_cursor(), "cursor committed")
 
