@@ -113,7 +113,7 @@ UPLOAD = f"/upload/bigquery/v2/projects/{PROJECT}/jobs"
 
 def err(doc):
     e = (doc or {}).get("error") or {}
-    reason = ((e.get("errors") or [{}])[0]).get("reason")
+    reason = ((e.get("errors") or [{}])[0]).get("reason") or ""
     return f"{reason} {e.get('status', '')}".strip()
 
 
@@ -143,13 +143,14 @@ def start_session(emu, job_id, table):
 def probe_resumable(emu):
     _, _, url = start_session(emu, "rs1", "rs1")
     n = len(ROWS)
-    st1, h1, _ = emu.call("PUT", url, ROWS[:20], {"Content-Range": "bytes 0-19/*"})
+    # The first chunk ends inside a row.
+    st1, h1, _ = emu.call("PUT", url, ROWS[:10], {"Content-Range": "bytes 0-9/*"})
     stq, hq, _ = emu.call("PUT", url, b"", {"Content-Range": f"bytes */{n}"})
-    st2, _, doc = emu.call("PUT", url, ROWS[20:], {"Content-Range": f"bytes 20-{n - 1}/{n}"})
+    st2, _, doc = emu.call("PUT", url, ROWS[10:], {"Content-Range": f"bytes 10-{n - 1}/{n}"})
     yield ("resumable upload in 2 chunks",
            f"chunk 1: HTTP {st1} Range {h1.get('Range')}; status query: HTTP {stq} Range {hq.get('Range')}; "
            f"last chunk: HTTP {st2} {err(doc)}; rows {count(emu, 'rs1')}",
-           "308 bytes=0-19; 308 bytes=0-19; 200; rows 3")
+           "308 bytes=0-9; 308 bytes=0-9; 200; rows 3")
 
 
 def probe_duplicate(emu):
@@ -207,6 +208,13 @@ def probe_results(emu):
             {"upd": "UPDATE, 2, updated 2", "mrg": "MERGE, 2, updated 1 + inserted 1"}[job_id]
 
 
+def probe_dry_run(emu):
+    st, _, doc = emu.call("POST", f"/bigquery/v2/projects/{PROJECT}/jobs", json.dumps({
+        "configuration": {"dryRun": True, "query": {"query": "SELECT 1", "useLegacySql": False}}}),
+        {"Content-Type": "application/json"})
+    yield "dry-run query job without jobReference", f"HTTP {st} {err(doc)}", "HTTP 200"
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
@@ -215,7 +223,7 @@ def main():
         emu.call("POST", f"/bigquery/v2/projects/{PROJECT}/datasets",
                  json.dumps({"datasetReference": {"projectId": PROJECT, "datasetId": "d"}}),
                  {"Content-Type": "application/json"})
-        for probe in (probe_gzip, probe_resumable, probe_duplicate, probe_results):
+        for probe in (probe_gzip, probe_resumable, probe_duplicate, probe_results, probe_dry_run):
             for what, got, want in probe(emu):
                 print(f"{what}\n    emulator: {got}\n    BigQuery: {want}")
     finally:
