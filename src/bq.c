@@ -110,11 +110,13 @@ int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts)
     bq->opts.location = bq->location;
     bq->opts.endpoint = bq->endpoint;
     bq->opts.credentials = NULL; /* not kept: only the auth object needs it */
+    bq->opts.ca_file = NULL;     /* not kept: the HTTP clients copy it */
 
     mbq_http_options hopts = MBQ_HTTP_OPTIONS_INIT;
     hopts.connect_timeout_ms = opts->connect_timeout_ms;
     hopts.timeout_ms = opts->request_timeout_ms;
     hopts.tls_verify = opts->tls_verify;
+    hopts.ca_file = opts->ca_file;
     if (!opts->tls_verify && strncmp(bq->endpoint, "https://", 8) == 0)
         mbq_log_warn("bigquery: TLS certificate verification is off for '%s'", bq->endpoint);
     if ((rc = mbq_http_new(&bq->http, &hopts)) < 0)
@@ -127,6 +129,7 @@ int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts)
         mbq_bq_auth_options_init(&aopts);
         aopts.http.connect_timeout_ms = opts->connect_timeout_ms;
         aopts.http.tls_verify = opts->tls_verify;
+        aopts.http.ca_file = opts->ca_file;
         aopts.max_retries = opts->max_retries;
         aopts.retry_max_elapsed_ms = opts->retry_max_elapsed_ms;
         aopts.retry_initial_ms = opts->retry_initial_ms;

@@ -20,9 +20,14 @@ void mbq_bq_options_from_config(mbq_bq_options *o, const mbq_bigquery_config *c)
     o->upload_chunk_bytes = c->upload_chunk_bytes;
     o->multipart_max_bytes = c->multipart_max_bytes;
     o->tls_verify = c->tls_verify;
-    /* An endpoint override means "no token" (emulators) unless the config
-     * names a key file too: then the endpoint is a private route to
-     * BigQuery (Private Service Connect, a proxy) and wants the token. */
-    if (c->endpoint && c->credentials)
+    o->ca_file = c->ca_file;
+    /* Not given, an endpoint override means "no token" (emulators) unless
+     * the config names a key file too: then the endpoint is a private route
+     * to BigQuery (Private Service Connect, a proxy) and wants the token.
+     * Given, bigquery.auth decides (the key may come from
+     * GOOGLE_APPLICATION_CREDENTIALS). */
+    if (c->auth == MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT || (c->endpoint && c->credentials))
         o->auth = MBQ_BQ_AUTH_SERVICE_ACCOUNT;
+    else if (c->auth == MBQ_BIGQUERY_AUTH_NONE)
+        o->auth = MBQ_BQ_AUTH_NONE;
 }

@@ -937,7 +937,7 @@ static const char *const mysql_keys[] = {"host",     "port",     "socket",      
 static const char *const ssl_keys[] = {"mode", "ca", "cert", "key", "verify_server_cert", NULL};
 static const char *const bq_keys[] = {
     "project_id",        "dataset",     "metadata_table",    "location",
-    "credentials",       "endpoint",    "upload_chunk_size", "multipart_max",
+    "credentials",       "endpoint",    "auth", "ca_file",   "upload_chunk_size", "multipart_max",
     "compression",       "staging_expiration",               "job_timeout",
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
     "request_timeout",   "stream_load",
@@ -960,6 +960,7 @@ static const char *const missing_names[] = {"fail", "reload", NULL};
 static const char *const alert_on_names[] = {"failure", "always", "change", NULL};
 static const char *const partition_names[] = {"DAY", "HOUR", "MONTH", "YEAR", NULL};
 static const char *const ssl_mode_names[] = {"disabled", "required", "verify_identity", NULL};
+static const char *const bq_auth_names[] = {"service_account", "none", NULL};
 static const char *const email_tls_names[] = {"starttls", "implicit", "none", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -1226,6 +1227,25 @@ done:
     return rc;
 }
 
+/* bigquery.auth. Not given, it keeps what an endpoint override always meant
+ * (no token for an emulator, unless a key file is named too); given, it is
+ * the user's word, so contradictions are errors rather than guesses: BigQuery
+ * itself refuses every request without a token. */
+static int parse_bq_auth(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
+{
+    int rc, mode = -1;
+    if ((rc = get_enum(c, s, "auth", bq_auth_names, false, &mode)) < 0 || mode < 0)
+        return rc;
+    b->auth = mode == 0 ? MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT : MBQ_BIGQUERY_AUTH_NONE;
+    if (b->auth == MBQ_BIGQUERY_AUTH_NONE && !b->endpoint)
+        return err_at(c, find(c, s, "auth"), "'bigquery.auth: none' needs 'bigquery.endpoint' "
+                                             "(BigQuery refuses requests without a token)");
+    if (b->auth == MBQ_BIGQUERY_AUTH_NONE && b->credentials)
+        return err_at(c, find(c, s, "auth"), "'bigquery.auth: none' contradicts "
+                                             "'bigquery.credentials' (give one or the other)");
+    return 0;
+}
+
 static int parse_bigquery(cfg_ctx *c, const section *top)
 {
     int rc;
@@ -1291,7 +1311,11 @@ static int parse_bigquery(cfg_ctx *c, const section *top)
         goto done;
     }
     if ((rc = get_str(c, &s, "credentials", 0, &b->credentials, NULL)) < 0 ||
-        (rc = resolve_path(c, &b->credentials)) < 0)
+        (rc = resolve_path(c, &b->credentials)) < 0 ||
+        (rc = parse_bq_auth(c, &s, b)) < 0)
+        goto done;
+    if ((rc = get_str(c, &s, "ca_file", 0, &b->ca_file, NULL)) < 0 ||
+        (rc = resolve_path(c, &b->ca_file)) < 0)
         goto done;
     if ((rc = get_size(c, &s, "upload_chunk_size", 1024LL * 1024 * 1024, &b->upload_chunk_bytes,
                        &at)) < 0)
@@ -1819,6 +1843,7 @@ void mbq_config_free(mbq_config *cfg)
     free(b->location);
     free(b->credentials);
     free(b->endpoint);
+    free(b->ca_file);
     mbq_email_config *e = &cfg->email;
     free(e->smtp_url);
     free(e->host);

@@ -13,6 +13,7 @@
 struct mbq_http {
     CURL *curl;
     mbq_http_options opts;
+    char *ca_file; /* owned copy of opts.ca_file */
     char errbuf[CURL_ERROR_SIZE]; /* curl's own fixed-size message buffer */
 };
 
@@ -37,8 +38,14 @@ int mbq_http_new(mbq_http **out, const mbq_http_options *opts)
         return MBQ_ENOMEM;
     mbq_http_options def = MBQ_HTTP_OPTIONS_INIT;
     h->opts = opts ? *opts : def;
+    if (h->opts.ca_file && !(h->ca_file = mbq_strdup(h->opts.ca_file))) {
+        free(h);
+        return MBQ_ENOMEM;
+    }
+    h->opts.ca_file = h->ca_file;
     h->curl = curl_easy_init();
     if (!h->curl) {
+        free(h->ca_file);
         free(h);
         return mbq_error_set(MBQ_ERR, "cannot create a curl handle");
     }
@@ -51,6 +58,7 @@ void mbq_http_free(mbq_http *h)
     if (!h)
         return;
     curl_easy_cleanup(h->curl);
+    free(h->ca_file);
     free(h);
 }
 
@@ -252,6 +260,10 @@ int mbq_http_do(mbq_http *h, mbq_http_response *resp, const mbq_http_request *re
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &resp->headers);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, h->opts.tls_verify ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, h->opts.tls_verify ? 2L : 0L);
+    /* A private CA (a proxy or private endpoint in front of BigQuery, a
+     * test CA) replaces the system bundle; verification stays on. */
+    if (h->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
     if (h->opts.connect_timeout_ms > 0)
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)h->opts.connect_timeout_ms);
     if (h->opts.timeout_ms > 0)

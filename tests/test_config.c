@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mbq/bq.h"
 #include "mbq/config.h"
 #include "mbq/error.h"
 #include "mbq/log.h"
@@ -237,6 +238,48 @@ static void test_partition_type_needs_partition_by(void)
 {
     const char *m = parse_err(ONE_TABLE "    partition_type: HOUR\n" MYSQL_BQ);
     CHECK_CONTAINS(m, "line 4, column 21: 'tables[0].partition_type' needs 'partition_by'");
+}
+
+/* bigquery.auth: the default keeps what an endpoint override meant (no token
+ * for an emulator, a token when a key file is named too); `service_account`
+ * asks for OAuth through any endpoint; contradictions are refused. */
+static void test_bigquery_auth(void)
+{
+    static const struct {
+        const char *extra;
+        mbq_bigquery_auth cfg;
+        mbq_bq_auth_mode opts;
+    } ok[] = {
+        {"", MBQ_BIGQUERY_AUTH_DEFAULT, MBQ_BQ_AUTH_AUTO},
+        {"  endpoint: http://127.0.0.1:9050\n", MBQ_BIGQUERY_AUTH_DEFAULT, MBQ_BQ_AUTH_AUTO},
+        {"  endpoint: http://127.0.0.1:9050\n  credentials: /k.json\n", MBQ_BIGQUERY_AUTH_DEFAULT,
+         MBQ_BQ_AUTH_SERVICE_ACCOUNT},
+        {"  endpoint: https://front:8443\n  auth: service_account\n",
+         MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT, MBQ_BQ_AUTH_SERVICE_ACCOUNT},
+        {"  auth: service_account\n", MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT,
+         MBQ_BQ_AUTH_SERVICE_ACCOUNT},
+        {"  endpoint: http://127.0.0.1:9050\n  auth: none\n", MBQ_BIGQUERY_AUTH_NONE,
+         MBQ_BQ_AUTH_NONE},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof yaml, ONE_TABLE MYSQL_BQ "%s", ok[i].extra);
+        mbq_config *cfg = parse_ok(yaml);
+        if (!cfg)
+            continue;
+        CHECK_INT(cfg->bigquery.auth, ok[i].cfg);
+        mbq_bq_options o;
+        mbq_bq_options_from_config(&o, &cfg->bigquery);
+        CHECK_INT(o.auth, ok[i].opts);
+        mbq_config_free(cfg);
+    }
+    const char *m = parse_err(ONE_TABLE MYSQL_BQ "  auth: none\n");
+    CHECK_CONTAINS(m, "line 10, column 9: 'bigquery.auth: none' needs 'bigquery.endpoint'");
+    m = parse_err(ONE_TABLE MYSQL_BQ "  endpoint: http://e:1\n  credentials: k.json\n"
+                                     "  auth: none\n");
+    CHECK_CONTAINS(m, "'bigquery.auth: none' contradicts 'bigquery.credentials'");
+    m = parse_err(ONE_TABLE MYSQL_BQ "  auth: oauth\n");
+    CHECK_CONTAINS(m, "unknown value 'oauth' for 'bigquery.auth'");
 }
 
 static void test_upload_chunk_size(void)
@@ -782,6 +825,30 @@ static void test_load_names_the_file(void)
     CHECK_STR(mbq_error_last(), want);
 }
 
+/* bigquery.ca_file: a path, relative to the config file like every path,
+ * and handed to the HTTP client (verification stays on). */
+static void test_bigquery_ca_file(void)
+{
+    char path[256], want[512];
+    snprintf(path, sizeof path, "%s/ca.yml", tmpdir);
+    write_file(path, ONE_TABLE MYSQL_BQ "  ca_file: certs/ca.pem\n");
+    mbq_config *cfg = NULL;
+    CHECK_INT(mbq_config_load(&cfg, path), 0);
+    if (cfg) {
+        snprintf(want, sizeof want, "%s/certs/ca.pem", tmpdir);
+        CHECK_STR(cfg->bigquery.ca_file, want);
+        mbq_bq_options o;
+        mbq_bq_options_from_config(&o, &cfg->bigquery);
+        CHECK_STR(o.ca_file, want);
+        CHECK(o.tls_verify);
+    }
+    mbq_config_free(cfg);
+    cfg = parse_ok(ONE_TABLE MYSQL_BQ);
+    if (cfg)
+        CHECK(cfg->bigquery.ca_file == NULL);
+    mbq_config_free(cfg);
+}
+
 static void test_relative_paths_follow_the_config_file(void)
 {
     char path[256], want[512];
@@ -1064,6 +1131,7 @@ static const char *rich_config =
     "  database: shop\n  ssl: {mode: verify_identity, ca: ca.pem, cert: c.pem, key: k.pem}\n"
     "bigquery:\n  project_id: my-project\n  dataset: ds\n  credentials: sa.json\n"
     "  upload_chunk_size: 8MiB\n  endpoint: http://127.0.0.1:9050\n"
+    "  auth: service_account\n  ca_file: ca.pem\n"
     "alerting:\n  email: {host: mail, username: u, password: pw-secret, from: a@b.c,\n"
     "          to: [x@y.z, w@y.z], on: change}\n"
     "  telegram: {bot_token: \"1:abc\", chat_id: -100, api_url: http://127.0.0.1:1}\n"
@@ -1139,6 +1207,8 @@ int main(int argc, char **argv)
     RUN(test_cluster_by_limits);
     RUN(test_partition_type_needs_partition_by);
     RUN(test_upload_chunk_size);
+    RUN(test_bigquery_auth);
+    RUN(test_bigquery_ca_file);
     RUN(test_numbers_out_of_range);
     RUN(test_invalid_mysql_identifiers);
     RUN(test_hostile_mysql_names_are_accepted_with_a_target);

@@ -74,6 +74,8 @@ typedef struct mbq_bq_options {
                                      default 8 MiB */
     int64_t multipart_max_bytes;  /* files up to this go by multipart upload; default 5 MiB */
     bool tls_verify;              /* default true */
+    const char *ca_file;          /* PEM CA bundle for HTTPS (BigQuery and the token endpoint);
+                                     NULL = the system's CAs */
 } mbq_bq_options;
 
 /* Fill `opts` with the defaults above (project NULL). */

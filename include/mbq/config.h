@@ -30,7 +30,7 @@
  * it is parsed; an unset variable without a default is an error naming it.
  * `$$` is a literal `$`. docs/configuration.md is the reference of every key.
  *
- * Relative paths (state.dir, bigquery.credentials, mysql.ssl.{ca,cert,key})
+ * Relative paths (state.dir, bigquery.{credentials,ca_file}, mysql.ssl.{ca,cert,key})
  * are made absolute against the config file's directory by mbq_config_load;
  * mbq_config_parse leaves them as written. When alerting.email is enabled,
  * smtp_url is always set (built from host, port and tls when not given).
@@ -101,6 +101,14 @@ typedef struct mbq_mysql_config {
     bool ssl_verify_server_cert; /* default true; false logs a warning */
 } mbq_mysql_config;
 
+/* How requests to BigQuery authenticate (bigquery.auth). */
+typedef enum mbq_bigquery_auth {
+    MBQ_BIGQUERY_AUTH_DEFAULT = 0, /* not given: service account, except none with an endpoint
+                                      override and no credentials (an emulator) */
+    MBQ_BIGQUERY_AUTH_NONE,        /* never send a token */
+    MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT, /* OAuth with the service-account key, endpoint or not */
+} mbq_bigquery_auth;
+
 typedef struct mbq_bigquery_config {
     char *project_id;          /* required */
     char *dataset;             /* required */
@@ -109,6 +117,9 @@ typedef struct mbq_bigquery_config {
     bool location_set;         /* the config names it (else the dataset's own is used) */
     char *credentials;         /* key file; NULL = GOOGLE_APPLICATION_CREDENTIALS */
     char *endpoint;            /* NULL = https://bigquery.googleapis.com (or BIGQUERY_EMULATOR_HOST) */
+    mbq_bigquery_auth auth;    /* default MBQ_BIGQUERY_AUTH_DEFAULT */
+    char *ca_file;             /* PEM CA bundle for HTTPS to BigQuery and the token endpoint;
+                                  NULL = the system's CAs */
     int64_t upload_chunk_bytes;     /* resumable chunk size, multiple of 256 KiB; 0 = one request; default 8 MiB */
     int64_t multipart_max_bytes;    /* files up to this go by multipart upload; default 5 MiB */
     bool compress;                  /* gzip staging files (default true) */

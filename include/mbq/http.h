@@ -25,9 +25,11 @@ typedef struct mbq_http_options {
     int64_t timeout_ms;         /* whole request; 0 = none */
     int64_t low_speed_time_s;   /* abort when below 1 byte/s for this long; 0 = off */
     bool tls_verify;            /* verify peer and host name for https (default true) */
+    const char *ca_file;        /* PEM CA bundle to verify against instead of the system's
+                                   (copied by mbq_http_new); NULL = the system's */
 } mbq_http_options;
 
-#define MBQ_HTTP_OPTIONS_INIT {10000, 0, 300, true}
+#define MBQ_HTTP_OPTIONS_INIT {10000, 0, 300, true, NULL}
 
 /* The request body: `pre`, then `file_len` bytes of `file` from `file_off`,
  * then `post`. Any part may be empty. The file is read with pread-like

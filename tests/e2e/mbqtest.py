@@ -167,8 +167,6 @@ class Workspace:
             "  endpoint: ${MBQ_E2E_BQ_ENDPOINT}",
             "  project_id: %s" % os.environ.get("MBQ_TEST_BQ_PROJECT", "mbq-test"),
             "  dataset: %s" % self.dataset,
-            "  compression: none",
-            "  upload_chunk_size: 0",
             "  max_retries: 2",
             "  retry_max_elapsed: 20s",
         ]

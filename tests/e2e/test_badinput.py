@@ -47,8 +47,7 @@ bigquery:
   endpoint: %s
   project_id: mbq-test
   dataset: %s
-  compression: none
-  upload_chunk_size: 0
+  compression: gzip
   max_retries: 1
   retry_max_elapsed: 5s
 state:
@@ -119,7 +118,7 @@ def config_cases(ws):
         ("negative lookback", replace(b, "    updated_column: updated_at",
                                       "    updated_column: updated_at\n    lookback: -5m"),
          "lookback", USAGE),
-        ("compression not an option", replace(b, "  compression: none", "  compression: zip"),
+        ("compression not an option", replace(b, "  compression: gzip", "  compression: zip"),
          "compression", USAGE),
         ("invalid project id", replace(b, "  project_id: mbq-test", "  project_id: Bad_Project!"),
          "project_id", USAGE),

@@ -52,15 +52,19 @@ def start_private_services():
     os.environ.update(load_services_env(os.path.join(SVC_DIR, "env")))
 
 
-def make_ws(name, rows=30, width=10):
+def make_ws(name, rows=30, width=10, random_bytes=0):
+    """`random_bytes` > 0: each val is that many random bytes in hex, which
+    gzip (the staging files' default) cannot shrink below about half, so a
+    test that must cut or fill something by byte count still can."""
     ws = Workspace("flt_" + name)
     mysql("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, val TEXT, n INT, "
           "updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) "
           "ON UPDATE CURRENT_TIMESTAMP(6))", db=ws.db)
     batch = []
     for i in range(1, rows + 1):
-        batch.append("(%d, REPEAT('v%d', %d), %d, '2024-01-01 00:00:%02d.000000')"
-                     % (i, i, width, i, i % 60))
+        val = ("'%s'" % os.urandom(random_bytes).hex() if random_bytes
+               else "REPEAT('v%d', %d)" % (i, width))
+        batch.append("(%d, %s, %d, '2024-01-01 00:00:%02d.000000')" % (i, val, i, i % 60))
         if len(batch) == 500 or i == rows:
             mysql("INSERT INTO items (id, val, n, updated_at) VALUES " + ",".join(batch), db=ws.db)
             batch = []
@@ -133,9 +137,10 @@ def test_bigquery_connection_refused():
 
 
 def test_bigquery_cut_during_upload():
-    # 600 rows of ~2 KB: the upload body dominates the connection's bytes,
-    # so a cut after 600 KB client->server falls inside it.
-    ws = make_ws("bq_cut_upload", rows=600, width=400)
+    # 600 rows of 2 KB of random bytes (~2.2 KB each gzip'd): the upload
+    # body dominates the connection's bytes, so a cut after 600 KB
+    # client->server falls inside it.
+    ws = make_ws("bq_cut_upload", rows=600, random_bytes=2000)
     px = bq_proxy("bq_cut_upload")
     try:
         px.set(mode="pass", cut_after_bytes=600000, cut_direction="c2s", complete=True)
@@ -524,8 +529,10 @@ def test_disk_full_in_staging_directory():
     ws = make_ws("disk_staging")
     expect_ok(ws.sync(), "initial sync")
     cur = cursor(ws)
-    mysql("INSERT INTO items (id, val, n) SELECT id + 10000, REPEAT('x', 2000), 0 "
-          "FROM (SELECT seq AS id FROM seq_1_to_2000) s", db=ws.db)  # ~4 MB
+    # ~4 MB gzip'd (the staging files' default): 2 KiB of hex digests per row.
+    digests = ", ".join("SHA2(CONCAT(id, '%s'), 512)" % c for c in "abcdefghijklmnop")
+    mysql("INSERT INTO items (id, val, n) SELECT id + 10000, CONCAT(%s), 0 "
+          "FROM (SELECT seq AS id FROM seq_1_to_4000) s" % digests, db=ws.db)
     staging = os.path.join(ws.state, "staging")
     how = "tmpfs"
     if mount_small(staging, "2m"):

@@ -25,6 +25,10 @@ BigQuery's documentation says:
 Scenario knobs and counters: POST /_control (JSON merged into `ctl`),
 GET /_state (JSON). Uploaded data is written to DIR/upload_<job>.bin.
 
+GET /tokeninfo?access_token=T answers 200 for a token it issued, 400
+otherwise (as Google's tokeninfo endpoint does): a front in front of the
+emulator (tests/standins/bq_front.py) checks Bearer tokens there.
+
 usage: bq_standin.py PORT_FILE DIR PUBKEY_PEM CLIENT_EMAIL
 """
 import base64
@@ -46,6 +50,8 @@ ctl = {
     "drop_put_at": [],        # 1-based PUT numbers whose connection is dropped mid-body
     "keep_quantum": True,     # a dropped PUT keeps only whole 256 KiB units
     "expires_in": 3600,       # token lifetime
+    "token_aud": None,        # the token endpoint's URL as the client knows it (through
+                              # tests/standins/bq_front.py); None = this server's /token
     "require_token": False,   # BigQuery requests need a valid Bearer token
     "unauthorized_next": 0,   # answer 401 to this many requests
     "fail_later": [],         # job ids that are RUNNING at insert, failed on jobs.get
@@ -171,6 +177,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, dict(state, ctl=ctl))
         if path == "/token":
             return self.token()
+        if path == "/tokeninfo":
+            return self.tokeninfo(q)
         # Everything else is BigQuery.
         with lock:
             state["requests"] += 1
@@ -213,9 +221,22 @@ class Handler(BaseHTTPRequestHandler):
             return self.upload(method, q)
         self.reply(404, error_body(404, "notFound", "Not found: " + path))
 
+    def tokeninfo(self, q):
+        """Like Google's tokeninfo endpoint: 200 for an access token this
+        server issued, 400 invalid_token otherwise (a front checks the
+        Bearer tokens of BigQuery requests here)."""
+        tok = q.get("access_token", [""])[0]
+        with lock:
+            ok = tok in valid_tokens
+        if not ok:
+            return self.reply(400, {"error": "invalid_token",
+                                    "error_description": "Invalid Value"})
+        return self.reply(200, {"email": EMAIL, "scope": "https://www.googleapis.com/auth/bigquery",
+                                "expires_in": str(ctl["expires_in"])})
+
     def token(self):
         form = urllib.parse.parse_qs(self.read_body().decode())
-        aud = "http://127.0.0.1:%d/token" % self.server.server_port
+        aud = ctl["token_aud"] or "http://127.0.0.1:%d/token" % self.server.server_port
         err = None
         if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
             err = "grant_type %r" % form.get("grant_type")
