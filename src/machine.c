@@ -889,7 +889,12 @@ static int staging_lost(sync_ctx *ctx, table_job *t, step_event *ev)
 {
     char *sum = NULL;
     int rc = 0;
-    bool intact = t->run.staged_path && mbq_file_exists(t->run.staged_path) &&
+    /* The checksum is the NDJSON's, read through zlib, which stops at the
+     * end of the gzip stream and ignores bytes appended after it: the file's
+     * size on disk must be the extract's too. */
+    struct stat sb;
+    bool intact = t->run.staged_path && stat(t->run.staged_path, &sb) == 0 &&
+                  (int64_t)sb.st_size == t->run.staged_bytes &&
                   mbq_file_sha256(&sum, t->run.staged_path) == 0 &&
                   mbq_streq(sum, t->run.staged_checksum);
     free(sum);
