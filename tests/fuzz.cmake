@@ -22,7 +22,9 @@ if(MBQ_FUZZ)
     target_include_directories(${F_NAME} PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
     target_compile_definitions(${F_NAME} PRIVATE _POSIX_C_SOURCE=200809L _DEFAULT_SOURCE
         MBQ_VERSION="${PROJECT_VERSION}")
-    target_link_libraries(${F_NAME} PRIVATE ${F_LIBS} PkgConfig::UUID Threads::Threads)
+    # util.c checksums files (OpenSSL SHA-256 through zlib's gzread)
+    target_link_libraries(${F_NAME} PRIVATE ${F_LIBS} PkgConfig::UUID OpenSSL::Crypto ZLIB::ZLIB
+                          Threads::Threads)
     target_compile_options(${F_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_options(${F_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
     set(dict "")
