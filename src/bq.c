@@ -1291,6 +1291,31 @@ static int64_t range_next(const mbq_http_response *resp)
     return next;
 }
 
+/* A request of a resumable session failed with `rc`: true after waiting
+ * when the session survives it (a dropped connection, a timeout or a 5xx),
+ * so the caller asks the server what it has and goes on from there; false
+ * (the error set) when it does not, or when the retries are spent. */
+static bool session_retry_wait(mbq_bq *bq, const mbq_http_response *resp, int rc, int *failures,
+                               int64_t start_ms)
+{
+    if (rc == MBQ_EEXISTS || rc == MBQ_EIO || rc == MBQ_ENOMEM)
+        return false;
+    bool retryable = resp->status == 0 ? mbq_http_retryable_curl(resp->curl_code)
+                                       : mbq_http_retryable_status(resp->status);
+    if (!retryable || *failures >= bq->opts.max_retries)
+        return false;
+    int64_t delay = mbq_http_backoff_ms(*failures, bq->opts.retry_initial_ms,
+                                        bq->opts.retry_max_delay_ms);
+    if (mbq_monotonic_ms() - start_ms + delay > bq->opts.retry_max_elapsed_ms)
+        return false;
+    mbq_log_info("%s; asking the server how much it has, in %lld ms", mbq_error_last(),
+                 (long long)delay);
+    mbq_sleep_ms(delay);
+    (*failures)++;
+    bq->retries++;
+    return true;
+}
+
 /* Send the file through an open resumable session. On success `resp` holds
  * the final 200/201 answer with the Job resource. */
 static int resumable_send(mbq_bq *bq, mbq_http_response *resp, const char *uri, FILE *f,
@@ -1359,23 +1384,8 @@ static int resumable_send(mbq_bq *bq, mbq_http_response *resp, const char *uri, 
                                job_id, resp->status);
             goto done;
         }
-        if (rc == MBQ_EEXISTS || rc == MBQ_EIO || rc == MBQ_ENOMEM)
+        if (!session_retry_wait(bq, resp, rc, &failures, start))
             goto done;
-        /* A dropped connection, a timeout or a 5xx: the session survives;
-         * ask the server what it has and go on from there. */
-        bool retryable = resp->status == 0 ? mbq_http_retryable_curl(resp->curl_code)
-                                           : mbq_http_retryable_status(resp->status);
-        if (!retryable || failures >= bq->opts.max_retries)
-            goto done;
-        int64_t delay = mbq_http_backoff_ms(failures, bq->opts.retry_initial_ms,
-                                            bq->opts.retry_max_delay_ms);
-        if (mbq_monotonic_ms() - start + delay > bq->opts.retry_max_elapsed_ms)
-            goto done;
-        mbq_log_info("%s; asking the server how much it has, in %lld ms", mbq_error_last(),
-                     (long long)delay);
-        mbq_sleep_ms(delay);
-        failures++;
-        bq->retries++;
         ask = true;
     }
 done:
@@ -1577,21 +1587,8 @@ static int stream_put(mbq_bq *bq, mbq_http_response *resp, bool *retried, const 
                                job_id, resp->status);
             goto done;
         }
-        if (rc == MBQ_EEXISTS || rc == MBQ_EIO || rc == MBQ_ENOMEM)
+        if (!session_retry_wait(bq, resp, rc, &failures, start))
             goto done;
-        bool retryable = resp->status == 0 ? mbq_http_retryable_curl(resp->curl_code)
-                                           : mbq_http_retryable_status(resp->status);
-        if (!retryable || failures >= bq->opts.max_retries)
-            goto done;
-        int64_t delay = mbq_http_backoff_ms(failures, bq->opts.retry_initial_ms,
-                                            bq->opts.retry_max_delay_ms);
-        if (mbq_monotonic_ms() - start + delay > bq->opts.retry_max_elapsed_ms)
-            goto done;
-        mbq_log_info("%s; asking the server how much it has, in %lld ms", mbq_error_last(),
-                     (long long)delay);
-        mbq_sleep_ms(delay);
-        failures++;
-        bq->retries++;
         ask = true;
         *retried = true;
     }
