@@ -989,22 +989,6 @@ static int build_select(mbq_buf *sql, mbq_mysql *c, const mbq_extract_options *o
     return rc;
 }
 
-static int hex_digest(char **out, EVP_MD_CTX *sha)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    mbq_buf b = MBQ_BUF_INIT;
-    if (EVP_DigestFinal_ex(sha, md, &n) != 1)
-        return mbq_error_set(MBQ_EINTERNAL, "sha-256 final failed");
-    int rc = mbq_buf_puts(&b, "sha256:");
-    for (unsigned i = 0; rc == 0 && i < n; i++)
-        rc = mbq_buf_printf(&b, "%02x", md[i]);
-    if (rc == 0 && !(*out = mbq_buf_detach(&b)))
-        rc = MBQ_ENOMEM;
-    mbq_buf_free(&b);
-    return rc;
-}
-
 /* "k1=v1, k2=v2" for the row's key columns (values cut at 64 bytes), for
  * messages that name a row. */
 static void row_key(mbq_buf *b, MYSQL_ROW row, const unsigned long *lens,
@@ -1133,7 +1117,7 @@ static int full_extract_tail(mbq_extract_result *out, mbq_mysql *c, const mbq_ex
         rc = my_error(c, "tail query failed");
         goto done;
     }
-    if ((rc = hex_digest(&out->tail_checksum, sha)) == 0)
+    if ((rc = mbq_sha256_hex(&out->tail_checksum, sha)) == 0)
         out->tail_rows = n;
 done:
     if (rc < 0)
@@ -1436,9 +1420,9 @@ finish:
             rc = mbq_error_set(MBQ_EIO, "cannot close '%s': %s", tmp.ptr, strerror(errno));
             goto done;
         }
-        if ((rc = hex_digest(&out->checksum, w.sha)) < 0)
+        if ((rc = mbq_sha256_hex(&out->checksum, w.sha)) < 0)
             goto done;
-        if (tail_sha && (rc = hex_digest(&out->tail_checksum, tail_sha)) < 0)
+        if (tail_sha && (rc = mbq_sha256_hex(&out->tail_checksum, tail_sha)) < 0)
             goto done;
         mbq_fault_point("extract.before_rename");
         if (rename(tmp.ptr, o->path) != 0) {

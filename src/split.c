@@ -36,22 +36,6 @@ typedef struct part_writer {
     unsigned char zbuf[64 * 1024];
 } part_writer;
 
-static int hex_digest(char **out, EVP_MD_CTX *sha)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    mbq_buf b = MBQ_BUF_INIT;
-    if (EVP_DigestFinal_ex(sha, md, &n) != 1)
-        return mbq_error_set(MBQ_EINTERNAL, "sha-256 final failed");
-    int rc = mbq_buf_puts(&b, "sha256:");
-    for (unsigned i = 0; rc == 0 && i < n; i++)
-        rc = mbq_buf_printf(&b, "%02x", md[i]);
-    if (rc == 0 && !(*out = mbq_buf_detach(&b)))
-        rc = MBQ_ENOMEM;
-    mbq_buf_free(&b);
-    return rc;
-}
-
 static int write_all(part_writer *w, const void *data, size_t len)
 {
     const char *p = data;
@@ -155,7 +139,7 @@ static int part_close(part_writer *w, mbq_load_part *p, int part)
         rc = mbq_error_set(MBQ_EIO, "cannot rename '%s' to '%s': %s", w->tmp.ptr, w->path.ptr,
                            strerror(errno));
     if (rc == 0)
-        rc = hex_digest(&p->checksum, w->sha);
+        rc = mbq_sha256_hex(&p->checksum, w->sha);
     EVP_MD_CTX_free(w->sha);
     w->sha = NULL;
     if (rc < 0)
@@ -280,7 +264,7 @@ int mbq_split_file(mbq_load_part **out, int *n_out, bool *mismatch, const mbq_sp
             goto done;
         n++;
     }
-    if ((rc = hex_digest(&sum, all)) < 0)
+    if ((rc = mbq_sha256_hex(&sum, all)) < 0)
         goto done;
     if ((o->expect_rows >= 0 && rows != o->expect_rows) ||
         (o->expect_checksum && strcmp(sum, o->expect_checksum) != 0)) {

@@ -339,12 +339,25 @@ int mbq_exit_for_error(int err)
     }
 }
 
+int mbq_sha256_hex(char **out, struct evp_md_ctx_st *sha)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    mbq_buf b = MBQ_BUF_INIT;
+    if (EVP_DigestFinal_ex(sha, md, &n) != 1)
+        return mbq_error_set(MBQ_EINTERNAL, "sha-256 final failed");
+    int rc = mbq_buf_puts(&b, "sha256:");
+    for (unsigned i = 0; rc == 0 && i < n; i++)
+        rc = mbq_buf_printf(&b, "%02x", md[i]);
+    if (rc == 0 && !(*out = mbq_buf_detach(&b)))
+        rc = MBQ_ENOMEM;
+    mbq_buf_free(&b);
+    return rc;
+}
+
 int mbq_file_sha256(char **out, const char *path)
 {
     int rc = 0;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    mbq_buf hex = MBQ_BUF_INIT;
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
     /* gzread reads a file that is not gzip as it is. */
     gzFile gz = gzopen(path, "rb");
@@ -372,20 +385,11 @@ int mbq_file_sha256(char **out, const char *path)
             goto done;
         }
     }
-    if (EVP_DigestFinal_ex(sha, md, &n) != 1) {
-        rc = mbq_error_set(MBQ_EINTERNAL, "sha-256 final failed");
-        goto done;
-    }
-    rc = mbq_buf_puts(&hex, "sha256:");
-    for (unsigned i = 0; rc == 0 && i < n; i++)
-        rc = mbq_buf_printf(&hex, "%02x", md[i]);
-    if (rc == 0 && !(*out = mbq_buf_detach(&hex)))
-        rc = MBQ_ENOMEM;
+    rc = mbq_sha256_hex(out, sha);
 done:
     if (gz)
         gzclose(gz);
     free(chunk);
     EVP_MD_CTX_free(sha);
-    mbq_buf_free(&hex);
     return rc;
 }

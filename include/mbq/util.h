@@ -68,4 +68,9 @@ bool mbq_streq(const char *a, const char *b);
  * gzip file). */
 int mbq_file_sha256(char **out, const char *path);
 
+/* Finish the SHA-256 context `sha` (OpenSSL's EVP_MD_CTX) into "sha256:<hex>"
+ * in *out (caller frees). 0, MBQ_ENOMEM or MBQ_EINTERNAL. */
+struct evp_md_ctx_st;
+int mbq_sha256_hex(char **out, struct evp_md_ctx_st *sha);
+
 #endif
