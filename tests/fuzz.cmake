@@ -15,7 +15,7 @@ if(MBQ_FUZZ)
   # is blind to code it cannot see.
   function(mbq_add_fuzzer)
     cmake_parse_arguments(F "" "NAME;CORPUS;DICT" "SOURCES;LIBS" ${ARGN})
-    set(core src/error.c src/buf.c src/log.c src/util.c)
+    set(core src/util/error.c src/util/buf.c src/util/log.c src/util/util.c)
     list(TRANSFORM core PREPEND ${CMAKE_SOURCE_DIR}/)
     list(TRANSFORM F_SOURCES PREPEND ${CMAKE_SOURCE_DIR}/)
     add_executable(${F_NAME} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${F_NAME}.c ${F_SOURCES} ${core})
@@ -39,9 +39,9 @@ if(MBQ_FUZZ)
 
   # the config parser
   mbq_add_fuzzer(NAME fuzz_config CORPUS config DICT config.dict
-                 SOURCES src/config.c LIBS PkgConfig::YAML)
+                 SOURCES src/config/config.c LIBS PkgConfig::YAML)
   # BigQuery's JSON responses: errors, schemas, jobs, tables
-  mbq_add_fuzzer(NAME fuzz_bq_json CORPUS bq_json SOURCES src/bq_json.c LIBS PkgConfig::JSONC)
+  mbq_add_fuzzer(NAME fuzz_bq_json CORPUS bq_json SOURCES src/bigquery/bq_json.c LIBS PkgConfig::JSONC)
   # the row encoder (mbq_typemap_encode, mbq_buf_json_string), output checked with json-c
-  mbq_add_fuzzer(NAME fuzz_encoder CORPUS encoder SOURCES src/typemap.c LIBS PkgConfig::JSONC)
+  mbq_add_fuzzer(NAME fuzz_encoder CORPUS encoder SOURCES src/mysql/typemap.c LIBS PkgConfig::JSONC)
 endif()
