@@ -39,7 +39,8 @@ if(MBQ_FUZZ)
 
   # the config parser
   mbq_add_fuzzer(NAME fuzz_config CORPUS config DICT config.dict
-                 SOURCES src/config/config.c LIBS PkgConfig::YAML)
+                 SOURCES src/config/config.c src/config/config_read.c
+                         src/config/config_check.c src/config/config_sections.c LIBS PkgConfig::YAML)
   # BigQuery's JSON responses: errors, schemas, jobs, tables
   mbq_add_fuzzer(NAME fuzz_bq_json CORPUS bq_json SOURCES src/bigquery/bq_json.c LIBS PkgConfig::JSONC)
   # the row encoder (mbq_typemap_encode, mbq_buf_json_string), output checked with json-c
