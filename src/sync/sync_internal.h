@@ -102,4 +102,42 @@ typedef struct mbq_merge_range {
 int mbq_merge_ranges(mbq_merge_range **out, size_t *n, sync_ctx *ctx, const table_job *t);
 void mbq_merge_ranges_free(mbq_merge_range *r, size_t n);
 
+/* ---- the state machine (machine.c, machine_steps.c) ---------------------- */
+
+typedef enum step_event {
+    EV_OK = 0,     /* the state's side effect is done */
+    EV_MERGE,      /* extract: rows staged for a MERGE into the target */
+    EV_REPLACE,    /* extract: rows replace the target's content (first or full load) */
+    EV_NO_ROWS,    /* extract: nothing to load */
+    EV_UNCHANGED,  /* extract: the same window and content as the last commit */
+    EV_REEXTRACT,  /* stage, merge: the staged file is gone or its load failed: extract again */
+    EV_RESTAGE,    /* merge: the staging table is gone (expired), the staged file is intact */
+    EV_RESTART,    /* schema-check: what was staged can no longer be used (the target is
+                      gone, or the source's columns changed): extract again */
+    EV__COUNT
+} step_event;
+
+/* A job that BigQuery ran and failed on its own side (errorResult reason
+ * backendError, internalError, rateLimitExceeded, jobRateLimitExceeded:
+ * mbq_bq_job_reason_transient) may run again under a new job id in this
+ * run, after a backoff, at most max_retries times and within
+ * retry_max_elapsed. Anything else (invalid rows, a bad query) would fail
+ * again. */
+typedef struct job_retry {
+    int n;
+    int64_t start_ms;
+} job_retry;
+
+/* Shared by machine.c and machine_steps.c (defined in one, used in the other). */
+int set_str(char **field, const char *value);
+int transition(sync_ctx *ctx, table_job *t, step_event ev);
+int make_job_id(char **out, const char *kind, const table_job *t);
+void remove_staged_file(table_job *t);
+int check_loaded_rows(sync_ctx *ctx, table_job *t, mbq_bq_job *job, const char *table);
+mbq_bq_write_disposition replace_disposition(const table_job *t);
+bool job_retry_again(sync_ctx *ctx, table_job *t, job_retry *jr, int rc, const char *state);
+int step_stage(sync_ctx *ctx, table_job *t, step_event *ev);
+int step_merge(sync_ctx *ctx, table_job *t, step_event *ev);
+int step_commit(sync_ctx *ctx, table_job *t, step_event *ev);
+
 #endif
