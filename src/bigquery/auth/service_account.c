@@ -1,4 +1,5 @@
-/* Service-account JWT auth for BigQuery (see mbq/bq_auth.h). */
+/* Service-account JWT auth for BigQuery (see mbq/bq_auth.h), and the
+ * service_account credential type of mbq/credentials.h built on it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cred_internal.h"
 #include "mbq/bq_auth.h"
 #include "mbq/error.h"
 #include "mbq/log.h"
@@ -22,6 +24,7 @@ struct mbq_bq_auth {
     char *client_email;
     char *private_key_id; /* may be NULL */
     char *token_uri;
+    char *project_id;     /* may be NULL */
     EVP_PKEY *pkey;
     mbq_http *http;
     char *token;          /* cached access token, NULL when none */
@@ -165,14 +168,75 @@ static void register_pem_secret(const char *pem)
     }
 }
 
+/* The service account of the parsed key `root` (read from `path`, which
+ * errors name). */
+static int auth_from_json(mbq_bq_auth **out, const char *path, json_object *root,
+                          const mbq_bq_auth_options *opts)
+{
+    int rc = 0;
+    BIO *bio = NULL;
+    mbq_bq_auth *a = NULL;
+    *out = NULL;
+    const char *pem = json_str(root, "private_key");
+    const char *email = json_str(root, "client_email");
+    const char *uri = json_str(root, "token_uri");
+    const char *missing = !pem ? "private_key" : !email ? "client_email" : !uri ? "token_uri" : NULL;
+    if (missing) {
+        rc = mbq_error_set(MBQ_EAUTH, "service-account key file '%s' has no \"%s\"", path, missing);
+        goto done;
+    }
+    register_pem_secret(pem);
+
+    a = mbq_calloc(1, sizeof(*a));
+    if (!a) {
+        rc = MBQ_ENOMEM;
+        goto done;
+    }
+    if (opts)
+        a->opts = *opts;
+    else
+        mbq_bq_auth_options_init(&a->opts);
+    a->path = mbq_strdup(path);
+    a->client_email = mbq_strdup(email);
+    a->token_uri = mbq_strdup(uri);
+    const char *kid = json_str(root, "private_key_id");
+    a->private_key_id = kid ? mbq_strdup(kid) : NULL;
+    const char *project = json_str(root, "project_id");
+    a->project_id = project ? mbq_strdup(project) : NULL;
+    if (!a->path || !a->client_email || !a->token_uri || (kid && !a->private_key_id) ||
+        (project && !a->project_id)) {
+        rc = MBQ_ENOMEM;
+        goto done;
+    }
+    bio = BIO_new_mem_buf(pem, -1);
+    if (!bio) {
+        rc = mbq_error_set(MBQ_ENOMEM, "out of memory");
+        goto done;
+    }
+    a->pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    if (!a->pkey || EVP_PKEY_get_base_id(a->pkey) != EVP_PKEY_RSA) {
+        rc = mbq_error_set(MBQ_EAUTH,
+                           "service-account key file '%s': \"private_key\" is not an RSA private "
+                           "key in PEM form",
+                           path);
+        goto done;
+    }
+    if ((rc = mbq_http_new(&a->http, &a->opts.http)) < 0)
+        goto done;
+    *out = a;
+    a = NULL;
+done:
+    BIO_free(bio);
+    mbq_bq_auth_free(a);
+    return rc;
+}
+
 int mbq_bq_auth_new(mbq_bq_auth **out, const char *path, const mbq_bq_auth_options *opts)
 {
     int rc = 0;
     char *data = NULL;
     size_t data_len = 0;
     json_object *root = NULL;
-    BIO *bio = NULL;
-    mbq_bq_auth *a = NULL;
 
     *out = NULL;
     if (!path || !*path)
@@ -203,65 +267,18 @@ int mbq_bq_auth_new(mbq_bq_auth **out, const char *path, const mbq_bq_auth_optio
     }
     if (strcmp(type, "service_account") != 0) {
         rc = mbq_error_set(MBQ_EAUTH,
-                           "credentials file '%s' is of type '%s', not 'service_account' (only "
-                           "service-account keys are supported)",
+                           "credentials file '%s' is of type '%s', not 'service_account'",
                            path, type);
         goto done;
     }
-    const char *pem = json_str(root, "private_key");
-    const char *email = json_str(root, "client_email");
-    const char *uri = json_str(root, "token_uri");
-    const char *missing = !pem ? "private_key" : !email ? "client_email" : !uri ? "token_uri" : NULL;
-    if (missing) {
-        rc = mbq_error_set(MBQ_EAUTH, "service-account key file '%s' has no \"%s\"", path, missing);
-        goto done;
-    }
-    register_pem_secret(pem);
-
-    a = mbq_calloc(1, sizeof(*a));
-    if (!a) {
-        rc = MBQ_ENOMEM;
-        goto done;
-    }
-    if (opts)
-        a->opts = *opts;
-    else
-        mbq_bq_auth_options_init(&a->opts);
-    a->path = mbq_strdup(path);
-    a->client_email = mbq_strdup(email);
-    a->token_uri = mbq_strdup(uri);
-    const char *kid = json_str(root, "private_key_id");
-    a->private_key_id = kid ? mbq_strdup(kid) : NULL;
-    if (!a->path || !a->client_email || !a->token_uri || (kid && !a->private_key_id)) {
-        rc = MBQ_ENOMEM;
-        goto done;
-    }
-    bio = BIO_new_mem_buf(pem, -1);
-    if (!bio) {
-        rc = mbq_error_set(MBQ_ENOMEM, "out of memory");
-        goto done;
-    }
-    a->pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-    if (!a->pkey || EVP_PKEY_get_base_id(a->pkey) != EVP_PKEY_RSA) {
-        rc = mbq_error_set(MBQ_EAUTH,
-                           "service-account key file '%s': \"private_key\" is not an RSA private "
-                           "key in PEM form",
-                           path);
-        goto done;
-    }
-    if ((rc = mbq_http_new(&a->http, &a->opts.http)) < 0)
-        goto done;
-    *out = a;
-    a = NULL;
+    rc = auth_from_json(out, path, root, opts);
 
 done:
-    BIO_free(bio);
     json_object_put(root); /* json-c frees its strings; the PEM copy inside is gone with it */
     if (data) {
         OPENSSL_cleanse(data, data_len);
         free(data);
     }
-    mbq_bq_auth_free(a);
     return rc;
 }
 
@@ -279,6 +296,7 @@ void mbq_bq_auth_free(mbq_bq_auth *a)
     free(a->client_email);
     free(a->private_key_id);
     free(a->token_uri);
+    free(a->project_id);
     free(a);
 }
 
@@ -484,4 +502,71 @@ int mbq_bq_auth_token(const char **out, mbq_bq_auth *a)
                       (long long)delay);
         mbq_sleep_ms(delay);
     }
+}
+
+/* ---- the service_account credential type (mbq/credentials.h) ------------ */
+
+/* The key object keeps its own cache and retries; the credential asks it for
+ * a fresh token each time its own cache runs out, so that the margin and the
+ * forced refresh after a 401 work as for every other type. */
+static int sa_fetch(mbq_cred *c, char **token, int64_t *expiry_ms, bool *retry)
+{
+    mbq_bq_auth *a = c->impl;
+    const char *t = NULL;
+    *retry = false; /* mbq_bq_auth_token retried already */
+    mbq_bq_auth_invalidate(a);
+    int rc = mbq_bq_auth_token(&t, a);
+    if (rc < 0)
+        return rc;
+    if (!(*token = mbq_strdup(t)))
+        return MBQ_ENOMEM;
+    *expiry_ms = a->token_expiry_ms;
+    return 0;
+}
+
+static void sa_free(void *impl) { mbq_bq_auth_free(impl); }
+
+static const cred_ops sa_ops = {"service_account", sa_fetch, NULL, NULL, NULL, sa_free};
+
+int cred_service_account_new(mbq_cred **out, const char *path, const char *origin,
+                             json_object *root, const mbq_cred_options *opts)
+{
+    int rc;
+    mbq_bq_auth *a = NULL;
+    mbq_bq_auth_options ao;
+    mbq_buf src = MBQ_BUF_INIT;
+    mbq_cred_options co;
+    *out = NULL;
+    if (!opts) {
+        mbq_cred_options_init(&co);
+        opts = &co;
+    }
+    mbq_bq_auth_options_init(&ao);
+    ao.refresh_margin_ms = opts->refresh_margin_ms;
+    ao.max_retries = opts->max_retries;
+    ao.retry_max_elapsed_ms = opts->retry_max_elapsed_ms;
+    ao.retry_initial_ms = opts->retry_initial_ms;
+    ao.http = opts->http;
+    if ((rc = auth_from_json(&a, path, root, &ao)) < 0)
+        goto done;
+    if ((rc = mbq_buf_printf(&src, "service-account key %s '%s'", origin, path)) < 0)
+        goto done;
+    const char *email = a->client_email;
+    const char *project = a->project_id;
+    if ((rc = cred_new(out, &sa_ops, a, mbq_buf_cstr(&src), opts)) < 0) {
+        a = NULL; /* cred_new freed it */
+        goto done;
+    }
+    a = NULL;
+    (*out)->principal = mbq_strdup(email);
+    (*out)->project = project ? mbq_strdup(project) : NULL;
+    if (!(*out)->principal || (project && !(*out)->project)) {
+        rc = MBQ_ENOMEM;
+        mbq_cred_free(*out);
+        *out = NULL;
+    }
+done:
+    mbq_bq_auth_free(a);
+    mbq_buf_free(&src);
+    return rc;
 }
