@@ -496,7 +496,13 @@ static void test_options_validated(void)
     mbq_bq *bq = NULL;
     mbq_bq_options o;
     mbq_bq_options_init(&o);
-    CHECK_INT(mbq_bq_new(&bq, &o), MBQ_ECONFIG); /* no project */
+    /* No project and no credentials to take one from (the credentials'
+     * project is tested in test_auth_standin). */
+    o.auth = MBQ_BQ_AUTH_NONE;
+    o.endpoint = "http://127.0.0.1:9/";
+    CHECK_INT(mbq_bq_new(&bq, &o), MBQ_ECONFIG);
+    CHECK_CONTAINS(mbq_error_last(), "no project id");
+    o.auth = MBQ_BQ_AUTH_AUTO;
     o.project = "p";
     o.endpoint = "http://127.0.0.1:9/";
     o.upload_chunk_bytes = 1000;

@@ -48,9 +48,13 @@ typedef struct mbq_bq mbq_bq;
 /* ---- client ------------------------------------------------------------ */
 
 typedef enum mbq_bq_auth_mode {
-    MBQ_BQ_AUTH_AUTO = 0,            /* service account, unless an endpoint override is in use */
+    MBQ_BQ_AUTH_AUTO = 0,            /* ADC, unless an endpoint override is in use */
     MBQ_BQ_AUTH_NONE = 1,            /* never send a token (emulators) */
-    MBQ_BQ_AUTH_SERVICE_ACCOUNT = 2, /* always (e.g. a Private Service Connect endpoint) */
+    MBQ_BQ_AUTH_SERVICE_ACCOUNT = 2, /* the named credentials file (credentials or
+                                        GOOGLE_APPLICATION_CREDENTIALS), endpoint or not
+                                        (e.g. a Private Service Connect endpoint) */
+    MBQ_BQ_AUTH_ADC = 3,             /* Application Default Credentials, endpoint or not
+                                        (mbq_cred_default, mbq/credentials.h) */
 } mbq_bq_auth_mode;
 
 typedef struct mbq_bq_options {
@@ -59,8 +63,10 @@ typedef struct mbq_bq_options {
                                      mbq_bq_location_resolve; "US" until then */
     const char *endpoint;         /* NULL: BIGQUERY_EMULATOR_HOST (host:port, as http://),
                                      else https://bigquery.googleapis.com */
-    const char *credentials;      /* key file; NULL = GOOGLE_APPLICATION_CREDENTIALS */
+    const char *credentials;      /* credentials file of any type (mbq/credentials.h);
+                                     NULL = the ADC lookup chain */
     mbq_bq_auth_mode auth;        /* default AUTO */
+    const char *impersonate;      /* service account email to impersonate; NULL = none */
     int64_t connect_timeout_ms;   /* default 10 s */
     int64_t request_timeout_ms;   /* one HTTP request; default 10 min (uploads take long) */
     int64_t job_timeout_ms;       /* waiting for a job to be DONE; default 6 h */
@@ -86,10 +92,16 @@ void mbq_bq_options_init(mbq_bq_options *opts);
 struct mbq_bigquery_config;
 void mbq_bq_options_from_config(mbq_bq_options *opts, const struct mbq_bigquery_config *cfg);
 
-/* Create a client. Validates the options (MBQ_ECONFIG: no project, a chunk
- * size that is not a multiple of 256 KiB, a bad endpoint) and, when auth is
- * used, loads the key file (MBQ_EAUTH, see mbq_bq_auth_new). No request is
- * made. Free with mbq_bq_free. */
+/* When the config names no project_id, set it to the credentials' project
+ * (mbq_bq_new finds them). 0, or MBQ_ECONFIG/MBQ_EAUTH/... from mbq_bq_new. */
+int mbq_bq_config_resolve_project(struct mbq_bigquery_config *cfg);
+
+/* Create a client. Validates the options (MBQ_ECONFIG: no project in the
+ * options nor in the credentials, a chunk size that is not a multiple of
+ * 256 KiB, a bad endpoint) and, when auth is used, finds the credentials
+ * (MBQ_EAUTH, see mbq/credentials.h: a file is read, the metadata server
+ * may be asked whether it is there and for the project id). Free with
+ * mbq_bq_free. */
 int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts);
 void mbq_bq_free(mbq_bq *bq);
 
@@ -97,6 +109,13 @@ void mbq_bq_free(mbq_bq *bq);
  * whether requests carry a token. Owned by bq. */
 const char *mbq_bq_endpoint(const mbq_bq *bq);
 bool mbq_bq_uses_auth(const mbq_bq *bq);
+
+/* The credentials requests carry, NULL without auth. Owned by bq. */
+struct mbq_cred;
+struct mbq_cred *mbq_bq_credentials(mbq_bq *bq);
+
+/* The project jobs run in (the options' or the credentials'). Owned by bq. */
+const char *mbq_bq_project(const mbq_bq *bq);
 
 /* Requests sent and retries made so far (tests, metrics). */
 unsigned mbq_bq_request_count(const mbq_bq *bq);

@@ -17,7 +17,7 @@
  *   mysql: {host, port, socket, user, password, database, connect_timeout,
  *           read_timeout, ssl: {mode, ca, cert, key, verify_server_cert}}
  *   bigquery: {project_id, dataset, metadata_table, location, credentials,
- *              endpoint, upload_chunk_size, compression, staging_expiration,
+ *              auth, impersonate_service_account, endpoint, upload_chunk_size, compression, staging_expiration,
  *              job_timeout, max_retries, multipart_max, retry_max_elapsed,
  *              tls_insecure, on_missing_target}
  *   alerting: {email: {enabled, smtp_url, host, port, tls, username, password,
@@ -103,19 +103,25 @@ typedef struct mbq_mysql_config {
 
 /* How requests to BigQuery authenticate (bigquery.auth). */
 typedef enum mbq_bigquery_auth {
-    MBQ_BIGQUERY_AUTH_DEFAULT = 0, /* not given: service account, except none with an endpoint
-                                      override and no credentials (an emulator) */
+    MBQ_BIGQUERY_AUTH_DEFAULT = 0, /* not given: Application Default Credentials, except none
+                                      with an endpoint override and no credentials (an
+                                      emulator) */
     MBQ_BIGQUERY_AUTH_NONE,        /* never send a token */
-    MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT, /* OAuth with the service-account key, endpoint or not */
+    MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT, /* OAuth with the named credentials file (any type),
+                                          endpoint or not */
+    MBQ_BIGQUERY_AUTH_ADC,         /* the ADC lookup chain, endpoint or not */
 } mbq_bigquery_auth;
 
 typedef struct mbq_bigquery_config {
-    char *project_id;          /* required */
+    char *project_id;          /* required with an endpoint; else NULL = the credentials'
+                                  (filled by mbq_bq_config_resolve_project) */
     char *dataset;             /* required */
     char *metadata_table;      /* default "sync_metadata" */
     char *location;            /* default "US" */
     bool location_set;         /* the config names it (else the dataset's own is used) */
-    char *credentials;         /* key file; NULL = GOOGLE_APPLICATION_CREDENTIALS */
+    char *credentials;         /* credentials file of any type; NULL = GOOGLE_APPLICATION_CREDENTIALS,
+                                  then the rest of the ADC chain */
+    char *impersonate_service_account; /* email, or NULL */
     char *endpoint;            /* NULL = https://bigquery.googleapis.com (or BIGQUERY_EMULATOR_HOST) */
     mbq_bigquery_auth auth;    /* default MBQ_BIGQUERY_AUTH_DEFAULT */
     char *ca_file;             /* PEM CA bundle for HTTPS to BigQuery and the token endpoint;

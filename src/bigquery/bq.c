@@ -16,7 +16,7 @@
 
 #include "bq_internal.h"
 #include "mbq/bq.h"
-#include "mbq/bq_auth.h"
+#include "mbq/credentials.h"
 #include "mbq/error.h"
 #include "mbq/http.h"
 #include "mbq/log.h"
@@ -42,6 +42,43 @@ void mbq_bq_options_init(mbq_bq_options *o)
     o->tls_verify = true;
 }
 
+/* The credentials for auth mode SERVICE_ACCOUNT (a named file of any type:
+ * bigquery.credentials or GOOGLE_APPLICATION_CREDENTIALS), ADC or AUTO (the
+ * lookup chain), then impersonation when asked. */
+static int bq_credentials(mbq_cred **out, const mbq_bq_options *opts)
+{
+    int rc;
+    mbq_cred *base = NULL;
+    mbq_cred_options co;
+    mbq_cred_options_init(&co);
+    co.http.connect_timeout_ms = opts->connect_timeout_ms;
+    co.http.tls_verify = opts->tls_verify;
+    co.http.ca_file = opts->ca_file;
+    co.max_retries = opts->max_retries;
+    co.retry_max_elapsed_ms = opts->retry_max_elapsed_ms;
+    co.retry_initial_ms = opts->retry_initial_ms;
+    *out = NULL;
+    if (opts->auth == MBQ_BQ_AUTH_SERVICE_ACCOUNT) {
+        const char *path = opts->credentials;
+        if (!path || !*path)
+            path = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+        if (!path || !*path)
+            return mbq_error_set(MBQ_EAUTH,
+                                 "no BigQuery credentials: set bigquery.credentials to a "
+                                 "credentials file or GOOGLE_APPLICATION_CREDENTIALS (or "
+                                 "bigquery.auth: adc to look for them)");
+        rc = mbq_cred_from_file(&base, path, &co);
+    } else {
+        rc = mbq_cred_default(&base, opts->credentials, &co);
+    }
+    if (rc < 0)
+        return rc;
+    if (opts->impersonate && *opts->impersonate)
+        return mbq_cred_impersonate(out, base, opts->impersonate, NULL, NULL, &co);
+    *out = base;
+    return 0;
+}
+
 int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts)
 {
     int rc = 0;
@@ -49,8 +86,6 @@ int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts)
     mbq_buf ep = MBQ_BUF_INIT;
     *out = NULL;
 
-    if (!opts->project || !*opts->project)
-        return mbq_error_set(MBQ_ECONFIG, "bigquery: no project id given");
     if (opts->upload_chunk_bytes < 0 || opts->upload_chunk_bytes % UPLOAD_QUANTUM != 0)
         return mbq_error_set(MBQ_ECONFIG,
                              "bigquery: upload chunk size %lld is not a multiple of 256 KiB "
@@ -87,7 +122,23 @@ int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts)
         goto done;
     }
     bq->opts = *opts;
-    bq->project = mbq_strdup(opts->project);
+    bool want_auth = opts->auth == MBQ_BQ_AUTH_SERVICE_ACCOUNT || opts->auth == MBQ_BQ_AUTH_ADC ||
+                     (opts->auth == MBQ_BQ_AUTH_AUTO && !override);
+    if (want_auth && (rc = bq_credentials(&bq->cred, opts)) < 0)
+        goto done;
+    /* No project in the config: the one the credentials name (a key's
+     * project_id, the metadata server's project), as Google's libraries
+     * take it from google.auth.default(). */
+    const char *project = opts->project && *opts->project ? opts->project
+                          : bq->cred                       ? mbq_cred_project(bq->cred)
+                                                           : NULL;
+    if (!project) {
+        rc = mbq_error_set(MBQ_ECONFIG, "bigquery: no project id given (set "
+                                        "bigquery.project_id%s)",
+                           bq->cred ? "; the credentials name none" : "");
+        goto done;
+    }
+    bq->project = mbq_strdup(project);
     bq->location_configured = opts->location && *opts->location;
     bq->location = mbq_strdup(bq->location_configured ? opts->location : "US");
     bq->endpoint = mbq_buf_detach(&ep);
@@ -98,7 +149,8 @@ int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts)
     bq->opts.project = bq->project;
     bq->opts.location = bq->location;
     bq->opts.endpoint = bq->endpoint;
-    bq->opts.credentials = NULL; /* not kept: only the auth object needs it */
+    bq->opts.credentials = NULL; /* not kept: only the credentials need it */
+    bq->opts.impersonate = NULL;
     bq->opts.ca_file = NULL;     /* not kept: the HTTP clients copy it */
 
     mbq_http_options hopts = MBQ_HTTP_OPTIONS_INIT;
@@ -110,21 +162,6 @@ int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts)
         mbq_log_warn("bigquery: TLS certificate verification is off for '%s'", bq->endpoint);
     if ((rc = mbq_http_new(&bq->http, &hopts)) < 0)
         goto done;
-
-    bool want_auth = opts->auth == MBQ_BQ_AUTH_SERVICE_ACCOUNT ||
-                     (opts->auth == MBQ_BQ_AUTH_AUTO && !override);
-    if (want_auth) {
-        mbq_bq_auth_options aopts;
-        mbq_bq_auth_options_init(&aopts);
-        aopts.http.connect_timeout_ms = opts->connect_timeout_ms;
-        aopts.http.tls_verify = opts->tls_verify;
-        aopts.http.ca_file = opts->ca_file;
-        aopts.max_retries = opts->max_retries;
-        aopts.retry_max_elapsed_ms = opts->retry_max_elapsed_ms;
-        aopts.retry_initial_ms = opts->retry_initial_ms;
-        if ((rc = mbq_bq_auth_new(&bq->auth, opts->credentials, &aopts)) < 0)
-            goto done;
-    }
     *out = bq;
     bq = NULL;
 done:
@@ -138,7 +175,7 @@ void mbq_bq_free(mbq_bq *bq)
     if (!bq)
         return;
     mbq_http_free(bq->http);
-    mbq_bq_auth_free(bq->auth);
+    mbq_cred_free(bq->cred);
     free(bq->project);
     free(bq->location);
     free(bq->endpoint);
@@ -147,7 +184,9 @@ void mbq_bq_free(mbq_bq *bq)
 }
 
 const char *mbq_bq_endpoint(const mbq_bq *bq) { return bq->endpoint; }
-bool mbq_bq_uses_auth(const mbq_bq *bq) { return bq->auth != NULL; }
+bool mbq_bq_uses_auth(const mbq_bq *bq) { return bq->cred != NULL; }
+mbq_cred *mbq_bq_credentials(mbq_bq *bq) { return bq->cred; }
+const char *mbq_bq_project(const mbq_bq *bq) { return bq->project; }
 unsigned mbq_bq_request_count(const mbq_bq *bq) { return bq->requests; }
 unsigned mbq_bq_retry_count(const mbq_bq *bq) { return bq->retries; }
 
@@ -187,6 +226,7 @@ int bq_call(mbq_bq *bq, mbq_http_response *resp, const bq_req *r)
     int rc = 0;
     mbq_buf auth_hdr = MBQ_BUF_INIT;
     mbq_buf ct_hdr = MBQ_BUF_INIT;
+    mbq_buf quota_hdr = MBQ_BUF_INIT;
     mbq_bq_error_info ei = {0, NULL, NULL};
     const char *hdrs[16];
     bool refreshed = false;
@@ -196,14 +236,21 @@ int bq_call(mbq_bq *bq, mbq_http_response *resp, const bq_req *r)
         size_t nh = 0;
         mbq_buf_clear(&auth_hdr);
         mbq_buf_clear(&ct_hdr);
+        mbq_buf_clear(&quota_hdr);
         mbq_bq_error_info_free(&ei);
-        if (bq->auth) {
-            const char *token;
-            if ((rc = mbq_bq_auth_token(&token, bq->auth)) < 0)
+        if (bq->cred) {
+            const char *token, *quota = mbq_cred_quota_project(bq->cred);
+            if ((rc = mbq_cred_token(&token, bq->cred)) < 0)
                 goto done;
             if ((rc = mbq_buf_printf(&auth_hdr, "Authorization: Bearer %s", token)) < 0)
                 goto done;
             hdrs[nh++] = auth_hdr.ptr;
+            /* User credentials bill their quota project (Google's client
+             * libraries send it the same way). */
+            if (quota && (rc = mbq_buf_printf(&quota_hdr, "x-goog-user-project: %s", quota)) < 0)
+                goto done;
+            if (quota)
+                hdrs[nh++] = quota_hdr.ptr;
         }
         if (r->content_type) {
             if ((rc = mbq_buf_printf(&ct_hdr, "Content-Type: %s", r->content_type)) < 0)
@@ -230,11 +277,11 @@ int bq_call(mbq_bq *bq, mbq_http_response *resp, const bq_req *r)
         } else {
             if ((rc = mbq_bq_parse_error(&ei, resp->body.ptr, resp->body.len)) < 0)
                 goto done;
-            if (resp->status == 401 && bq->auth && !refreshed) {
+            if (resp->status == 401 && bq->cred && !refreshed) {
                 /* The token may have been revoked or expired early: get a
                  * new one, once, without counting it as a retry. */
                 refreshed = true;
-                mbq_bq_auth_invalidate(bq->auth);
+                mbq_cred_invalidate(bq->cred);
                 continue;
             }
             if (r->job_insert && is_duplicate_job(resp->status, &ei)) {
@@ -265,6 +312,7 @@ done:
         memset(auth_hdr.ptr, 0, auth_hdr.len);
     mbq_buf_free(&auth_hdr);
     mbq_buf_free(&ct_hdr);
+    mbq_buf_free(&quota_hdr);
     return rc;
 }
 

@@ -2,6 +2,8 @@
  * so that every command talks to BigQuery with the same settings. */
 #include "mbq/bq.h"
 #include "mbq/config.h"
+#include "mbq/error.h"
+#include "mbq/util.h"
 #include "mbq/banned.h"
 
 void mbq_bq_options_from_config(mbq_bq_options *o, const mbq_bigquery_config *c)
@@ -13,6 +15,7 @@ void mbq_bq_options_from_config(mbq_bq_options *o, const mbq_bigquery_config *c)
     o->location = c->location_set ? c->location : NULL;
     o->endpoint = c->endpoint;
     o->credentials = c->credentials;
+    o->impersonate = c->impersonate_service_account;
     o->job_timeout_ms = c->job_timeout_ms;
     o->request_timeout_ms = c->request_timeout_ms;
     o->max_retries = c->max_retries;
@@ -22,12 +25,32 @@ void mbq_bq_options_from_config(mbq_bq_options *o, const mbq_bigquery_config *c)
     o->tls_verify = c->tls_verify;
     o->ca_file = c->ca_file;
     /* Not given, an endpoint override means "no token" (emulators) unless
-     * the config names a key file too: then the endpoint is a private route
-     * to BigQuery (Private Service Connect, a proxy) and wants the token.
-     * Given, bigquery.auth decides (the key may come from
+     * the config names a credentials file too: then the endpoint is a
+     * private route to BigQuery (Private Service Connect, a proxy) and wants
+     * the token. Without an override, Application Default Credentials.
+     * Given, bigquery.auth decides (the file may come from
      * GOOGLE_APPLICATION_CREDENTIALS). */
-    if (c->auth == MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT || (c->endpoint && c->credentials))
+    if (c->auth == MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT ||
+        (c->auth == MBQ_BIGQUERY_AUTH_DEFAULT && c->endpoint && c->credentials))
         o->auth = MBQ_BQ_AUTH_SERVICE_ACCOUNT;
+    else if (c->auth == MBQ_BIGQUERY_AUTH_ADC)
+        o->auth = MBQ_BQ_AUTH_ADC;
     else if (c->auth == MBQ_BIGQUERY_AUTH_NONE)
         o->auth = MBQ_BQ_AUTH_NONE;
+}
+
+int mbq_bq_config_resolve_project(mbq_bigquery_config *c)
+{
+    int rc;
+    mbq_bq *bq = NULL;
+    mbq_bq_options o;
+    if (c->project_id)
+        return 0;
+    mbq_bq_options_from_config(&o, c);
+    if ((rc = mbq_bq_new(&bq, &o)) < 0)
+        return rc;
+    if (!(c->project_id = mbq_strdup(mbq_bq_project(bq))))
+        rc = MBQ_ENOMEM;
+    mbq_bq_free(bq);
+    return rc;
 }

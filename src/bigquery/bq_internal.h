@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "mbq/bq.h"
-#include "mbq/bq_auth.h"
+#include "mbq/credentials.h"
 #include "mbq/buf.h"
 #include "mbq/http.h"
 
@@ -38,7 +38,7 @@ struct mbq_bq {
     bool location_configured; /* given by the caller, not read from the dataset */
     char *endpoint; /* scheme://authority, no trailing slash */
     mbq_http *http;
-    mbq_bq_auth *auth; /* NULL = no token sent */
+    mbq_cred *cred; /* NULL = no token sent */
     unsigned requests;
     unsigned retries;
     char *job_error_reason; /* errorResult.reason of the last failed job, or NULL */

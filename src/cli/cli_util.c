@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mbq/commands.h"
+#include "mbq/bq.h"
 #include "mbq/config.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
@@ -47,6 +48,14 @@ int mbq_cli_load_config(mbq_config **out, const char *path, const char *log_leve
     if (!log_format && (*out)->log_format &&
         mbq_log_parse_format(&format, (*out)->log_format) == 0)
         mbq_log_set_format(format);
+    /* No project_id: the credentials' (a key's project_id, the metadata
+     * server's project), found once here so every command sees it. */
+    if (!(*out)->bigquery.project_id && (rc = mbq_bq_config_resolve_project(&(*out)->bigquery)) < 0) {
+        fprintf(stderr, "mbq: %s\n", mbq_error_last());
+        mbq_config_free(*out);
+        *out = NULL;
+        return mbq_exit_for_error(rc);
+    }
     return 0;
 }
 

@@ -312,6 +312,7 @@ void mbq_config_free(mbq_config *cfg)
     free(b->metadata_table);
     free(b->location);
     free(b->credentials);
+    free(b->impersonate_service_account);
     free(b->endpoint);
     free(b->ca_file);
     mbq_email_config *e = &cfg->email;

@@ -70,7 +70,7 @@ static const char *const mysql_keys[] = {"host",     "port",     "socket",      
 static const char *const ssl_keys[] = {"mode", "ca", "cert", "key", "verify_server_cert", NULL};
 static const char *const bq_keys[] = {
     "project_id",        "dataset",     "metadata_table",    "location",
-    "credentials",       "endpoint",    "auth", "ca_file",   "upload_chunk_size", "multipart_max",
+    "credentials",       "endpoint",    "auth", "impersonate_service_account", "ca_file",   "upload_chunk_size", "multipart_max",
     "compression",       "staging_expiration",               "job_timeout",
     "max_retries",       "retry_max_elapsed",                "tls_insecure",
     "request_timeout",   "stream_load",
@@ -93,7 +93,7 @@ static const char *const missing_names[] = {"fail", "reload", NULL};
 static const char *const alert_on_names[] = {"failure", "always", "change", NULL};
 static const char *const partition_names[] = {"DAY", "HOUR", "MONTH", "YEAR", NULL};
 static const char *const ssl_mode_names[] = {"disabled", "required", "verify_identity", NULL};
-static const char *const bq_auth_names[] = {"service_account", "none", NULL};
+static const char *const bq_auth_names[] = {"service_account", "none", "adc", NULL};
 static const char *const email_tls_names[] = {"starttls", "implicit", "none", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -360,16 +360,39 @@ done:
     return rc;
 }
 
-/* bigquery.auth. Not given, it keeps what an endpoint override always meant
- * (no token for an emulator, unless a key file is named too); given, it is
- * the user's word, so contradictions are errors rather than guesses: BigQuery
- * itself refuses every request without a token. */
+/* bigquery.auth and bigquery.impersonate_service_account. Not given, auth
+ * keeps what an endpoint override always meant (no token for an emulator,
+ * unless a credentials file is named too) and is Application Default
+ * Credentials otherwise; given, it is the user's word, so contradictions are
+ * errors rather than guesses: BigQuery itself refuses every request without
+ * a token. */
 static int parse_bq_auth(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
 {
     int rc, mode = -1;
-    if ((rc = get_enum(c, s, "auth", bq_auth_names, false, &mode)) < 0 || mode < 0)
+    yaml_node_t *at = NULL;
+    if ((rc = get_str(c, s, "impersonate_service_account", 0, &b->impersonate_service_account,
+                      &at)) < 0)
         return rc;
-    b->auth = mode == 0 ? MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT : MBQ_BIGQUERY_AUTH_NONE;
+    /* IAM Credentials names the account by its email (or unique id). */
+    if (b->impersonate_service_account && !strchr(b->impersonate_service_account, '@'))
+        return err_at(c, at, "'bigquery.impersonate_service_account' must be a service account "
+                             "email such as 'name@project.iam.gserviceaccount.com', got '%s'",
+                      esc_str(c, b->impersonate_service_account));
+    if ((rc = get_enum(c, s, "auth", bq_auth_names, false, &mode)) < 0)
+        return rc;
+    if (mode < 0) {
+        if (b->impersonate_service_account && !b->endpoint)
+            b->auth = MBQ_BIGQUERY_AUTH_DEFAULT;
+        else if (b->impersonate_service_account)
+            b->auth = MBQ_BIGQUERY_AUTH_ADC; /* impersonating means a token, endpoint or not */
+        return 0;
+    }
+    b->auth = mode == 0   ? MBQ_BIGQUERY_AUTH_SERVICE_ACCOUNT
+              : mode == 1 ? MBQ_BIGQUERY_AUTH_NONE
+                          : MBQ_BIGQUERY_AUTH_ADC;
+    if (b->auth == MBQ_BIGQUERY_AUTH_NONE && b->impersonate_service_account)
+        return err_at(c, find(c, s, "auth"), "'bigquery.auth: none' contradicts "
+                                             "'bigquery.impersonate_service_account'");
     if (b->auth == MBQ_BIGQUERY_AUTH_NONE && !b->endpoint)
         return err_at(c, find(c, s, "auth"), "'bigquery.auth: none' needs 'bigquery.endpoint' "
                                              "(BigQuery refuses requests without a token)");
@@ -412,8 +435,11 @@ int parse_bigquery(cfg_ctx *c, const section *top)
         goto done;
     if (b->endpoint && (rc = check_url(c, at, "bigquery.endpoint", b->endpoint, http_schemes)) < 0)
         goto done;
-    if ((rc = get_str(c, &s, "project_id", F_REQUIRED, &b->project_id, &project_at)) < 0 ||
-        (rc = check_project(c, project_at, b->project_id, b->endpoint == NULL)) < 0)
+    /* Against BigQuery itself the project may come from the credentials
+     * (a key's project_id, the metadata server's project: mbq/credentials.h). */
+    if ((rc = get_str(c, &s, "project_id", b->endpoint ? F_REQUIRED : 0, &b->project_id,
+                      &project_at)) < 0 ||
+        (b->project_id && (rc = check_project(c, project_at, b->project_id, b->endpoint == NULL)) < 0))
         goto done;
     if ((rc = get_str(c, &s, "dataset", F_REQUIRED, &b->dataset, &at)) < 0 ||
         (rc = check_bq_name(c, at, "bigquery.dataset", b->dataset)) < 0)
