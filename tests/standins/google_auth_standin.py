@@ -26,8 +26,11 @@ documentation says, on one loopback HTTP port:
   token is live, 400 otherwise (what bq_front.py asks before letting a
   request through to the emulator).
 
+- `GET /bigquery/v2/...`: BigQuery as far as tokens go: 401 with
+  BigQuery's error body for a missing or stale token, else 404 notFound.
+
 Test controls: `POST /_control` with JSON {"lifetime_s": N (tokens issued
-from now on), "metadata_delay_s": S (every metadata answer waits S),
+from now on), "lifetime_by_kind": {"user"|"sts"|"impersonated"|"metadata": N}, "metadata_delay_s": S (every metadata answer waits S),
 "expire_all": true (every token issued so far is stale: 401 from here on)},
 and `GET /_state`: requests per endpoint, tokens issued per kind, the
 subject tokens and refresh tokens seen (the test greps outputs for them),
@@ -55,7 +58,7 @@ with open(CONFIG) as f:
     CFG = json.load(f)
 
 lock = threading.Lock()
-STATE = {"requests": {}, "tokens": {}, "errors": [], "lifetime_s": 3600,
+STATE = {"requests": {}, "tokens": {}, "errors": [], "lifetime_s": 3600, "lifetime_by_kind": {},
          "metadata_delay_s": 0.0, "scopes": []}
 TOKENS = {}  # token -> {"principal", "expiry", "kind"}
 
@@ -68,7 +71,7 @@ def count(what):
 def issue(kind, principal):
     tok = "ya29.standin-%s-%s" % (kind, secrets.token_hex(16))
     with lock:
-        life = STATE["lifetime_s"]
+        life = STATE["lifetime_by_kind"].get(kind, STATE["lifetime_s"])
         TOKENS[tok] = {"principal": principal, "expiry": time.time() + life, "kind": kind}
         STATE["tokens"][kind] = STATE["tokens"].get(kind, 0) + 1
     return tok, life
@@ -172,13 +175,15 @@ class Handler(BaseHTTPRequestHandler):
                                 "Request had invalid authentication credentials. Expected OAuth "
                                 "2 access token, login cookie or other valid authentication "
                                 "credential.")
-        allowed = CFG.get("impersonation", {}).get(email, [])
         try:
             req = json.loads(body or b"{}")
         except ValueError:
             return google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        # Each link of the delegation chain needs Token Creator on the next
+        # (IAM Credentials docs, "delegated requests").
         chain = [src["principal"]] + [d.split("/")[-1] for d in req.get("delegates", [])]
-        if chain[-1] not in allowed:
+        links = list(zip(chain, chain[1:] + [email]))
+        if any(a not in CFG.get("impersonation", {}).get(b, []) for a, b in links):
             return google_error(403, "PERMISSION_DENIED",
                                 "Permission 'iam.serviceAccounts.getAccessToken' denied on "
                                 "resource (or it may not exist).")
@@ -222,7 +227,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_control":
             ctl = json.loads(body)
             with lock:
-                for k in ("lifetime_s", "metadata_delay_s"):
+                for k in ("lifetime_s", "metadata_delay_s", "lifetime_by_kind"):
                     if k in ctl:
                         STATE[k] = ctl[k]
                 if ctl.get("expire_all"):
@@ -264,6 +269,27 @@ class Handler(BaseHTTPRequestHandler):
                                    "expires_in": int(t["expiry"] - time.time())})
         if url.path == "/" or url.path.startswith("/computeMetadata/"):
             return self.metadata(url.path)
+        if url.path.startswith("/bigquery/v2/"):
+            # BigQuery's front end as far as tokens go: 401 with BigQuery's
+            # error body for a missing or stale token; past it, nothing
+            # exists here (404 notFound).
+            count("bigquery")
+            auth = self.headers.get("Authorization") or ""
+            t = live(auth[7:]) if auth.startswith("Bearer ") else None
+            with lock:
+                STATE.setdefault("bigquery_quota_projects", []).append(
+                    self.headers.get("x-goog-user-project"))
+            if not t:
+                msg = "Request had invalid authentication credentials."
+                return self.send(401, {"error": {"code": 401, "message": msg,
+                                                 "errors": [{"reason": "authError",
+                                                             "message": msg}],
+                                                 "status": "UNAUTHENTICATED"}},
+                                 [("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')])
+            msg = "Not found: %s" % url.path
+            return self.send(404, {"error": {"code": 404, "message": msg,
+                                             "errors": [{"reason": "notFound", "message": msg}],
+                                             "status": "NOT_FOUND"}})
         self.send(404, {"error": "not found"})
 
 
