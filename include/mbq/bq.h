@@ -406,6 +406,18 @@ void mbq_bq_rows_free(mbq_bq_rows *rows);
  * NULL. MBQ_ENOTFOUND when the query returned no row. */
 int mbq_bq_query_scalar(char **out, mbq_bq *bq, const char *job_id, const char *sql);
 
+/* ---- permission probes (mbq check) -------------------------------------- */
+
+/* A dry-run query job (configuration.dryRun): proves bigquery.jobs.create on
+ * the project (roles/bigquery.jobUser) without running anything. 0, or the
+ * error with *http_status (403: the permission is missing). */
+int mbq_bq_dry_run(mbq_bq *bq, long *http_status, const char *sql);
+
+/* Create and delete a scratch table (expiring in an hour) in `dataset`:
+ * proves bigquery.tables.create and .delete there (roles/bigquery.dataEditor).
+ * 0, or the error with *http_status (403: a permission is missing). */
+int mbq_bq_probe_table_write(mbq_bq *bq, long *http_status, const char *dataset);
+
 /* ---- load jobs ----------------------------------------------------------- */
 
 typedef enum mbq_bq_write_disposition {

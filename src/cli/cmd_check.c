@@ -10,6 +10,7 @@
 #include "mbq/bq.h"
 #include "mbq/commands.h"
 #include "mbq/config.h"
+#include "mbq/credentials.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/mysql_source.h"
@@ -103,6 +104,68 @@ static void print_fail(const char *subject, const char *msg)
     printf("FAIL  %s%s%s\n", has ? "" : subject, has ? "" : ": ", msg);
 }
 
+/* Which credentials requests carry and whom they act as: the first thing
+ * to know when BigQuery refuses something. Fetches a token, so refused
+ * credentials fail here, named, before any BigQuery request. */
+static int check_credentials(mbq_bq *bq)
+{
+    int rc = 0;
+    mbq_cred *cred = mbq_bq_credentials(bq);
+    mbq_buf who = MBQ_BUF_INIT;
+    const char *token;
+    if (!cred) {
+        printf("ok    credentials: none (requests to '%s' carry no token)\n", mbq_bq_endpoint(bq));
+        return 0;
+    }
+    if ((rc = mbq_cred_token(&token, cred)) < 0 || (rc = mbq_cred_principal(&who, cred)) < 0) {
+        print_fail("credentials", mbq_error_last());
+        goto done;
+    }
+    printf("ok    credentials: %s from %s; principal '%s'\n", mbq_cred_kind(cred),
+           mbq_cred_source(cred), mbq_buf_cstr(&who));
+done:
+    mbq_buf_free(&who);
+    return rc;
+}
+
+/* Prove what a sync needs, by doing the least that needs each permission:
+ * a dry-run query (bigquery.jobs.create on the project) and a scratch table
+ * created and deleted in the dataset (bigquery.tables.create/delete). A 403
+ * names the role that grants it (BigQuery's "Predefined roles"). */
+static int check_permissions(mbq_bq *bq, const char *dataset, bool dataset_exists)
+{
+    long status = 0;
+    int rc = mbq_bq_dry_run(bq, &status, "SELECT 1");
+    if (rc < 0) {
+        if (status == 403)
+            printf("FAIL  bigquery: the principal may not run jobs in project '%s': grant it "
+                   "roles/bigquery.jobUser there (%s)\n",
+                   mbq_bq_project(bq), mbq_error_last());
+        else
+            print_fail("bigquery", mbq_error_last());
+        return rc;
+    }
+    printf("ok    bigquery: may run jobs in project '%s' (dry-run query)\n", mbq_bq_project(bq));
+    if (!dataset_exists) {
+        printf("note  bigquery: write access to dataset '%s' not proven (it does not exist yet; "
+               "creating it needs bigquery.datasets.create, e.g. roles/bigquery.dataEditor on "
+               "the project)\n",
+               dataset);
+        return 0;
+    }
+    if ((rc = mbq_bq_probe_table_write(bq, &status, dataset)) < 0) {
+        if (status == 403)
+            printf("FAIL  bigquery: the principal may not create tables in dataset '%s': grant "
+                   "it roles/bigquery.dataEditor on the dataset (%s)\n",
+                   dataset, mbq_error_last());
+        else
+            print_fail("bigquery", mbq_error_last());
+        return rc;
+    }
+    printf("ok    bigquery: may create and delete tables in dataset '%s'\n", dataset);
+    return 0;
+}
+
 int mbq_cmd_check(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -146,6 +209,10 @@ int mbq_cmd_check(int argc, char **argv)
         exit_code = mbq_exit_for_error(rc);
         goto done;
     }
+    if ((rc = check_credentials(bq)) < 0) {
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
+    }
     bool exists = false;
     rc = mbq_bq_location_resolve(bq, &exists, cfg->bigquery.dataset);
     if (rc < 0) {
@@ -166,6 +233,11 @@ int mbq_cmd_check(int argc, char **argv)
             exit_code = mbq_exit_for_error(rc);
             goto done;
         }
+    }
+
+    if ((rc = check_permissions(bq, cfg->bigquery.dataset, dataset_exists)) < 0) {
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
     }
 
     int failed = 0;

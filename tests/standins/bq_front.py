@@ -7,8 +7,12 @@ way BigQuery's front ends do where mbq's production settings depend on it:
 - `POST /token` is passed to the token stand-in (tests/standins/bq_standin.py,
   which verifies the RS256 JWT), so the key file's token_uri is HTTPS too;
 - every other request needs `Authorization: Bearer T` with a token the
-  stand-in issued (checked at its /tokeninfo); otherwise 401 with BigQuery's
+  stand-in (or another issuer given after LOG) issued (checked at its
+  /tokeninfo); otherwise 401 with BigQuery's
   error body, and the emulator never sees the request;
+- a principal listed in LOG.deny (a JSON file the test writes) is refused
+  jobs.insert or tables.insert with 403 accessDenied, as IAM refuses a
+  principal without the role;
 - a POST upload with chunked transfer encoding (no Content-Length) is
   refused with 411 Length Required, as Google's front ends answer a media
   upload without a length; the emulator never sees it;
@@ -24,6 +28,7 @@ content_range, content_length, chunked, gzip (the body starts with the
 gzip magic), status. The test reads the log to assert what was sent.
 
 usage: bq_front.py PORT_FILE CERT KEY EMULATOR_HOST:PORT STANDIN_HOST:PORT LOG
+                   [MORE_TOKEN_ISSUERS_HOST:PORT...]
 Standard library only."""
 import http.client
 import json
@@ -35,10 +40,14 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT_FILE, CERT, KEY, EMULATOR, STANDIN, LOG = sys.argv[1:7]
+# Token issuers asked at /tokeninfo: the service-account stand-in first,
+# then any given after LOG (tests/standins/google_auth_standin.py).
+AUTH_STANDINS = [STANDIN] + sys.argv[7:]
 log_lock = threading.Lock()
 # Tokens the stand-in confirmed: one /tokeninfo round trip per token, not per
 # request (a front caches its token checks too).
 known_tokens = set()
+principals = {}  # token -> the email its issuer named
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-connection", "host", "content-length"}
@@ -80,15 +89,41 @@ def job_of(body):
 def token_valid(tok):
     if tok in known_tokens:
         return True
-    c = http.client.HTTPConnection(STANDIN, timeout=30)
-    try:
-        c.request("GET", "/tokeninfo?" + urllib.parse.urlencode({"access_token": tok}))
-        ok = c.getresponse().status == 200
-    finally:
-        c.close()
+    ok = False
+    for standin in AUTH_STANDINS:
+        c = http.client.HTTPConnection(standin, timeout=30)
+        try:
+            c.request("GET", "/tokeninfo?" + urllib.parse.urlencode({"access_token": tok}))
+            r = c.getresponse()
+            ok = r.status == 200
+            info = r.read()
+        finally:
+            c.close()
+        if ok:
+            try:
+                principals[tok] = json.loads(info).get("email")
+            except ValueError:
+                pass
+            break
     if ok:
         known_tokens.add(tok)
     return ok
+
+
+def denied(principal, method, path):
+    """What LOG.deny (JSON {principal: ["jobs", "tables"]}) takes from a
+    principal, as IAM would without roles/bigquery.jobUser ("jobs":
+    jobs.insert) or roles/bigquery.dataEditor ("tables": tables.insert)."""
+    try:
+        with open(LOG + ".deny") as f:
+            rules = json.load(f).get(principal or "", [])
+    except (OSError, ValueError):
+        return None
+    if "jobs" in rules and method == "POST" and path.endswith("/jobs"):
+        return "bigquery.jobs.create"
+    if "tables" in rules and method == "POST" and path.endswith("/tables"):
+        return "bigquery.tables.create"
+    return None
 
 
 def bq_error(code, reason, message):
@@ -167,6 +202,14 @@ class Handler(BaseHTTPRequestHandler):
                                              "authentication credential."),
                                [("Content-Type", "application/json; charset=UTF-8"),
                                 ("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')])
+        perm = denied(principals.get(auth[7:]), self.command, url.path)
+        if perm:
+            entry["status"] = 403
+            record(entry)
+            msg = ("Access Denied: %s: Permission %s denied (or it may not exist)."
+                   % (url.path, perm))
+            return self.answer(403, bq_error(403, "accessDenied", msg),
+                               [("Content-Type", "application/json; charset=UTF-8")])
         if chunked and self.command == "POST" and url.path.startswith("/upload/"):
             entry["status"] = 411
             record(entry)

@@ -73,6 +73,7 @@ def issue(kind, principal):
     with lock:
         life = STATE["lifetime_by_kind"].get(kind, STATE["lifetime_s"])
         TOKENS[tok] = {"principal": principal, "expiry": time.time() + life, "kind": kind}
+        STATE.setdefault("issued", []).append(tok)
         STATE["tokens"][kind] = STATE["tokens"].get(kind, 0) + 1
     return tok, life
 
