@@ -11,7 +11,9 @@ verified by default.
    and the Telegram stand-in's requests (the token is in the request path by
    the Bot API's design: it must be there and nowhere else).
 2. A service-account key whose token endpoint is closed: the error names the
-   key file and never shows the private key's body.
+   key file and never shows the private key's body. Application Default
+   Credentials (authorized_user, external_account): refresh tokens, client
+   secrets, subject tokens and access tokens never shown either.
 3. TLS: a self-signed HTTPS BigQuery endpoint is refused by default and
    accepted, with a warning, only with `bigquery.tls_insecure: true`; MySQL
    with `ssl` against a server without TLS fails instead of falling back to
@@ -474,11 +476,122 @@ def test_mysql_tls_never_falls_back_to_plain_text():
     ws.cleanup()
 
 
+def start_google_auth(d, cfg):
+    """tests/standins/google_auth_standin.py with `cfg`; (process, base URL)."""
+    path = os.path.join(d, "auth.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    port_file = os.path.join(d, "auth.port")
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "..", "standins",
+                                                       "google_auth_standin.py"), port_file, path],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(port_file):
+            with open(port_file) as f:
+                return p, "http://127.0.0.1:%s" % f.read()
+        time.sleep(0.05)
+    p.kill()
+    raise RuntimeError("google_auth_standin.py did not start")
+
+
+def test_adc_secrets_never_in_outputs_or_journal():
+    """Application Default Credentials: a refused refresh token, a refused
+    subject token, and an accepted exchange followed by an unreachable
+    BigQuery (the error paths after a token fetch). The refresh token, the
+    client secret, the subject tokens and every access token issued are in
+    no output (check, sync at debug, as JSON), nor in the journal or
+    `mbq-state inspect --json`."""
+    d = tempfile.mkdtemp(prefix="mbq-sec-adc-")
+    refresh = "1//0Refresh-Sec%s-%s" % (TAG, secrets.token_hex(6))
+    client_secret = "GOCSPX-Sec%s-%s" % (TAG, secrets.token_hex(6))
+    subject_ok = "eyJ.SubjOk-Sec%s-%s.sig" % (TAG, secrets.token_hex(6))
+    subject_bad = "eyJ.SubjBad-Sec%s-%s.sig" % (TAG, secrets.token_hex(6))
+    aud = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x"
+    proc, base = start_google_auth(d, {
+        "users": [{"client_id": "cid-sec", "client_secret": client_secret,
+                   "refresh_token": "another-refresh-token", "email": "u@example.com"}],
+        "subject_tokens": {subject_ok: "principal://sec"}, "audience": aud})
+    ws = Workspace("security_adc")
+    mysql(ITEMS, db=ws.db)
+    try:
+        def cred_file(name, obj):
+            path = os.path.join(d, name)
+            with open(path, "w") as f:
+                json.dump(obj, f)
+            os.chmod(path, 0o600)
+            return path
+
+        def subject_file(name, token):
+            path = os.path.join(d, name)
+            with open(path, "w") as f:
+                f.write(token)
+            return path
+
+        cases = [
+            ("refused refresh token", cred_file("user.json", {
+                "type": "authorized_user", "client_id": "cid-sec",
+                "client_secret": client_secret, "refresh_token": refresh,
+                "token_uri": base + "/token"})),
+            ("refused subject token", cred_file("wif-bad.json", {
+                "type": "external_account", "audience": aud,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "token_url": base + "/v1/token",
+                "credential_source": {"file": subject_file("bad", subject_bad)}})),
+            ("BigQuery unreachable after the exchange", cred_file("wif-ok.json", {
+                "type": "external_account", "audience": aud,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "token_url": base + "/v1/token",
+                "credential_source": {"file": subject_file("ok", subject_ok)}})),
+        ]
+        outputs = []
+        for what, path in cases:
+            ws.write_config([{"name": "items", "primary_key": "id",
+                              "updated_column": "updated_at"}],
+                            extra_bigquery="credentials: %s\nrequest_timeout: 5s" % path)
+            with open(ws.config) as f:
+                text = f.read()
+            text = text.replace("  endpoint: ${MBQ_E2E_BQ_ENDPOINT}\n", "", 1)
+            with open(ws.config, "w") as f:
+                f.write(text)
+            env = ws.env()
+            env.pop("BIGQUERY_EMULATOR_HOST", None)
+            env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+            for args in (["check"], ["sync", "--log-level", "debug"],
+                         ["sync", "--log-level", "debug", "--log-format", "json"]):
+                r = run([os.environ["MBQ_BIN"], args[0], "--config", ws.config] + args[1:], env,
+                        timeout=180)
+                check_no_sanitizer(r, what)
+                check(r.returncode != 0, "%s: %s fails: %r" % (what, args[0], r))
+                outputs.append(("%s: %s" % (what, " ".join(args)), r.stdout + r.stderr))
+        r = ws.state_cmd("inspect", "--json")
+        outputs.append(("inspect --json", r.stdout + r.stderr))
+        db = os.path.join(ws.state, "state.db")
+        if os.path.exists(db):
+            dump = subprocess.run(["sqlite3", db, ".dump"], capture_output=True, timeout=60)
+            outputs.append(("journal", dump.stdout.decode(errors="replace")))
+        with urllib.request.urlopen(base + "/_state", timeout=30) as resp:
+            issued = json.loads(resp.read()).get("issued", [])
+        check(issued, "the exchange that should succeed issued a token")
+        names = {"refresh token": refresh, "client secret": client_secret,
+                 "subject token": subject_ok, "refused subject token": subject_bad}
+        names.update({"access token %d" % i: t for i, t in enumerate(issued)})
+        leaks = [leak for where, text in outputs for leak in find_leaks(text, where, names)]
+        check_eq(leaks, [], "secrets in outputs")
+        refused = [t for w, t in outputs if w.startswith("refused refresh token")]
+        check(all("invalid_grant" in t for t in refused), "the refusal is quoted: %s" % refused)
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(d, ignore_errors=True)
+        ws.cleanup()
+
+
 if __name__ == "__main__":
     require_services()
     private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
     run_cases([test_no_secret_in_any_output_of_a_full_sync,
                test_service_account_key_error_names_the_file_not_the_key,
                test_access_token_and_signed_assertion_never_logged,
+               test_adc_secrets_never_in_outputs_or_journal,
                test_https_endpoint_certificate_is_verified_unless_tls_insecure,
                test_mysql_tls_never_falls_back_to_plain_text])
