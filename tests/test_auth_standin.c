@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "mbq/bq.h"
+#include "mbq/config.h"
 #include "mbq/credentials.h"
 #include "mbq/error.h"
 #include "mbq/http.h"
@@ -199,6 +200,17 @@ static void test_auth_bigquery_401_forces_a_new_user_token(void)
     CHECK_INT(counter("requests", "oauth") - grants, 2);
     CHECK_INT(counter("requests", "bigquery") - bqreq, 2);
     mbq_bq_free(bq);
+    /* A config without project_id gets the credentials' (what every
+     * command does after loading it). */
+    mbq_bigquery_config bc;
+    memset(&bc, 0, sizeof bc);
+    bc.endpoint = base;
+    bc.auth = MBQ_BIGQUERY_AUTH_ADC;
+    bc.credentials = path;
+    bc.tls_verify = true;
+    CHECK_INT(mbq_bq_config_resolve_project(&bc), 0);
+    CHECK_STR(bc.project_id, "quota-proj-9");
+    free(bc.project_id);
 }
 
 static void external_file(char *path, size_t n, const char *name, const char *source,

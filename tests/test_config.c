@@ -260,6 +260,16 @@ static void test_bigquery_auth(void)
          MBQ_BQ_AUTH_SERVICE_ACCOUNT},
         {"  endpoint: http://127.0.0.1:9050\n  auth: none\n", MBQ_BIGQUERY_AUTH_NONE,
          MBQ_BQ_AUTH_NONE},
+        /* Application Default Credentials, through an endpoint too. */
+        {"  auth: adc\n", MBQ_BIGQUERY_AUTH_ADC, MBQ_BQ_AUTH_ADC},
+        {"  endpoint: https://front:8443\n  auth: adc\n", MBQ_BIGQUERY_AUTH_ADC,
+         MBQ_BQ_AUTH_ADC},
+        /* Impersonating means a token, whatever the endpoint. */
+        {"  impersonate_service_account: sa@p.iam.gserviceaccount.com\n",
+         MBQ_BIGQUERY_AUTH_DEFAULT, MBQ_BQ_AUTH_AUTO},
+        {"  endpoint: https://front:8443\n"
+         "  impersonate_service_account: sa@p.iam.gserviceaccount.com\n",
+         MBQ_BIGQUERY_AUTH_ADC, MBQ_BQ_AUTH_ADC},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char yaml[512];
@@ -280,6 +290,34 @@ static void test_bigquery_auth(void)
     CHECK_CONTAINS(m, "'bigquery.auth: none' contradicts 'bigquery.credentials'");
     m = parse_err(ONE_TABLE MYSQL_BQ "  auth: oauth\n");
     CHECK_CONTAINS(m, "unknown value 'oauth' for 'bigquery.auth'");
+    m = parse_err(ONE_TABLE MYSQL_BQ "  endpoint: http://e:1\n  auth: none\n"
+                                     "  impersonate_service_account: a@b.iam.gserviceaccount.com\n");
+    CHECK_CONTAINS(m, "'bigquery.auth: none' contradicts 'bigquery.impersonate_service_account'");
+    m = parse_err(ONE_TABLE MYSQL_BQ "  impersonate_service_account: mbq-sync\n");
+    CHECK_CONTAINS(m, "'bigquery.impersonate_service_account' must be a service account email");
+    mbq_config *cfg = parse_ok(ONE_TABLE MYSQL_BQ
+                               "  impersonate_service_account: sa@p.iam.gserviceaccount.com\n");
+    if (cfg) {
+        mbq_bq_options o;
+        mbq_bq_options_from_config(&o, &cfg->bigquery);
+        CHECK_STR(o.impersonate, "sa@p.iam.gserviceaccount.com");
+        mbq_config_free(cfg);
+    }
+}
+
+/* project_id may come from the credentials against BigQuery itself, never
+ * through an endpoint override (an emulator has no credentials to ask). */
+static void test_project_id_optional_without_endpoint(void)
+{
+    mbq_config *cfg = parse_ok(ONE_TABLE "mysql:\n  host: h\n  user: u\n  database: d\n"
+                                         "bigquery:\n  dataset: ds\n");
+    if (cfg) {
+        CHECK(cfg->bigquery.project_id == NULL);
+        mbq_config_free(cfg);
+    }
+    const char *m = parse_err(ONE_TABLE "mysql:\n  host: h\n  user: u\n  database: d\n"
+                                        "bigquery:\n  dataset: ds\n  endpoint: http://e:1\n");
+    CHECK_CONTAINS(m, "project_id");
 }
 
 static void test_upload_chunk_size(void)
@@ -1206,6 +1244,7 @@ int main(int argc, char **argv)
     RUN(test_incremental_without_cursor);
     RUN(test_cluster_by_limits);
     RUN(test_partition_type_needs_partition_by);
+    RUN(test_project_id_optional_without_endpoint);
     RUN(test_upload_chunk_size);
     RUN(test_bigquery_auth);
     RUN(test_bigquery_ca_file);
