@@ -121,8 +121,8 @@ static int check_credentials(mbq_bq *bq)
         print_fail("credentials", mbq_error_last());
         goto done;
     }
-    printf("ok    credentials: %s from %s; principal '%s'\n", mbq_cred_kind(cred),
-           mbq_cred_source(cred), mbq_buf_cstr(&who));
+    printf("ok    credentials: %s (%s); principal '%s'\n", mbq_cred_source(cred),
+           mbq_cred_kind(cred), mbq_buf_cstr(&who));
 done:
     mbq_buf_free(&who);
     return rc;

@@ -12,6 +12,7 @@
  * or {"success": false, "code": "...", "message": "..."}. A still valid
  * answer in output_file is used without running the command. */
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -27,9 +28,9 @@
 int cred_executable_subject(mbq_buf *out, mbq_cred *c, json_object *exe, const char *audience,
                             const char *token_type, const char *path);
 
-/* The token of a successful, unexpired answer; MBQ_EAUTH otherwise (a
- * refusal quotes the program's code and message). `stale_ok` false: an
- * expired answer is an error. */
+/* The token of a successful, unexpired answer; MBQ_ENOTFOUND when it has
+ * expired; MBQ_EAUTH otherwise (a refusal quotes the program's code and
+ * message). */
 static int parse_answer(mbq_buf *out, const char *text, size_t len, const char *path)
 {
     int rc = 0;
@@ -188,6 +189,11 @@ int cred_executable_subject(mbq_buf *out, mbq_cred *c, json_object *exe, const c
         rc = mbq_error_set(MBQ_EAUTH, "the executable of '%s' answered with an expired token",
                            path);
 done:
+    /* They hold the subject token (masked, but no copy should linger). */
+    if (cached.ptr)
+        OPENSSL_cleanse(cached.ptr, cached.len);
+    if (printed.ptr)
+        OPENSSL_cleanse(printed.ptr, printed.len);
     mbq_buf_free(&cached);
     mbq_buf_free(&printed);
     free(cmd);
