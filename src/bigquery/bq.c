@@ -126,6 +126,9 @@ int mbq_bq_new(mbq_bq **out, const mbq_bq_options *opts)
                      (opts->auth == MBQ_BQ_AUTH_AUTO && !override);
     if (want_auth && (rc = bq_credentials(&bq->cred, opts)) < 0)
         goto done;
+    if (bq->cred)
+        mbq_log_debug("bigquery: credentials: %s (%s)", mbq_cred_source(bq->cred),
+                      mbq_cred_kind(bq->cred));
     /* No project in the config: the one the credentials name (a key's
      * project_id, the metadata server's project), as Google's libraries
      * take it from google.auth.default(). */

@@ -99,6 +99,8 @@ int mbq_cred_default(mbq_cred **out, const char *path, const mbq_cred_options *o
     const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
     if (env && *env) {
         rc = from_file(out, env, "GOOGLE_APPLICATION_CREDENTIALS file", opts);
+        if (rc == MBQ_EAUTH)
+            mbq_error_wrap(rc, "GOOGLE_APPLICATION_CREDENTIALS: ");
         goto done;
     }
     rc = well_known_file(&wk);
