@@ -25,6 +25,11 @@ int mbq_cmd_reset(int argc, char **argv);
 int mbq_cli_load_config(mbq_config **out, const char *path, const char *log_level,
                         const char *log_format);
 
+/* For commands that talk to BigQuery: when the config names no project_id,
+ * take the credentials' (mbq_bq_config_resolve_project). 0, or an exit code
+ * with the error printed. */
+int mbq_cli_resolve_project(mbq_config *cfg);
+
 /* A program's subcommand table and its dispatch: --help/--version, the
  * command by name, or usage on stderr with exit code 2. */
 typedef struct mbq_cli_command {

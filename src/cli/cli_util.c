@@ -48,12 +48,16 @@ int mbq_cli_load_config(mbq_config **out, const char *path, const char *log_leve
     if (!log_format && (*out)->log_format &&
         mbq_log_parse_format(&format, (*out)->log_format) == 0)
         mbq_log_set_format(format);
+    return 0;
+}
+
+int mbq_cli_resolve_project(mbq_config *cfg)
+{
     /* No project_id: the credentials' (a key's project_id, the metadata
-     * server's project), found once here so every command sees it. */
-    if (!(*out)->bigquery.project_id && (rc = mbq_bq_config_resolve_project(&(*out)->bigquery)) < 0) {
+     * server's project), found once so that all of the command sees it. */
+    int rc = mbq_bq_config_resolve_project(&cfg->bigquery);
+    if (rc < 0) {
         fprintf(stderr, "mbq: %s\n", mbq_error_last());
-        mbq_config_free(*out);
-        *out = NULL;
         return mbq_exit_for_error(rc);
     }
     return 0;

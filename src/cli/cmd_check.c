@@ -1,6 +1,8 @@
 /* `mbq check`: validate config, credentials and connectivity to MySQL and
- * BigQuery and the presence of every configured table, key and cursor
- * column. Changes nothing (no dataset or table is created). */
+ * BigQuery, the principal's permissions, and the presence of every
+ * configured table, key and cursor column. Leaves nothing behind: no dataset
+ * or table is created, except a scratch table that proves write access and
+ * is deleted at once (and expires within the hour should the delete fail). */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,8 +22,10 @@
 static const char check_usage[] =
     "usage: mbq check [--config FILE]\n"
     "\n"
-    "Validates the config, connects to MySQL and BigQuery, and checks every\n"
-    "configured table, primary key and cursor column. Changes nothing.\n"
+    "Validates the config, connects to MySQL and BigQuery, names the credentials\n"
+    "and the principal, proves it may run jobs (a dry-run query) and write the\n"
+    "dataset (a scratch table, deleted at once), and checks every configured\n"
+    "table, primary key and cursor column. Leaves nothing behind.\n"
     "exit codes: 0 all checks passed, 1 a table check failed, 2 config invalid,\n"
     "            69 MySQL or BigQuery unreachable, 77 credentials refused\n";
 
@@ -147,8 +151,8 @@ static int check_permissions(mbq_bq *bq, const char *dataset, bool dataset_exist
     }
     printf("ok    bigquery: may run jobs in project '%s' (dry-run query)\n", mbq_bq_project(bq));
     if (!dataset_exists) {
-        printf("note  bigquery: write access to dataset '%s' not proven (it does not exist yet; "
-               "creating it needs bigquery.datasets.create, e.g. roles/bigquery.dataEditor on "
+        printf("skip  bigquery: write access to dataset '%s' not proven: it does not exist yet "
+               "(creating it needs bigquery.datasets.create, e.g. roles/bigquery.dataEditor on "
                "the project)\n",
                dataset);
         return 0;
@@ -190,6 +194,14 @@ int mbq_cmd_check(int argc, char **argv)
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, NULL, NULL)) != 0)
         return exit_code;
     printf("ok    config '%s': %zu table(s)\n", cfg->path, cfg->n_tables);
+    if (!cfg->bigquery.project_id) {
+        if ((rc = mbq_bq_config_resolve_project(&cfg->bigquery)) < 0) {
+            print_fail("bigquery", mbq_error_last());
+            exit_code = mbq_exit_for_error(rc);
+            goto done;
+        }
+        printf("ok    bigquery: project '%s' from the credentials\n", cfg->bigquery.project_id);
+    }
 
     if ((rc = mbq_mysql_connect(&my, &cfg->mysql)) < 0) {
         print_fail("mysql", mbq_error_last());

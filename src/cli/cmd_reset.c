@@ -86,6 +86,10 @@ int mbq_cmd_reset(int argc, char **argv)
     char *norm = NULL;
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, NULL, NULL)) != 0)
         return exit_code;
+    if ((exit_code = mbq_cli_resolve_project(cfg)) != 0) {
+        mbq_config_free(cfg);
+        return exit_code;
+    }
     const mbq_table_config *tc = mbq_config_table(cfg, table);
     if (!tc) {
         rc = mbq_error_set(MBQ_ECONFIG, "table '%s' is not in the config '%s'", table, cfg->path);

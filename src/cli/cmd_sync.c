@@ -78,6 +78,10 @@ int mbq_cmd_sync(int argc, char **argv)
     mbq_config *cfg = NULL;
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, log_level, log_format)) != 0)
         return exit_code;
+    if ((exit_code = mbq_cli_resolve_project(cfg)) != 0) {
+        mbq_config_free(cfg);
+        return exit_code;
+    }
     so.jobs = cli_jobs ? cli_jobs : cfg->sync_jobs ? cfg->sync_jobs : 1; /* option > config */
 
     char *list = NULL, **names = NULL;

@@ -153,12 +153,17 @@ def config_cases(ws):
                                               "  endpoint: %s\n  credentials: %s" % (
                                                   https_closed, key_file("garbage.json", "{not json"))),
          "garbage.json", NOPERM),
-        ("credentials of the wrong type", replace(b, "  endpoint: ${MBQ_E2E_BQ_ENDPOINT}",
-                                                  "  endpoint: %s\n  credentials: %s" % (
-                                                      https_closed, key_file("user.json", json.dumps(
-                                                          {"type": "authorized_user", "client_id": "x",
-                                                           "refresh_token": "y"})))),
-         "service_account", NOPERM),
+        ("incomplete user credentials", replace(b, "  endpoint: ${MBQ_E2E_BQ_ENDPOINT}",
+                                                "  endpoint: %s\n  credentials: %s" % (
+                                                    https_closed, key_file("user.json", json.dumps(
+                                                        {"type": "authorized_user", "client_id": "x",
+                                                         "refresh_token": "y"})))),
+         "client_secret", NOPERM),
+        ("credentials of an unknown type", replace(b, "  endpoint: ${MBQ_E2E_BQ_ENDPOINT}",
+                                                   "  endpoint: %s\n  credentials: %s" % (
+                                                       https_closed, key_file("odd.json", json.dumps(
+                                                           {"type": "gdch_service_account"})))),
+         "gdch_service_account", NOPERM),
         ("credentials with a broken private key", replace(b, "  endpoint: ${MBQ_E2E_BQ_ENDPOINT}",
                                                           "  endpoint: %s\n  credentials: %s" % (
                                                               https_closed, key_file("badkey.json", json.dumps(good_key)))),
