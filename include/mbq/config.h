@@ -175,6 +175,10 @@ typedef struct mbq_config {
     char *log_level;       /* NULL = info */
     char *log_format;      /* NULL = text */
     int sync_jobs;         /* sync.jobs: tables at the same time; 0 = not set (1) */
+    char *metrics_file;    /* metrics_file: Prometheus textfile written after each run;
+                              NULL = none (`sync --metrics-file` wins) */
+    int64_t lock_alert_after_ms; /* alerting.lock_alert_after: a run that finds the lock
+                                    held longer than this alerts (exit 75); default 1 h */
 } mbq_config;
 
 #define MBQ_CONFIG_JOBS_MAX 32 /* sync.jobs and `sync --jobs` */

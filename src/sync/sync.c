@@ -153,7 +153,7 @@ static void table_job_fail(sync_ctx *ctx, table_job *t, int err)
                 mbq_error_last());
 }
 
-static const mbq_bq_schema *metadata_schema(void)
+const mbq_bq_schema *mbq_sync_metadata_schema(void)
 {
     static mbq_bq_schema *s;
     if (!s && mbq_bq_schema_new(&s) == 0) {
@@ -297,7 +297,7 @@ static int mirror_metadata(sync_ctx *ctx)
     }
     rc = mbq_bq_table_get(&info, ctx->bq, bc->dataset, bc->metadata_table);
     if (rc == MBQ_ENOTFOUND)
-        rc = mbq_bq_table_create(ctx->bq, bc->dataset, bc->metadata_table, metadata_schema(),
+        rc = mbq_bq_table_create(ctx->bq, bc->dataset, bc->metadata_table, mbq_sync_metadata_schema(),
                                  NULL);
     if (rc < 0 && rc != MBQ_EEXISTS)
         goto done;
@@ -591,6 +591,15 @@ static void run_tables(sync_ctx *ctx, table_job *jobs, size_t n_jobs, int n_work
     free(ws);
 }
 
+/* The exit code of a run whose tables ran: 0, 1, or the connection's
+ * (69, 77) when it failed them all. */
+static int run_exit_code(int failed, int conn_rc)
+{
+    if (failed == 0)
+        return MBQ_EXIT_OK;
+    return conn_rc < 0 ? mbq_exit_for_error(conn_rc) : MBQ_EXIT_TABLE_FAILED;
+}
+
 static bool table_selected(const mbq_sync_options *opts, const char *name)
 {
     if (!opts->tables)
@@ -610,6 +619,8 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     size_t n_jobs = 0;
     mbq_table_summary *sums = NULL;
     mbq_notify_report report = {0};
+    bool summarized = false; /* the tables' summary went to alerts and metrics */
+    const char *metrics_file = opts->metrics_file ? opts->metrics_file : cfg->metrics_file;
     int64_t started = mbq_now_ms();
     const mbq_bigquery_config *bc = &cfg->bigquery;
 
@@ -748,7 +759,16 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             s->incident = t->target_lost && t->result == 0;
             s->last_success_ms = t->result < 0 ? t->committed.last_success_ms : finished;
         }
-        mbq_run_summary summary = {run_id, NULL, started, finished, sums, n_jobs};
+        mbq_run_summary summary = {.run_id = run_id, .started_ms = started, .finished_ms = finished,
+                                   .tables = sums, .n_tables = n_jobs};
+        /* Runs that stopped before any table since the last one that went
+         * through: this one ends the streak (the `change` policy's
+         * recovery). */
+        mbq_runfail streak;
+        mbq_runfail_read(&streak, cfg->state_dir);
+        summary.prev_run_failures = streak.count;
+        summary.prev_exit_code = streak.exit_code;
+        summary.exit_code = run_exit_code(failed, conn_rc);
         mbq_notify_options no = MBQ_NOTIFY_OPTIONS_INIT;
         const char *fast = getenv("MBQ_NOTIFY_BACKOFF_MS");
         if (fast)
@@ -756,17 +776,15 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
         mbq_notify_run(&report, cfg->email.enabled ? &cfg->email : NULL,
                        cfg->telegram.enabled ? &cfg->telegram : NULL, &summary, &no);
         journal_alerts(&ctx, &report);
-        if (opts->metrics_file && mbq_metrics_write(opts->metrics_file, &summary) < 0)
+        if (metrics_file && mbq_metrics_write(metrics_file, &summary) < 0)
             mbq_log(MBQ_LOG_WARN, NULL, NULL, "cannot write metrics: %s", mbq_error_last());
+        if (streak.count > 0)
+            mbq_runfail_clear(cfg->state_dir);
+        summarized = true;
     }
     free(timings);
 
-    if (failed == 0)
-        exit_code = MBQ_EXIT_OK;
-    else if (conn_rc < 0)
-        exit_code = mbq_exit_for_error(conn_rc);
-    else
-        exit_code = MBQ_EXIT_TABLE_FAILED;
+    exit_code = run_exit_code(failed, conn_rc);
     mbq_journal_run_finish(ctx.j, run_id, mbq_now_ms(), ok, failed, exit_code);
     mbq_log(failed ? MBQ_LOG_WARN : MBQ_LOG_INFO, NULL, NULL,
             "run %s finished: %d table(s) ok, %d failed, %.1f s", run_id, ok, failed,
@@ -774,6 +792,15 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
 done:
     if (exit_code != MBQ_EXIT_OK && n_jobs == 0 && mbq_error_last()[0])
         mbq_log(MBQ_LOG_ERROR, NULL, NULL, "%s", mbq_error_last());
+    if (exit_code != MBQ_EXIT_OK && !summarized && !opts->dry_run) {
+        /* Stopped before the tables' summary (lock, journal, a bug): no
+         * table carries this failure, so it is alerted on its own. */
+        mbq_buf why = MBQ_BUF_INIT;
+        mbq_buf_puts(&why, mbq_error_last());
+        mbq_runfail_notify(cfg, opts, run_id, started, exit_code, mbq_buf_cstr(&why));
+        mbq_error_set(MBQ_ERR, "%s", mbq_buf_cstr(&why)); /* what cmd_sync prints */
+        mbq_buf_free(&why);
+    }
     mbq_notify_report_free(&report);
     free(sums);
     for (size_t i = 0; i < n_jobs; i++)
