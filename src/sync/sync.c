@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "mbq/bq.h"
+#include "mbq/discover.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/fault.h"
@@ -610,6 +611,48 @@ static bool table_selected(const mbq_sync_options *opts, const char *name)
     return false;
 }
 
+/* The tables the config's patterns take (mbq/discover.h), added to the
+ * run's jobs after the ones named in the config; the skipped and dropped
+ * ones are reported. */
+static int discover_jobs(sync_ctx *ctx, mbq_discovery **disc, table_job **jobs, size_t *n_jobs,
+                         const mbq_sync_options *opts)
+{
+    char **known = NULL;
+    int rc = 0;
+    if (ctx->j && (rc = mbq_journal_table_names(ctx->j, &known)) < 0)
+        return rc;
+    rc = mbq_discover(disc, ctx->my, ctx->cfg, known);
+    mbq_strv_free(known);
+    if (rc < 0)
+        return rc;
+    const mbq_discovery *d = *disc;
+    table_job *more = mbq_realloc(*jobs, (*n_jobs + d->n + 1) * sizeof *more);
+    if (!more)
+        return MBQ_ENOMEM;
+    *jobs = more;
+    size_t taken = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        const mbq_discovered_table *dt = &d->tables[i];
+        if (dt->skipped) {
+            mbq_log(MBQ_LOG_WARN, dt->name, NULL, "not synced: %s", dt->why);
+            continue;
+        }
+        if (!table_selected(opts, dt->name))
+            continue;
+        table_job *t = &more[(*n_jobs)++];
+        memset(t, 0, sizeof *t);
+        if ((rc = table_job_open(ctx, t, &dt->tc)) < 0)
+            return rc;
+        taken++;
+    }
+    for (size_t i = 0; i < d->n_dropped; i++)
+        mbq_log(MBQ_LOG_WARN, d->dropped[i], NULL,
+                "synced before but gone from MySQL: not synced any more; its BigQuery table "
+                "is kept");
+    mbq_log(MBQ_LOG_INFO, NULL, NULL, "discovered %zu table(s) to sync", taken);
+    return 0;
+}
+
 int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
 {
     int rc = 0, exit_code = MBQ_EXIT_OK;
@@ -617,6 +660,7 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     sync_ctx ctx = {0};
     table_job *jobs = NULL;
     size_t n_jobs = 0;
+    mbq_discovery *disc = NULL;
     mbq_table_summary *sums = NULL;
     mbq_notify_report report = {0};
     bool summarized = false; /* the tables' summary went to alerts and metrics */
@@ -631,7 +675,7 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     ctx.progress = opts->progress;
 
     for (size_t i = 0; opts->tables && i < opts->n_tables; i++) {
-        if (!mbq_config_table(cfg, opts->tables[i])) {
+        if (!mbq_config_table(cfg, opts->tables[i]) && mbq_pattern_for(cfg, opts->tables[i]) < 0) {
             mbq_error_set(MBQ_ECONFIG, "table '%s' is not in the config '%s'", opts->tables[i],
                           cfg->path);
             return mbq_exit_for_error(MBQ_ECONFIG);
@@ -687,9 +731,6 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             goto done;
         }
     }
-    if (!opts->dry_run)
-        remove_orphan_files(&ctx, jobs, n_jobs);
-
     /* Connections. A failure here fails every table (journaled, alerted)
      * with the same clear error. */
     int conn_rc = mbq_mysql_connect(&ctx.my, &cfg->mysql);
@@ -706,6 +747,26 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
         else if (conn_rc == 0 && !exists)
             conn_rc = mbq_bq_dataset_ensure(ctx.bq, bc->dataset, mbq_bq_location(ctx.bq));
     }
+
+    if (conn_rc == 0 && cfg->n_patterns > 0 &&
+        (rc = discover_jobs(&ctx, &disc, &jobs, &n_jobs, opts)) < 0) {
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
+    }
+    if (conn_rc == 0 && opts->dry_run)
+        mbq_discovery_print(stdout, cfg, disc);
+    if (conn_rc < 0 && n_jobs == 0) {
+        /* Only patterns, and MySQL cannot say which tables they take: the
+         * run stops before any table (alerted as such below). */
+        mbq_error_set(conn_rc, "cannot find the tables to sync: %s", mbq_error_last());
+        exit_code = mbq_exit_for_error(conn_rc);
+        goto done;
+    }
+    /* Only once every table of the run is known: a file no in-flight run
+     * of them refers to is a leftover (a pattern's tables included, so
+     * never when discovery could not run). */
+    if (!opts->dry_run && (cfg->n_patterns == 0 || disc))
+        remove_orphan_files(&ctx, jobs, n_jobs);
 
     int ok = 0, failed = 0;
     if (conn_rc < 0) {
@@ -802,6 +863,7 @@ done:
         mbq_buf_free(&why);
     }
     mbq_notify_report_free(&report);
+    mbq_discovery_free(disc);
     free(sums);
     for (size_t i = 0; i < n_jobs; i++)
         table_job_clear(&jobs[i]);
