@@ -17,7 +17,7 @@
  *     full refresh every run. A NULLable column is never the cursor: its
  *     NULL rows would be missed after the first sync;
  *   - target: the table's name, or when BigQuery cannot hold it, the name
- *     with every character other than ASCII letters, digits and '_' made '_'
+ * with every character other than ASCII letters, digits and '_' made '_'
  *     plus '_' and 8 hex digits of the FNV-1a hash of the MySQL name.
  * Tables the journal knows, that a pattern would take and that MySQL no
  * longer has, are reported as dropped (their BigQuery tables are kept). */

@@ -188,6 +188,10 @@ static char *target_name(const char *name, bool *mapped)
         bool ok = *p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                   (*p >= '0' && *p <= '9');
         *mapped = *mapped || !ok;
+        /* One '_' per character, as for column names (README, "Column
+         * names"): a UTF-8 continuation byte adds none. */
+        if (((unsigned char)*p & 0xC0) == 0x80)
+            continue;
         if (mbq_buf_putc(&b, ok ? *p : '_') < 0)
             goto fail;
     }
