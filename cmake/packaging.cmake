@@ -39,8 +39,10 @@ set(CPACK_DEBIAN_PACKAGE_SECTION database)
 # Depends: from the shared libraries the binaries link (dpkg-shlibdeps, in
 # dpkg-dev), so the list always matches what was built against.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-# adduser: the postinst creates the system user the service runs as.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+# adduser: the postinst creates the system user the service runs as;
+# ca-certificates: HTTPS to BigQuery and Google's token endpoint verifies
+# against the system's CAs (no shared library says so).
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, ca-certificates")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd | cron")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_SOURCE_DIR}/dist/deb/postinst ${CMAKE_SOURCE_DIR}/dist/deb/prerm
