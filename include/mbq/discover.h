@@ -65,6 +65,16 @@ void mbq_discovery_print(FILE *f, const mbq_config *cfg, const mbq_discovery *d)
  * byte; nothing else is special, so a name with '[' or '\' matches itself)? */
 bool mbq_glob_match(const char *pattern, const char *s);
 
+/* The config of table `name` for the commands that act on one table
+ * (mbq extract, mbq-state reset): its own entry, else, when a pattern would
+ * take it, what discovery resolves it to now (connecting to MySQL). *tc
+ * points into cfg or into *disc (free it with mbq_discovery_free after
+ * use; NULL when not needed). MBQ_ECONFIG when no entry takes the table,
+ * MBQ_ESCHEMA (with the reason) when a pattern takes it but it is skipped
+ * or gone, MySQL's errors. */
+int mbq_discover_table(const mbq_table_config **tc, mbq_discovery **disc, const mbq_config *cfg,
+                       const char *name);
+
 /* The pattern entry (index) that takes `name` if it is not named in the
  * config: the first whose glob matches and no exclude does; -1 for none. */
 int mbq_pattern_for(const mbq_config *cfg, const char *name);

@@ -342,6 +342,39 @@ done:
     return rc;
 }
 
+int mbq_discover_table(const mbq_table_config **tc, mbq_discovery **disc, const mbq_config *cfg,
+                       const char *name)
+{
+    mbq_mysql *my = NULL;
+    int rc = 0;
+    *tc = mbq_config_table(cfg, name);
+    *disc = NULL;
+    if (*tc)
+        return 0;
+    if (mbq_pattern_for(cfg, name) < 0)
+        return mbq_error_set(MBQ_ECONFIG, "table '%s' is not in the config '%s'", name,
+                             cfg->path);
+    if ((rc = mbq_mysql_connect(&my, &cfg->mysql)) < 0 ||
+        (rc = mbq_discover(disc, my, cfg, NULL)) < 0)
+        goto done;
+    for (size_t i = 0; i < (*disc)->n; i++) {
+        const mbq_discovered_table *t = &(*disc)->tables[i];
+        if (strcmp(t->name, name) != 0)
+            continue;
+        if (t->skipped)
+            rc = mbq_error_set(MBQ_ESCHEMA, "table '%s' is not synced: %s", name, t->why);
+        else
+            *tc = &t->tc;
+        goto done;
+    }
+    rc = mbq_error_set(MBQ_ESCHEMA, "table '%s' matches a pattern of the config '%s' but is not "
+                                    "in database '%s'",
+                       name, cfg->path, cfg->mysql.database);
+done:
+    mbq_mysql_close(my);
+    return rc;
+}
+
 void mbq_discovery_free(mbq_discovery *d)
 {
     if (!d)
