@@ -16,3 +16,5 @@ mbq_add_test(NAME units_verify SCRIPT bash
 mbq_add_test(NAME package_deb SCRIPT bash
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/test_package.sh
              LABELS package SERVICES TIMEOUT 1200)
+mbq_add_test(NAME discover_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_discover_unit.c
+             LABELS unit)

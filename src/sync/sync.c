@@ -645,6 +645,22 @@ static int discover_jobs(sync_ctx *ctx, mbq_discovery **disc, table_job **jobs, 
             return rc;
         taken++;
     }
+    /* A --tables name only a pattern could take must be one it took:
+     * a run that silently syncs nothing would read as success. */
+    for (size_t k = 0; opts->tables && k < opts->n_tables; k++) {
+        const char *name = opts->tables[k];
+        if (mbq_config_table(ctx->cfg, name))
+            continue;
+        const mbq_discovered_table *dt = NULL;
+        for (size_t i = 0; i < d->n && !dt; i++)
+            if (strcmp(d->tables[i].name, name) == 0)
+                dt = &d->tables[i];
+        if (!dt)
+            return mbq_error_set(MBQ_ECONFIG, "table '%s' is not in database '%s'", name,
+                                 ctx->cfg->mysql.database);
+        if (dt->skipped)
+            return mbq_error_set(MBQ_ECONFIG, "table '%s' is not synced: %s", name, dt->why);
+    }
     for (size_t i = 0; i < d->n_dropped; i++)
         mbq_log(MBQ_LOG_WARN, d->dropped[i], NULL,
                 "synced before but gone from MySQL: not synced any more; its BigQuery table "
@@ -853,7 +869,10 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
 done:
     if (exit_code != MBQ_EXIT_OK && n_jobs == 0 && mbq_error_last()[0])
         mbq_log(MBQ_LOG_ERROR, NULL, NULL, "%s", mbq_error_last());
-    if (exit_code != MBQ_EXIT_OK && !summarized && !opts->dry_run) {
+    /* A usage error (a --tables name no entry takes) is the caller's to
+     * read on stderr, not an operator's alert. */
+    if (exit_code != MBQ_EXIT_OK && exit_code != MBQ_EXIT_USAGE && !summarized &&
+        !opts->dry_run) {
         /* Stopped before the tables' summary (lock, journal, a bug): no
          * table carries this failure, so it is alerted on its own. */
         mbq_buf why = MBQ_BUF_INIT;
