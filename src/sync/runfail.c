@@ -213,14 +213,9 @@ void mbq_runfail_notify(const mbq_config *cfg, const mbq_sync_options *opts, con
     }
     s.run_error = err.ptr;
 
-    mbq_runfail cur = {exit_code, 1, now, now};
-    if (prev.count > 0 && prev.exit_code == exit_code) {
-        cur.count = prev.count + 1;
-        cur.first_ms = prev.first_ms;
-    } else if (prev.count > 0) {
-        cur.count = prev.count + 1; /* still stopping, for another reason */
-        cur.first_ms = prev.first_ms;
-    }
+    /* The streak goes on whatever the reason; the `change` policy alerts
+     * again when the reason (the exit code) changes. */
+    mbq_runfail cur = {exit_code, prev.count + 1, prev.count > 0 ? prev.first_ms : now, now};
     runfail_write(cfg->state_dir, &cur);
 
     if (metrics && mbq_metrics_write_stopped(metrics, &s) < 0)
