@@ -31,6 +31,10 @@ PACKAGES=(
     sqlite3 mydumper time
     # the emulator build fetches modules through the Go proxy (TLS) and git
     git
+    # packaging: dpkg-shlibdeps computes the .deb's Depends (tests/test_package.sh)
+    dpkg-dev
+    # systemd-analyze verifies the shipped units (tests/test_units.sh)
+    systemd
 )
 
 missing=()

@@ -14,6 +14,9 @@
  *       cluster_by: [customer_id]    # optional, up to 4 columns
  *       on_incompatible_change: fail # fail | rebuild
  *       on_missing_target: fail      # fail | reload (default: bigquery's)
+ *     - name: "orders_*"             # a pattern (or `discover: true` for all), see
+ *       exclude: ["orders_tmp*"]     # mbq_table_pattern; keys: exclude, cursor_columns,
+ *                                    # mode, lookback, on_incompatible_change, on_missing_target
  *   mysql: {host, port, socket, user, password, database, connect_timeout,
  *           read_timeout, ssl: {mode, ca, cert, key, verify_server_cert}}
  *   bigquery: {project_id, dataset, metadata_table, location, credentials,
@@ -24,6 +27,8 @@
  *                      from, to, on, tls_insecure},
  *              telegram: {enabled, bot_token, chat_id, api_url, on}}
  *   state: {dir}                     # journal and staging files
+ *   metrics_file: PATH               # Prometheus textfile after each run
+ *   alerting.lock_alert_after: 1h    # exit 75 alerts only past this
  *   log: {level, format}
  *
  * ${ENV_VAR} (and ${ENV_VAR:-default}) is substituted in every scalar before
@@ -84,6 +89,27 @@ typedef struct mbq_table_config {
     mbq_missing_policy on_missing_target; /* the table's, else bigquery.on_missing_target */
     int line;              /* where the table's entry starts, for messages */
 } mbq_table_config;
+
+/* A `tables:` entry that names many tables: `name` with `*` (any run of
+ * characters) or `?` (one character), or `discover: true` (every table of
+ * the database, name "*"). Resolved against MySQL at each run
+ * (mbq/discover.h): the key from the PRIMARY KEY or a unique NOT NULL index,
+ * the cursor from cursor_columns or an ON UPDATE CURRENT_TIMESTAMP column,
+ * else a full refresh. A table with an entry of its own is never taken by a
+ * pattern. */
+typedef struct mbq_table_pattern {
+    char *name;            /* the glob ("*" for discover: true) */
+    char **exclude;        /* globs of tables to leave out */
+    size_t n_exclude;
+    char **cursor_columns; /* cursor names to look for, in order (default updated_at,
+                              modified_at; case-insensitive as MySQL's names) */
+    size_t n_cursor_columns;
+    bool full;             /* mode: full: never a cursor */
+    int64_t lookback_ms;   /* for the tables that get a timestamp cursor */
+    mbq_change_policy on_incompatible_change;
+    mbq_missing_policy on_missing_target;
+    int line;
+} mbq_table_pattern;
 
 typedef struct mbq_mysql_config {
     char *host;            /* default "127.0.0.1" (unless socket) */
@@ -171,8 +197,10 @@ typedef struct mbq_telegram_config {
 
 typedef struct mbq_config {
     char *path;            /* the file it came from */
-    mbq_table_config *tables;
+    mbq_table_config *tables;  /* the tables named one by one */
     size_t n_tables;
+    mbq_table_pattern *patterns; /* the entries that name many (resolved at each run) */
+    size_t n_patterns;
     mbq_mysql_config mysql;
     mbq_bigquery_config bigquery;
     mbq_email_config email;
@@ -181,6 +209,10 @@ typedef struct mbq_config {
     char *log_level;       /* NULL = info */
     char *log_format;      /* NULL = text */
     int sync_jobs;         /* sync.jobs: tables at the same time; 0 = not set (1) */
+    char *metrics_file;    /* metrics_file: Prometheus textfile written after each run;
+                              NULL = none (`sync --metrics-file` wins) */
+    int64_t lock_alert_after_ms; /* alerting.lock_alert_after: a run that finds the lock
+                                    held longer than this alerts (exit 75); default 1 h */
 } mbq_config;
 
 #define MBQ_CONFIG_JOBS_MAX 32 /* sync.jobs and `sync --jobs` */

@@ -214,4 +214,39 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
 
 void mbq_extract_result_free(mbq_extract_result *r);
 
+/* ---- the catalog (table discovery) ---------------------------------- */
+
+typedef struct mbq_catalog_column {
+    char *name;
+    char *data_type;     /* information_schema DATA_TYPE, lowercase ("datetime", "int") */
+    bool nullable;
+    bool on_update_now;  /* ON UPDATE CURRENT_TIMESTAMP */
+} mbq_catalog_column;
+
+typedef struct mbq_catalog_index {
+    char *name;          /* "PRIMARY" for the primary key */
+    char **columns;      /* in index order */
+    size_t n_columns;
+} mbq_catalog_index;
+
+typedef struct mbq_catalog_table {
+    char *name;
+    mbq_catalog_column *columns; /* in ordinal order */
+    size_t n_columns;
+    mbq_catalog_index *unique;   /* the unique indexes (PRIMARY included), by name */
+    size_t n_unique;
+} mbq_catalog_table;
+
+typedef struct mbq_catalog {
+    mbq_catalog_table *tables;   /* base tables (no views), sorted by name (bytes) */
+    size_t n;
+} mbq_catalog;
+
+/* Every base table of `database` with its columns and unique indexes, read
+ * from information_schema in three queries (a user sees the tables it has
+ * a privilege on). Free *out with mbq_catalog_free. MBQ_EMYSQL etc. with a
+ * message naming the database. */
+int mbq_mysql_catalog(mbq_catalog **out, mbq_mysql *c, const char *database);
+void mbq_catalog_free(mbq_catalog *cat);
+
 #endif

@@ -67,7 +67,25 @@ typedef struct mbq_run_summary {
     int64_t finished_ms;               /* epoch ms; duration = finished - started */
     const mbq_table_summary *tables;
     size_t n_tables;
+    /* A run that stopped before any table ran (the lock held too long, the
+     * journal unusable, an internal error, MySQL unreachable while finding
+     * the tables): the exit code and its error. 0 / NULL for a run whose
+     * tables ran (their failures are in `tables`). */
+    int exit_code;
+    const char *run_error;
+    /* Runs in a row before this one that stopped so (local state file,
+     * mbq/runfail.h); with a run_error, what the `change` policy and the
+     * body need; without one and > 0, this run is the recovery. */
+    int prev_run_failures;
+    int prev_exit_code;                /* the last such run's exit code */
+    int64_t lock_held_ms;              /* exit 75: how long the lock has been held */
 } mbq_run_summary;
+
+/* Did the run stop before any table (run_error set)? */
+bool mbq_run_failed(const mbq_run_summary *s);
+
+/* Is this the first run that goes through after runs that stopped? */
+bool mbq_run_recovered(const mbq_run_summary *s);
 
 /* Failures in a row after this run: prev + 1 when it failed, else 0. */
 int mbq_table_consecutive_failures(const mbq_table_summary *t);
@@ -78,10 +96,13 @@ bool mbq_table_started_failing(const mbq_table_summary *t);
 bool mbq_table_recovered(const mbq_table_summary *t);
 
 /* The policy: 1 to send, 0 not.
- *   MBQ_ALERT_FAILURE: some table failed, or had an incident.
+ *   MBQ_ALERT_FAILURE: some table failed, or had an incident, or the run
+ *                      stopped before any table.
  *   MBQ_ALERT_ALWAYS:  every run.
- *   MBQ_ALERT_CHANGE:  some table started failing or recovered, so a table
- *                      broken for a day sends one alert, not one per run. */
+ *   MBQ_ALERT_CHANGE:  some table started failing or recovered, or runs
+ *                      started stopping (or go through again), so a table
+ *                      or a journal broken for a day sends one alert, not
+ *                      one per run. */
 int mbq_notify_should_send(mbq_alert_on on, const mbq_run_summary *s);
 
 /* Formatting. Each appends to `out` and returns 0 or MBQ_ENOMEM. Secrets are
@@ -89,7 +110,9 @@ int mbq_notify_should_send(mbq_alert_on on, const mbq_run_summary *s);
  *
  * Subject: "[mbq] OK: 3 tables synced, 1,234 rows (12.3 s)",
  *          "[mbq] FAILED: 1 of 3 tables failed (orders)",
- *          "[mbq] RECOVERED: orders". One line, control characters replaced. */
+ *          "[mbq] RECOVERED: orders",
+ *          "[mbq] FAILED: run stopped (exit 74): cannot open journal ...".
+ * One line, control characters replaced. */
 int mbq_notify_format_subject(mbq_buf *out, const mbq_run_summary *s);
 
 /* Plain-text body (LF line ends, UTF-8): completion time in UTC, a line per

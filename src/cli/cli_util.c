@@ -9,6 +9,7 @@
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/log.h"
+#include "mbq/version.h"
 #include "mbq/banned.h"
 
 int mbq_cli_fail(const char *prog, int err)
@@ -84,8 +85,12 @@ int mbq_cli_dispatch(const char *prog, const mbq_cli_command *commands, size_t n
         return MBQ_EXIT_OK;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("%s %s\n", prog, MBQ_VERSION);
-        return MBQ_EXIT_OK;
+        mbq_buf text = MBQ_BUF_INIT;
+        int rc = mbq_version_text(&text, prog);
+        if (rc == 0)
+            fputs(mbq_buf_cstr(&text), stdout);
+        mbq_buf_free(&text);
+        return rc == 0 ? MBQ_EXIT_OK : MBQ_EXIT_SOFTWARE;
     }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(argv[1], commands[i].name) == 0)

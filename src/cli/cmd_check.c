@@ -13,8 +13,10 @@
 #include "mbq/commands.h"
 #include "mbq/config.h"
 #include "mbq/credentials.h"
+#include "mbq/discover.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
+#include "mbq/journal.h"
 #include "mbq/mysql_source.h"
 #include "mbq/util.h"
 #include "mbq/banned.h"
@@ -170,6 +172,73 @@ static int check_permissions(mbq_bq *bq, const char *dataset, bool dataset_exist
     return 0;
 }
 
+/* Check one table (named in the config or discovered): its schema, key
+ * and cursor in MySQL, its target's expiration in BigQuery. 1 when it
+ * failed (printed), else 0. */
+static int check_table(const mbq_config *cfg, mbq_mysql *my, mbq_bq *bq, bool dataset_exists,
+                       const mbq_table_config *tc)
+{
+    int rc, failed = 0;
+    mbq_table_schema *s = NULL;
+    mbq_cursor_kind kind = MBQ_CURSOR_NONE;
+    const char *cursor = tc->mode == MBQ_MODE_FULL ? NULL : tc->updated_column;
+    rc = mbq_mysql_table_schema(&s, my, cfg->mysql.database, tc->name);
+    if (rc == 0)
+        rc = mbq_mysql_check_table(&kind, s, (const char *const *)tc->primary_key,
+                                   tc->n_primary_key, cursor);
+    bool unique = true;
+    if (rc == 0 && cursor)
+        rc = mbq_mysql_key_is_unique(&unique, my, s, (const char *const *)tc->primary_key,
+                                     tc->n_primary_key);
+    if (rc == 0 && !unique)
+        rc = mbq_error_set(MBQ_ESCHEMA,
+                           "primary_key is not guaranteed unique (no PRIMARY KEY or UNIQUE "
+                           "index on exactly these NOT NULL columns)");
+    if (rc < 0) {
+        printf("FAIL  table '%s': %s\n", tc->name, mbq_error_last());
+        failed = 1;
+    } else {
+        char lookback[48] = "";
+        if (kind == MBQ_CURSOR_TIMESTAMP && tc->lookback_ms > 0)
+            snprintf(lookback, sizeof lookback, ", lookback %.3g s",
+                     (double)tc->lookback_ms / 1000.0);
+        printf("ok    table '%s': %zu columns, %s%s\n", tc->name, s->n_columns,
+               kind == MBQ_CURSOR_TIMESTAMP ? "timestamp cursor"
+               : kind == MBQ_CURSOR_INTEGER ? "integer cursor"
+                                            : "full refresh",
+               lookback);
+        /* Not a failure: what the configuration guarantees (README,
+         * late commits), said where a user looks before the first run. */
+        if (kind == MBQ_CURSOR_TIMESTAMP && tc->lookback_ms == 0)
+            printf("note  table '%s': no lookback: a row whose transaction commits after a "
+                   "run has read past its '%s' value is missed; set 'lookback' above the "
+                   "longest write transaction on it\n",
+                   tc->name, tc->updated_column);
+    }
+    mbq_table_schema_free(s);
+    if (dataset_exists && warn_target_expiration(bq, cfg->bigquery.dataset, tc) < 0) {
+        printf("FAIL  table '%s': %s\n", tc->name, mbq_error_last());
+        failed = 1;
+    }
+    return failed;
+}
+
+/* Resolve the config's patterns; the journal (read only, when there is
+ * one) names the tables synced before, for the dropped ones. */
+static int discover(mbq_discovery **out, const mbq_config *cfg, mbq_mysql *my)
+{
+    mbq_journal *j = NULL;
+    char **known = NULL;
+    int rc = mbq_journal_open(&j, cfg->state_dir, MBQ_JOURNAL_READONLY);
+    if (rc == 0)
+        rc = mbq_journal_table_names(j, &known);
+    mbq_journal_close(j);
+    mbq_error_clear(); /* no journal yet: nothing was synced before */
+    rc = mbq_discover(out, my, cfg, known);
+    mbq_strv_free(known);
+    return rc;
+}
+
 int mbq_cmd_check(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -193,7 +262,10 @@ int mbq_cmd_check(int argc, char **argv)
     bool dataset_exists = false;
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, NULL, NULL)) != 0)
         return exit_code;
-    printf("ok    config '%s': %zu table(s)\n", cfg->path, cfg->n_tables);
+    printf("ok    config '%s': %zu table(s)", cfg->path, cfg->n_tables);
+    if (cfg->n_patterns)
+        printf(", %zu pattern(s)", cfg->n_patterns);
+    putchar('\n');
     if (!cfg->bigquery.project_id) {
         if ((rc = mbq_bq_config_resolve_project(&cfg->bigquery)) < 0) {
             print_fail("bigquery", mbq_error_last());
@@ -252,51 +324,22 @@ int mbq_cmd_check(int argc, char **argv)
         goto done;
     }
 
-    int failed = 0;
-    for (size_t i = 0; i < cfg->n_tables; i++) {
-        const mbq_table_config *tc = &cfg->tables[i];
-        mbq_table_schema *s = NULL;
-        mbq_cursor_kind kind = MBQ_CURSOR_NONE;
-        const char *cursor = tc->mode == MBQ_MODE_FULL ? NULL : tc->updated_column;
-        rc = mbq_mysql_table_schema(&s, my, cfg->mysql.database, tc->name);
-        if (rc == 0)
-            rc = mbq_mysql_check_table(&kind, s, (const char *const *)tc->primary_key,
-                                       tc->n_primary_key, cursor);
-        bool unique = true;
-        if (rc == 0 && cursor)
-            rc = mbq_mysql_key_is_unique(&unique, my, s, (const char *const *)tc->primary_key,
-                                         tc->n_primary_key);
-        if (rc == 0 && !unique)
-            rc = mbq_error_set(MBQ_ESCHEMA,
-                               "primary_key is not guaranteed unique (no PRIMARY KEY or UNIQUE "
-                               "index on exactly these NOT NULL columns)");
-        if (rc < 0) {
-            printf("FAIL  table '%s': %s\n", tc->name, mbq_error_last());
-            failed++;
-        } else {
-            char lookback[48] = "";
-            if (kind == MBQ_CURSOR_TIMESTAMP && tc->lookback_ms > 0)
-                snprintf(lookback, sizeof lookback, ", lookback %.3g s",
-                         (double)tc->lookback_ms / 1000.0);
-            printf("ok    table '%s': %zu columns, %s%s\n", tc->name, s->n_columns,
-                   kind == MBQ_CURSOR_TIMESTAMP ? "timestamp cursor"
-                   : kind == MBQ_CURSOR_INTEGER ? "integer cursor"
-                                                : "full refresh",
-                   lookback);
-            /* Not a failure: what the configuration guarantees (README,
-             * late commits), said where a user looks before the first run. */
-            if (kind == MBQ_CURSOR_TIMESTAMP && tc->lookback_ms == 0)
-                printf("note  table '%s': no lookback: a row whose transaction commits after a "
-                       "run has read past its '%s' value is missed; set 'lookback' above the "
-                       "longest write transaction on it\n",
-                       tc->name, tc->updated_column);
-        }
-        mbq_table_schema_free(s);
-        if (dataset_exists && warn_target_expiration(bq, cfg->bigquery.dataset, tc) < 0) {
-            printf("FAIL  table '%s': %s\n", tc->name, mbq_error_last());
-            failed++;
-        }
+    mbq_discovery *disc = NULL;
+    if (cfg->n_patterns > 0 && (rc = discover(&disc, cfg, my)) < 0) {
+        print_fail("mysql", mbq_error_last());
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
     }
+    /* The resolved list: what a sync would take, with key, cursor, mode
+     * and why (a pattern's skipped and dropped tables included). */
+    mbq_discovery_print(stdout, cfg, disc);
+    int failed = 0;
+    for (size_t i = 0; i < cfg->n_tables; i++)
+        failed += check_table(cfg, my, bq, dataset_exists, &cfg->tables[i]);
+    for (size_t i = 0; disc && i < disc->n; i++)
+        if (!disc->tables[i].skipped)
+            failed += check_table(cfg, my, bq, dataset_exists, &disc->tables[i].tc);
+    mbq_discovery_free(disc);
     exit_code = failed ? MBQ_EXIT_TABLE_FAILED : MBQ_EXIT_OK;
 done:
     mbq_bq_free(bq);

@@ -7,6 +7,7 @@
 
 #include "mbq/commands.h"
 #include "mbq/config.h"
+#include "mbq/discover.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/log.h"
@@ -63,6 +64,7 @@ int mbq_cmd_extract(int argc, char **argv)
     bool no_compress = false;
     int exit_code = MBQ_EXIT_OK, rc;
     mbq_config *cfg = NULL;
+    mbq_discovery *disc = NULL; /* a table a pattern takes: its resolved config */
     mbq_mysql *my = NULL;
     mbq_table_schema *schema = NULL;
     mbq_extract_result res = {0};
@@ -98,10 +100,10 @@ int mbq_cmd_extract(int argc, char **argv)
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, log_level, log_format)) != 0)
         goto done;
 
-    const mbq_table_config *tc = mbq_config_table(cfg, table);
-    if (!tc) {
-        fprintf(stderr, "mbq extract: table '%s' is not in the config '%s'\n", table, cfg->path);
-        exit_code = MBQ_EXIT_USAGE;
+    const mbq_table_config *tc = NULL;
+    if ((rc = mbq_discover_table(&tc, &disc, cfg, table)) < 0) {
+        fprintf(stderr, "mbq extract: %s\n", mbq_error_last());
+        exit_code = rc == MBQ_ECONFIG ? MBQ_EXIT_USAGE : mbq_exit_for_error(rc);
         goto done;
     }
     const char *cursor = tc->mode == MBQ_MODE_INCREMENTAL ? tc->updated_column : NULL;
@@ -151,6 +153,7 @@ int mbq_cmd_extract(int argc, char **argv)
     printf("seconds   %.3f\n", secs);
     printf("rows/s    %.0f\n", secs > 0 ? (double)res.rows / secs : (double)res.rows);
 done:
+    mbq_discovery_free(disc);
     mbq_extract_result_free(&res);
     mbq_table_schema_free(schema);
     mbq_mysql_close(my);

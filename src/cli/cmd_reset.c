@@ -13,6 +13,7 @@
 #include "mbq/bq.h"
 #include "mbq/commands.h"
 #include "mbq/config.h"
+#include "mbq/discover.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/journal.h"
@@ -84,17 +85,16 @@ int mbq_cmd_reset(int argc, char **argv)
     mbq_table_run fl = {0};
     bool in_flight = false;
     char *norm = NULL;
+    mbq_discovery *disc = NULL; /* a table a pattern takes: its resolved config */
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, NULL, NULL)) != 0)
         return exit_code;
     if ((exit_code = mbq_cli_resolve_project(cfg)) != 0) {
         mbq_config_free(cfg);
         return exit_code;
     }
-    const mbq_table_config *tc = mbq_config_table(cfg, table);
-    if (!tc) {
-        rc = mbq_error_set(MBQ_ECONFIG, "table '%s' is not in the config '%s'", table, cfg->path);
+    const mbq_table_config *tc = NULL;
+    if ((rc = mbq_discover_table(&tc, &disc, cfg, table)) < 0)
         goto fail;
-    }
     if ((rc = mbq_journal_open(&j, cfg->state_dir, MBQ_JOURNAL_WRITE)) < 0 ||
         (rc = mbq_journal_table_get(j, &ts, tc->name)) < 0 ||
         (rc = mbq_journal_table_run_in_flight(j, &fl, &in_flight, tc->name)) < 0)
@@ -178,6 +178,7 @@ done:
     mbq_table_state_clear(&ts);
     mbq_table_run_clear(&fl);
     mbq_journal_close(j);
+    mbq_discovery_free(disc);
     mbq_config_free(cfg);
     return exit_code;
 }

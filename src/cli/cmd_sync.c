@@ -29,8 +29,8 @@ static const char sync_usage[] =
     "  --metrics-file PATH  write Prometheus metrics there after the run\n"
     "  --no-progress        no progress line even on a terminal\n"
     "exit codes: 0 every table ok, 1 some table failed, 2 usage or config,\n"
-    "            69 MySQL/BigQuery unreachable, 74 journal or disk, 75 another run holds the lock,\n"
-    "            77 credentials refused\n";
+    "            69 MySQL/BigQuery unreachable, 70 internal error, 74 journal or disk,\n"
+    "            75 another run holds the lock, 77 credentials refused\n";
 
 int mbq_cmd_sync(int argc, char **argv)
 {
@@ -102,7 +102,7 @@ int mbq_cmd_sync(int argc, char **argv)
     }
     exit_code = mbq_sync_run(cfg, &so);
     if (exit_code == MBQ_EXIT_LOCKED || exit_code == MBQ_EXIT_USAGE ||
-        exit_code == MBQ_EXIT_IOERR)
+        exit_code == MBQ_EXIT_IOERR || exit_code == MBQ_EXIT_SOFTWARE)
         fprintf(stderr, "mbq sync: %s\n", mbq_error_last());
 done:
     free(list);

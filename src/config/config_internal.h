@@ -101,5 +101,10 @@ int parse_bigquery(cfg_ctx *c, const section *top);
 int parse_alerting(cfg_ctx *c, const section *top);
 int parse_state_and_log(cfg_ctx *c, const section *top);
 int parse_sync(cfg_ctx *c, const section *top);
+int parse_metrics_file(cfg_ctx *c, const section *top);
+/* config_patterns.c: `tables:` entries that name many tables. */
+bool table_entry_is_pattern(cfg_ctx *c, yaml_node_t *item);
+int parse_pattern(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_pattern *p);
+void free_patterns(mbq_table_pattern *p, size_t n);
 
 #endif

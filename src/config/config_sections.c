@@ -63,7 +63,8 @@ static int get_limits(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
 static const char *const table_keys[] = {
     "name",           "primary_key", "updated_column", "mode",
     "lookback",       "target",      "partition_by",   "partition_type",
-    "cluster_by",     "on_incompatible_change",        "on_missing_target", NULL};
+    "cluster_by",     "on_incompatible_change",        "on_missing_target",
+    "discover",       "exclude",     "cursor_columns", NULL}; /* the last three: patterns */
 static const char *const mysql_keys[] = {"host",     "port",     "socket",          "user",
                                          "password", "database", "connect_timeout", "read_timeout",
                                          "ssl",      NULL};
@@ -77,7 +78,7 @@ static const char *const bq_keys[] = {
     "max_load_file_size",                    "max_query_size",
     "max_partitions_per_job",                "on_missing_target",
     NULL};
-static const char *const alerting_keys[] = {"email", "telegram", NULL};
+static const char *const alerting_keys[] = {"email", "telegram", "lock_alert_after", NULL};
 static const char *const email_keys[] = {"enabled",  "smtp_url", "host", "port", "tls",
                                          "username", "password", "from", "to",   "on",
                                          "tls_insecure", NULL};
@@ -112,6 +113,14 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
         goto done;
     section s = {n, path.ptr};
 
+    static const char *const pattern_only[] = {"exclude", "cursor_columns", "discover"};
+    for (size_t k = 0; k < 3; k++)
+        if ((at = find(c, &s, pattern_only[k])) != NULL) {
+            rc = err_at(c, at, "'%s.%s' is for a pattern ('name' with '*' or '?', or "
+                               "'discover: true'); this entry names one table",
+                        path.ptr, pattern_only[k]);
+            goto done;
+        }
     if ((rc = get_str(c, &s, "name", F_REQUIRED, &t->name, &name_at)) < 0)
         goto done;
     if ((rc = mbq_buf_printf(&sub, "%s.name", path.ptr)) < 0 ||
@@ -219,20 +228,26 @@ int parse_tables(cfg_ctx *c, const section *top)
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     if (n == 0)
         return err_at(c, v, "'tables' is empty: list at least one table");
-    if (!(cfg->tables = mbq_calloc(n, sizeof *cfg->tables)))
+    if (!(cfg->tables = mbq_calloc(n, sizeof *cfg->tables)) ||
+        !(cfg->patterns = mbq_calloc(n, sizeof *cfg->patterns)))
         return MBQ_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *item = yaml_document_get_node(&c->doc, v->data.sequence.items.start[i]);
-        cfg->n_tables = i + 1;
         if (!item)
             return err_at(c, v, "'tables[%zu]' could not be resolved", i);
-        mbq_table_config *t = &cfg->tables[i];
+        if (table_entry_is_pattern(c, item)) {
+            if ((rc = parse_pattern(c, item, i, &cfg->patterns[cfg->n_patterns++])) < 0)
+                return rc;
+            continue;
+        }
+        size_t ti = cfg->n_tables++;
+        mbq_table_config *t = &cfg->tables[ti];
         if ((rc = parse_table(c, item, i, t)) < 0)
             return rc;
         /* Two entries for one MySQL table would sync it twice; two for one
          * target would overwrite each other's rows. BigQuery datasets can be
          * case-insensitive, so targets are compared without case. */
-        for (size_t j = 0; j < i; j++) {
+        for (size_t j = 0; j < ti; j++) {
             const mbq_table_config *o = &cfg->tables[j];
             section is = {item, ""};
             if (strcmp(o->name, t->name) == 0)
@@ -533,6 +548,9 @@ int parse_bigquery(cfg_ctx *c, const section *top)
     for (size_t i = 0; i < c->cfg->n_tables; i++)
         if ((int)c->cfg->tables[i].on_missing_target < 0)
             c->cfg->tables[i].on_missing_target = b->on_missing_target;
+    for (size_t i = 0; i < c->cfg->n_patterns; i++)
+        if ((int)c->cfg->patterns[i].on_missing_target < 0)
+            c->cfg->patterns[i].on_missing_target = b->on_missing_target;
 done:
     mbq_buf_free(&path);
     return rc;
@@ -685,8 +703,12 @@ int parse_alerting(cfg_ctx *c, const section *top)
     section s;
     bool present = false;
     int rc = open_section(c, top, "alerting", alerting_keys, &path, &s, &present);
-    if (rc == 0 && present && (rc = parse_email(c, &s)) == 0)
-        rc = parse_telegram(c, &s);
+    /* A run finding the lock held is normal while the previous run is
+     * still going (a first sync of a big table outlasts the schedule's
+     * interval): only a lock held longer than this is alerted. */
+    c->cfg->lock_alert_after_ms = 3600 * 1000;
+    if (rc == 0 && present && (rc = parse_email(c, &s)) == 0 && (rc = parse_telegram(c, &s)) == 0)
+        rc = get_duration(c, &s, "lock_alert_after", 0, &c->cfg->lock_alert_after_ms, NULL);
     mbq_buf_free(&path);
     return rc;
 }
@@ -731,5 +753,13 @@ int parse_sync(cfg_ctx *c, const section *top)
     if (rc == 0 && present && (rc = get_int(c, &s, "jobs", 1, MBQ_CONFIG_JOBS_MAX, &jobs)) == 0)
         c->cfg->sync_jobs = (int)jobs;
     mbq_buf_free(&path);
+    return rc;
+}
+
+int parse_metrics_file(cfg_ctx *c, const section *top)
+{
+    int rc = get_str(c, top, "metrics_file", 0, &c->cfg->metrics_file, NULL);
+    if (rc == 0 && c->cfg->metrics_file)
+        rc = resolve_path(c, &c->cfg->metrics_file);
     return rc;
 }

@@ -16,6 +16,8 @@
 /* How many failed/recovered table names a subject lists before "+N more":
  * mail clients show ~80 characters of a subject anyway. */
 #define SUBJECT_NAMES_MAX_BYTES 80
+/* A run-level failure's subject carries the error, cut here (the body has it whole). */
+#define SUBJECT_RUN_ERROR_MAX_BYTES 160
 
 /* RFC 5322 allows 998 bytes per line; a body line longer than this switches
  * the message to quoted-printable, which wraps lines without changing them. */
@@ -39,8 +41,26 @@ bool mbq_table_recovered(const mbq_table_summary *t)
     return t->result != MBQ_TABLE_FAILED && t->prev_consecutive_failures > 0;
 }
 
+bool mbq_run_failed(const mbq_run_summary *s)
+{
+    return s->run_error != NULL;
+}
+
+bool mbq_run_recovered(const mbq_run_summary *s)
+{
+    return !s->run_error && s->prev_run_failures > 0;
+}
+
 int mbq_notify_should_send(mbq_alert_on on, const mbq_run_summary *s)
 {
+    /* A run that stopped before any table has no table to look at: it is
+     * one failure of its own (the lock held for too long, the journal
+     * unusable, a bug), heard like a table's. */
+    if (mbq_run_failed(s))
+        return on != MBQ_ALERT_CHANGE || s->prev_run_failures <= 0 ||
+               s->prev_exit_code != s->exit_code;
+    if (on == MBQ_ALERT_CHANGE && mbq_run_recovered(s))
+        return 1;
     switch (on) {
     case MBQ_ALERT_ALWAYS:
         return 1;
@@ -179,13 +199,30 @@ int mbq_notify_format_subject(mbq_buf *out, const mbq_run_summary *s)
     size_t start = out->len;
     run_counts c = count_run(s);
     int rc;
-    if (c.failed) {
+    if (mbq_run_failed(s)) {
+        rc = mbq_buf_printf(out, "[mbq] FAILED: run stopped (exit %d): ", s->exit_code);
+        if (!rc)
+            rc = put_clean(out, s->run_error);
+        /* The error can be long (paths, SQLite's text): keep the subject
+         * one readable line; the body has it whole. */
+        if (!rc && out->len - start > SUBJECT_RUN_ERROR_MAX_BYTES) {
+            size_t cut = start + SUBJECT_RUN_ERROR_MAX_BYTES;
+            while (cut > start && ((unsigned char)out->ptr[cut] & 0xC0) == 0x80)
+                cut--; /* not inside a UTF-8 sequence */
+            out->len = cut;
+            out->ptr[cut] = '\0';
+            rc = mbq_buf_puts(out, "...");
+        }
+    } else if (c.failed) {
         rc = mbq_buf_printf(out, "[mbq] FAILED: %zu of %zu %s failed (", c.failed, s->n_tables,
                             s->n_tables == 1 ? "table" : "tables");
         if (!rc)
             rc = put_names(out, s, is_failed);
         if (!rc)
             rc = mbq_buf_putc(out, ')');
+    } else if (mbq_run_recovered(s) && !c.recovered) {
+        rc = mbq_buf_printf(out, "[mbq] RECOVERED: runs go through again (after %d stopped, "
+                                 "exit %d)", s->prev_run_failures, s->prev_exit_code);
     } else if (c.recovered) {
         rc = mbq_buf_puts(out, "[mbq] RECOVERED: ");
         if (!rc)
@@ -253,6 +290,19 @@ static int put_host(mbq_buf *b, const mbq_run_summary *s)
     return put_clean(b, name);
 }
 
+/* What a run-level exit code means (mbq/exitcode.h), for the alert body. */
+static const char *run_exit_meaning(int code)
+{
+    switch (code) {
+    case 69: return "MySQL or BigQuery unreachable";
+    case 70: return "internal error, please report it";
+    case 74: return "the journal or the local disk";
+    case 75: return "another run holds the lock";
+    case 77: return "credentials refused";
+    default: return "see the error";
+    }
+}
+
 int mbq_notify_format_text(mbq_buf *out, const mbq_run_summary *s)
 {
     size_t start = out->len;
@@ -267,6 +317,17 @@ int mbq_notify_format_text(mbq_buf *out, const mbq_run_summary *s)
         mbq_buf_puts(out, "\nDuration:  ") || put_duration(out, s->finished_ms - s->started_ms) ||
         mbq_buf_puts(out, "\nResult:    "))
         goto done;
+    if (mbq_run_failed(s)) {
+        if (mbq_buf_printf(out, "the run stopped before any table (exit %d: %s)\n\nERROR\n  ",
+                           s->exit_code, run_exit_meaning(s->exit_code)) ||
+            put_clean(out, s->run_error) || mbq_buf_putc(out, '\n'))
+            goto done;
+        if (s->prev_run_failures > 0 &&
+            mbq_buf_printf(out, "  failing:  %d runs in a row\n", s->prev_run_failures + 1))
+            goto done;
+        rc = mask_from(out, start);
+        goto done;
+    }
     if (c.failed) {
         if (mbq_buf_printf(out, "%zu of %zu %s failed", c.failed, s->n_tables,
                            s->n_tables == 1 ? "table" : "tables"))
@@ -299,6 +360,11 @@ int mbq_notify_format_text(mbq_buf *out, const mbq_run_summary *s)
         }
     }
 
+    if (mbq_run_recovered(s) &&
+        mbq_buf_printf(out, "\nRuns go through again after %d %s that stopped (last exit %d: %s)\n",
+                       s->prev_run_failures, s->prev_run_failures == 1 ? "run" : "runs",
+                       s->prev_exit_code, run_exit_meaning(s->prev_exit_code)))
+        goto done;
     if (c.recovered) {
         if (mbq_buf_puts(out, "\nRECOVERED\n"))
             goto done;

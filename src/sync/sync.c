@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "mbq/bq.h"
+#include "mbq/discover.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/fault.h"
@@ -153,7 +154,7 @@ static void table_job_fail(sync_ctx *ctx, table_job *t, int err)
                 mbq_error_last());
 }
 
-static const mbq_bq_schema *metadata_schema(void)
+const mbq_bq_schema *mbq_sync_metadata_schema(void)
 {
     static mbq_bq_schema *s;
     if (!s && mbq_bq_schema_new(&s) == 0) {
@@ -297,7 +298,7 @@ static int mirror_metadata(sync_ctx *ctx)
     }
     rc = mbq_bq_table_get(&info, ctx->bq, bc->dataset, bc->metadata_table);
     if (rc == MBQ_ENOTFOUND)
-        rc = mbq_bq_table_create(ctx->bq, bc->dataset, bc->metadata_table, metadata_schema(),
+        rc = mbq_bq_table_create(ctx->bq, bc->dataset, bc->metadata_table, mbq_sync_metadata_schema(),
                                  NULL);
     if (rc < 0 && rc != MBQ_EEXISTS)
         goto done;
@@ -591,6 +592,15 @@ static void run_tables(sync_ctx *ctx, table_job *jobs, size_t n_jobs, int n_work
     free(ws);
 }
 
+/* The exit code of a run whose tables ran: 0, 1, or the connection's
+ * (69, 77) when it failed them all. */
+static int run_exit_code(int failed, int conn_rc)
+{
+    if (failed == 0)
+        return MBQ_EXIT_OK;
+    return conn_rc < 0 ? mbq_exit_for_error(conn_rc) : MBQ_EXIT_TABLE_FAILED;
+}
+
 static bool table_selected(const mbq_sync_options *opts, const char *name)
 {
     if (!opts->tables)
@@ -601,6 +611,64 @@ static bool table_selected(const mbq_sync_options *opts, const char *name)
     return false;
 }
 
+/* The tables the config's patterns take (mbq/discover.h), added to the
+ * run's jobs after the ones named in the config; the skipped and dropped
+ * ones are reported. */
+static int discover_jobs(sync_ctx *ctx, mbq_discovery **disc, table_job **jobs, size_t *n_jobs,
+                         const mbq_sync_options *opts)
+{
+    char **known = NULL;
+    int rc = 0;
+    if (ctx->j && (rc = mbq_journal_table_names(ctx->j, &known)) < 0)
+        return rc;
+    rc = mbq_discover(disc, ctx->my, ctx->cfg, known);
+    mbq_strv_free(known);
+    if (rc < 0)
+        return rc;
+    const mbq_discovery *d = *disc;
+    table_job *more = mbq_realloc(*jobs, (*n_jobs + d->n + 1) * sizeof *more);
+    if (!more)
+        return MBQ_ENOMEM;
+    *jobs = more;
+    size_t taken = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        const mbq_discovered_table *dt = &d->tables[i];
+        if (dt->skipped) {
+            mbq_log(MBQ_LOG_WARN, dt->name, NULL, "not synced: %s", dt->why);
+            continue;
+        }
+        if (!table_selected(opts, dt->name))
+            continue;
+        table_job *t = &more[(*n_jobs)++];
+        memset(t, 0, sizeof *t);
+        if ((rc = table_job_open(ctx, t, &dt->tc)) < 0)
+            return rc;
+        taken++;
+    }
+    /* A --tables name only a pattern could take must be one it took:
+     * a run that silently syncs nothing would read as success. */
+    for (size_t k = 0; opts->tables && k < opts->n_tables; k++) {
+        const char *name = opts->tables[k];
+        if (mbq_config_table(ctx->cfg, name))
+            continue;
+        const mbq_discovered_table *dt = NULL;
+        for (size_t i = 0; i < d->n && !dt; i++)
+            if (strcmp(d->tables[i].name, name) == 0)
+                dt = &d->tables[i];
+        if (!dt)
+            return mbq_error_set(MBQ_ECONFIG, "table '%s' is not in database '%s'", name,
+                                 ctx->cfg->mysql.database);
+        if (dt->skipped)
+            return mbq_error_set(MBQ_ECONFIG, "table '%s' is not synced: %s", name, dt->why);
+    }
+    for (size_t i = 0; i < d->n_dropped; i++)
+        mbq_log(MBQ_LOG_WARN, d->dropped[i], NULL,
+                "synced before but gone from MySQL: not synced any more; its BigQuery table "
+                "is kept");
+    mbq_log(MBQ_LOG_INFO, NULL, NULL, "discovered %zu table(s) to sync", taken);
+    return 0;
+}
+
 int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
 {
     int rc = 0, exit_code = MBQ_EXIT_OK;
@@ -608,8 +676,11 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     sync_ctx ctx = {0};
     table_job *jobs = NULL;
     size_t n_jobs = 0;
+    mbq_discovery *disc = NULL;
     mbq_table_summary *sums = NULL;
     mbq_notify_report report = {0};
+    bool summarized = false; /* the tables' summary went to alerts and metrics */
+    const char *metrics_file = opts->metrics_file ? opts->metrics_file : cfg->metrics_file;
     int64_t started = mbq_now_ms();
     const mbq_bigquery_config *bc = &cfg->bigquery;
 
@@ -620,7 +691,7 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     ctx.progress = opts->progress;
 
     for (size_t i = 0; opts->tables && i < opts->n_tables; i++) {
-        if (!mbq_config_table(cfg, opts->tables[i])) {
+        if (!mbq_config_table(cfg, opts->tables[i]) && mbq_pattern_for(cfg, opts->tables[i]) < 0) {
             mbq_error_set(MBQ_ECONFIG, "table '%s' is not in the config '%s'", opts->tables[i],
                           cfg->path);
             return mbq_exit_for_error(MBQ_ECONFIG);
@@ -676,9 +747,6 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             goto done;
         }
     }
-    if (!opts->dry_run)
-        remove_orphan_files(&ctx, jobs, n_jobs);
-
     /* Connections. A failure here fails every table (journaled, alerted)
      * with the same clear error. */
     int conn_rc = mbq_mysql_connect(&ctx.my, &cfg->mysql);
@@ -695,6 +763,26 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
         else if (conn_rc == 0 && !exists)
             conn_rc = mbq_bq_dataset_ensure(ctx.bq, bc->dataset, mbq_bq_location(ctx.bq));
     }
+
+    if (conn_rc == 0 && cfg->n_patterns > 0 &&
+        (rc = discover_jobs(&ctx, &disc, &jobs, &n_jobs, opts)) < 0) {
+        exit_code = mbq_exit_for_error(rc);
+        goto done;
+    }
+    if (conn_rc == 0 && opts->dry_run)
+        mbq_discovery_print(stdout, cfg, disc);
+    if (conn_rc < 0 && n_jobs == 0) {
+        /* Only patterns, and MySQL cannot say which tables they take: the
+         * run stops before any table (alerted as such below). */
+        mbq_error_set(conn_rc, "cannot find the tables to sync: %s", mbq_error_last());
+        exit_code = mbq_exit_for_error(conn_rc);
+        goto done;
+    }
+    /* Only once every table of the run is known: a file no in-flight run
+     * of them refers to is a leftover (a pattern's tables included, so
+     * never when discovery could not run). */
+    if (!opts->dry_run && (cfg->n_patterns == 0 || disc))
+        remove_orphan_files(&ctx, jobs, n_jobs);
 
     int ok = 0, failed = 0;
     if (conn_rc < 0) {
@@ -748,7 +836,16 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             s->incident = t->target_lost && t->result == 0;
             s->last_success_ms = t->result < 0 ? t->committed.last_success_ms : finished;
         }
-        mbq_run_summary summary = {run_id, NULL, started, finished, sums, n_jobs};
+        mbq_run_summary summary = {.run_id = run_id, .started_ms = started, .finished_ms = finished,
+                                   .tables = sums, .n_tables = n_jobs};
+        /* Runs that stopped before any table since the last one that went
+         * through: this one ends the streak (the `change` policy's
+         * recovery). */
+        mbq_runfail streak;
+        mbq_runfail_read(&streak, cfg->state_dir);
+        summary.prev_run_failures = streak.count;
+        summary.prev_exit_code = streak.exit_code;
+        summary.exit_code = run_exit_code(failed, conn_rc);
         mbq_notify_options no = MBQ_NOTIFY_OPTIONS_INIT;
         const char *fast = getenv("MBQ_NOTIFY_BACKOFF_MS");
         if (fast)
@@ -756,17 +853,15 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
         mbq_notify_run(&report, cfg->email.enabled ? &cfg->email : NULL,
                        cfg->telegram.enabled ? &cfg->telegram : NULL, &summary, &no);
         journal_alerts(&ctx, &report);
-        if (opts->metrics_file && mbq_metrics_write(opts->metrics_file, &summary) < 0)
+        if (metrics_file && mbq_metrics_write(metrics_file, &summary) < 0)
             mbq_log(MBQ_LOG_WARN, NULL, NULL, "cannot write metrics: %s", mbq_error_last());
+        if (streak.count > 0)
+            mbq_runfail_clear(cfg->state_dir);
+        summarized = true;
     }
     free(timings);
 
-    if (failed == 0)
-        exit_code = MBQ_EXIT_OK;
-    else if (conn_rc < 0)
-        exit_code = mbq_exit_for_error(conn_rc);
-    else
-        exit_code = MBQ_EXIT_TABLE_FAILED;
+    exit_code = run_exit_code(failed, conn_rc);
     mbq_journal_run_finish(ctx.j, run_id, mbq_now_ms(), ok, failed, exit_code);
     mbq_log(failed ? MBQ_LOG_WARN : MBQ_LOG_INFO, NULL, NULL,
             "run %s finished: %d table(s) ok, %d failed, %.1f s", run_id, ok, failed,
@@ -774,7 +869,20 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
 done:
     if (exit_code != MBQ_EXIT_OK && n_jobs == 0 && mbq_error_last()[0])
         mbq_log(MBQ_LOG_ERROR, NULL, NULL, "%s", mbq_error_last());
+    /* A usage error (a --tables name no entry takes) is the caller's to
+     * read on stderr, not an operator's alert. */
+    if (exit_code != MBQ_EXIT_OK && exit_code != MBQ_EXIT_USAGE && !summarized &&
+        !opts->dry_run) {
+        /* Stopped before the tables' summary (lock, journal, a bug): no
+         * table carries this failure, so it is alerted on its own. */
+        mbq_buf why = MBQ_BUF_INIT;
+        mbq_buf_puts(&why, mbq_error_last());
+        mbq_runfail_notify(cfg, opts, run_id, started, exit_code, mbq_buf_cstr(&why));
+        mbq_error_set(MBQ_ERR, "%s", mbq_buf_cstr(&why)); /* what cmd_sync prints */
+        mbq_buf_free(&why);
+    }
     mbq_notify_report_free(&report);
+    mbq_discovery_free(disc);
     free(sums);
     for (size_t i = 0; i < n_jobs; i++)
         table_job_clear(&jobs[i]);

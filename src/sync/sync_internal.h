@@ -140,4 +140,30 @@ int step_stage(sync_ctx *ctx, table_job *t, step_event *ev);
 int step_merge(sync_ctx *ctx, table_job *t, step_event *ev);
 int step_commit(sync_ctx *ctx, table_job *t, step_event *ev);
 
+/* sync.c: the schema of the BigQuery metadata table (bigquery.metadata_table). */
+const mbq_bq_schema *mbq_sync_metadata_schema(void);
+
+/* runfail.c: runs that stopped before any table (see there). The streak of
+ * such runs, from <state.dir>/run-failures. */
+typedef struct mbq_runfail {
+    int exit_code; /* the last one's */
+    int count;     /* runs in a row; 0 = none */
+    int64_t first_ms;
+    int64_t last_ms;
+} mbq_runfail;
+
+/* Read the streak (zeroed when there is none or it cannot be read). */
+void mbq_runfail_read(mbq_runfail *out, const char *state_dir);
+
+/* End the streak: a run went through. */
+void mbq_runfail_clear(const char *state_dir);
+
+/* The run stopped before any table with `exit_code` and `error`: count it,
+ * write metrics, alert by the channels' policies, add a row to the metadata
+ * table. Exit 75 only once the lock has been held longer than
+ * alerting.lock_alert_after (metrics either way). Never fails: what goes
+ * wrong is logged. */
+void mbq_runfail_notify(const mbq_config *cfg, const mbq_sync_options *opts, const char *run_id,
+                        int64_t started_ms, int exit_code, const char *error);
+
 #endif
