@@ -19,6 +19,8 @@ PACKAGES=(
     cmake ninja-build gcc libc6-dev pkg-config
     libmariadb-dev libcurl4-openssl-dev libjson-c-dev libyaml-dev uuid-dev
     libssl-dev zlib1g-dev libsqlite3-dev
+    # the dashboard's HTTP server (mbq-state serve)
+    libmicrohttpd-dev
     # fuzzing (libFuzzer's runtime lives in libclang-rt-14-dev on Debian 12)
     clang libclang-rt-14-dev
     # local services: MariaDB, the SMTP sink (Debian's python3 + aiosmtpd),

@@ -175,6 +175,8 @@ typedef struct mbq_config {
     char *log_level;       /* NULL = info */
     char *log_format;      /* NULL = text */
     int sync_jobs;         /* sync.jobs: tables at the same time; 0 = not set (1) */
+    char *serve_listen;    /* serve.listen: the dashboard's HOST:PORT; NULL = not set */
+    int64_t serve_healthy_within_ms; /* serve.healthy_within; 0 = not set (1 h) */
 } mbq_config;
 
 #define MBQ_CONFIG_JOBS_MAX 32 /* sync.jobs and `sync --jobs` */

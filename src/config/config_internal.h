@@ -101,5 +101,6 @@ int parse_bigquery(cfg_ctx *c, const section *top);
 int parse_alerting(cfg_ctx *c, const section *top);
 int parse_state_and_log(cfg_ctx *c, const section *top);
 int parse_sync(cfg_ctx *c, const section *top);
+int parse_serve(cfg_ctx *c, const section *top);
 
 #endif

@@ -1,0 +1,5 @@
+# The monitoring dashboard (mbq-state serve): renderers on hostile journal
+# content, the HTTP server's limits and auth, and the end-to-end tests
+# against real syncs, including a real browser.
+mbq_add_test(NAME server_render_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_server_render.c
+             LABELS unit server)
