@@ -3,3 +3,5 @@
 # against real syncs, including a real browser.
 mbq_add_test(NAME server_render_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_server_render.c
              LABELS unit server)
+mbq_add_test(NAME server_http_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_server_http.c
+             LABELS unit server)

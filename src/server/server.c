@@ -271,6 +271,9 @@ static enum MHD_Result serve_dynamic(struct mbq_server *s, struct MHD_Connection
     }
     mbq_dash_free(&d);
     mbq_buf_free(&b);
+    /* The message lives in this worker thread's storage, which
+     * libmicrohttpd's threads never free when they exit: drop it now. */
+    mbq_error_clear();
     return ret;
 }
 
