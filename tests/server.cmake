@@ -5,3 +5,7 @@ mbq_add_test(NAME server_render_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_se
              LABELS unit server)
 mbq_add_test(NAME server_http_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_server_http.c
              LABELS unit server)
+find_program(MBQ_PYTHON3_SERVE python3 REQUIRED)
+mbq_add_test(NAME dashboard_e2e SCRIPT ${MBQ_PYTHON3_SERVE}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_dashboard.py
+             LABELS server SERVICES TIMEOUT 900)

@@ -333,22 +333,21 @@ static int dashboard_families(mbq_buf *b, const mbq_dash *d)
     return 0;
 }
 
-/* The per-run families, from the last finished run and the tables it ran. */
+/* The per-run families, from the last finished run: its failed tables as
+ * the runs table counts them, and the tables it committed (their last_run_id
+ * is that run) as ok or skipped by the rows they synced. */
 static int run_families(mbq_buf *b, const mbq_dash *d)
 {
     if (!d->have_last_run)
         return 0;
-    size_t n[3] = {0, 0, 0};
+    size_t n[3] = {0, (size_t)(d->last_run.tables_failed > 0 ? d->last_run.tables_failed : 0), 0};
     int64_t rows = 0;
     for (size_t i = 0; i < d->n_tables; i++) {
         const mbq_dash_table *t = &d->tables[i];
-        const mbq_table_run *r = last_finished(t);
-        if (!r || !mbq_streq(r->last_run_id, d->last_run.run_id))
+        if (t->st.consecutive_failures > 0 || !mbq_streq(t->st.last_run_id, d->last_run.run_id))
             continue;
-        bool failed = !mbq_streq(r->state, "done");
-        int64_t rr = r->rows_merged > 0 ? r->rows_merged : r->staged_rows;
-        n[failed ? 1 : rr > 0 ? 0 : 2]++;
-        rows += failed || rr < 0 ? 0 : rr;
+        n[t->st.last_rows > 0 ? 0 : 2]++;
+        rows += t->st.last_rows > 0 ? t->st.last_rows : 0;
     }
     const mbq_run_record *r = &d->last_run;
     FAIL_IF(family(b, "mbq_run_timestamp_seconds", "Unix time the last run finished.") ||
