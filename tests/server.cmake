@@ -9,3 +9,7 @@ find_program(MBQ_PYTHON3_SERVE python3 REQUIRED)
 mbq_add_test(NAME dashboard_e2e SCRIPT ${MBQ_PYTHON3_SERVE}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_dashboard.py
              LABELS server SERVICES TIMEOUT 900)
+# Headless chromium through the pinned selenium (tools/browser-venv.sh).
+mbq_add_test(NAME dashboard_browser_e2e SCRIPT ${MBQ_PYTHON3_SERVE}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_dashboard_browser.py
+             LABELS server SERVICES TIMEOUT 600)

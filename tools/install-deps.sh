@@ -33,6 +33,9 @@ PACKAGES=(
     sqlite3 mydumper time
     # the emulator build fetches modules through the Go proxy (TLS) and git
     git
+    # the dashboard's browser test: headless chromium and its driver, and a
+    # venv (python3-venv) for the pinned selenium (tools/browser-venv.sh)
+    chromium chromium-driver python3-venv
 )
 
 missing=()
@@ -81,6 +84,9 @@ if ! command -v go >/dev/null; then
         die "go is not installed (expected at /usr/local/go/bin/go, Go >= 1.25): it is needed once to build the BigQuery emulator (tools/build-emulator.sh)"
     fi
 fi
+
+# The browser test's pinned selenium, in a venv cached outside the work tree.
+bash "$SELF_DIR/browser-venv.sh" >/dev/null || die "cannot create the browser test's venv (tools/browser-venv.sh)"
 
 # Cached by version outside the work tree; a cold build takes ~7 minutes.
 bin="$(bash "$SELF_DIR/build-emulator.sh")" || die "building the BigQuery emulator failed"

@@ -241,7 +241,7 @@ static int table_facts(mbq_buf *b, const mbq_dash *d, const mbq_dash_table *t)
         put_time(b, t->st.last_success_ms) || mbq_buf_puts(b, "</dd><dt>Lag</dt><dd>") ||
         (lag < 0 ? mbq_buf_puts(b, "-") : mbq_dash_put_age(b, lag)) ||
         mbq_buf_puts(b, "</dd>") || fact(b, "Cursor", t->st.cursor_value) ||
-        fact(b, "Cursor kind", t->st.cursor_kind) || fact(b, "Last window from", t->st.last_low) ||
+        fact(b, "Cursor kind", t->st.cursor_kind) || fact(b, "Next window from", t->st.last_low) ||
         fact(b, "Source high-water", t->st.last_high) ||
         mbq_buf_puts(b, "<dt>Rows last run / total</dt><dd>") ||
         mbq_buf_put_count(b, t->st.last_rows) || mbq_buf_puts(b, " / ") ||
