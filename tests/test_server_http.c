@@ -244,6 +244,58 @@ static void test_slow_clients_do_not_stall_the_server(void)
     mbq_server_stop(s);
 }
 
+static void new_journal(const char *d, const char *table)
+{
+    mbq_journal *j = NULL;
+    CHECK_INT(mbq_journal_open(&j, d, MBQ_JOURNAL_WRITE), 0);
+    CHECK_INT(mbq_journal_table_failed(j, table, "merge", "boom", mbq_now_ms()), 0);
+    mbq_journal_close(j);
+}
+
+/* The server keeps the journal open between requests; a journal that
+ * appears after it started, or is replaced (restored from a backup), is
+ * what it shows next. */
+static void test_journal_that_appears_or_is_replaced(void)
+{
+    char a[] = "/tmp/mbq-http-a-XXXXXX", b[] = "/tmp/mbq-http-b-XXXXXX";
+    CHECK(mkdtemp(a) && mkdtemp(b));
+    mbq_server *s = NULL;
+    mbq_server_options o = MBQ_SERVER_OPTIONS_INIT;
+    o.listen = "127.0.0.1:0";
+    o.state_dir = a;
+    CHECK_INT(mbq_server_start(&s, &o), 0);
+    unsigned port = s ? mbq_server_port(s) : 0;
+    reply r;
+    request(&r, port, "GET", "/healthz", NULL);
+    CHECK_INT(r.status, 503);
+    CHECK_CONTAINS(mbq_buf_cstr(&r.body), "unhealthy: no journal at");
+    reply_free(&r);
+    request(&r, port, "GET", "/table/orders", NULL);
+    CHECK_INT(r.status, 503);
+    reply_free(&r);
+    new_journal(a, "first");
+    request(&r, port, "GET", "/", NULL);
+    CHECK_INT(r.status, 200);
+    CHECK_CONTAINS(mbq_buf_cstr(&r.body), "data-table=\"first\"");
+    reply_free(&r);
+    new_journal(b, "second");
+    mbq_buf from = MBQ_BUF_INIT, to = MBQ_BUF_INIT;
+    mbq_buf_printf(&from, "%s/state.db", b);
+    mbq_buf_printf(&to, "%s/state.db", a);
+    CHECK_INT(rename(mbq_buf_cstr(&from), mbq_buf_cstr(&to)), 0);
+    request(&r, port, "GET", "/", NULL);
+    CHECK_INT(r.status, 200);
+    CHECK_CONTAINS(mbq_buf_cstr(&r.body), "data-table=\"second\"");
+    CHECK(strstr(mbq_buf_cstr(&r.body), "data-table=\"first\"") == NULL);
+    reply_free(&r);
+    mbq_server_stop(s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", a, b);
+    CHECK_INT(system(cmd), 0);
+    mbq_buf_free(&from);
+    mbq_buf_free(&to);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -253,6 +305,7 @@ int main(void)
     RUN(test_bearer_token);
     RUN(test_oversized_request_is_refused);
     RUN(test_slow_clients_do_not_stall_the_server);
+    RUN(test_journal_that_appears_or_is_replaced);
     int rc = test_summary();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

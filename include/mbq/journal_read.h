@@ -12,6 +12,14 @@
 
 #include "mbq/journal.h"
 
+/* A read transaction (BEGIN DEFERRED ... COMMIT) on a read-only handle: the
+ * queries between see one WAL snapshot, so a page never mixes a table's
+ * state before a commit with its runs after it. A reader takes no write
+ * lock and never blocks the writer; it only keeps a checkpoint from going
+ * past its snapshot until it ends, so keep it short. */
+int mbq_journal_read_begin(mbq_journal *j);
+void mbq_journal_read_end(mbq_journal *j);
+
 /* One `mbq sync` invocation (the runs table). */
 typedef struct mbq_run_record {
     char *run_id;

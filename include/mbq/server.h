@@ -75,6 +75,11 @@ typedef struct mbq_dash_query {
  * MBQ_ENOTFOUND. Errors as mbq_journal_open. */
 int mbq_dash_load(mbq_dash *out, const char *state_dir, const mbq_config *cfg,
                   const mbq_dash_query *q, int64_t now_ms);
+
+/* The same on an open read-only journal `j` (the server keeps one open),
+ * inside one read transaction: the snapshot is consistent. */
+int mbq_dash_read(mbq_dash *out, mbq_journal *j, const char *state_dir, const mbq_config *cfg,
+                  const mbq_dash_query *q, int64_t now_ms);
 void mbq_dash_free(mbq_dash *d);
 
 /* The health rule of /healthz: a configured table is healthy when its last

@@ -39,6 +39,20 @@ static char *col_text(sqlite3_stmt *st, int i, bool *ok)
     return copy;
 }
 
+int mbq_journal_read_begin(mbq_journal *j)
+{
+    if (sqlite3_exec(j->db, "BEGIN DEFERRED", NULL, NULL, NULL) != SQLITE_OK)
+        return read_error(j, "cannot begin a read transaction");
+    return 0;
+}
+
+void mbq_journal_read_end(mbq_journal *j)
+{
+    /* A read transaction has nothing to commit: ROLLBACK ends it as well,
+     * and cannot fail for want of a lock. */
+    sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 void mbq_run_record_clear(mbq_run_record *r)
 {
     free(r->run_id);

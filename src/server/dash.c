@@ -92,39 +92,40 @@ static int load_table(mbq_dash_table *t, mbq_journal *j, const mbq_dash_query *q
     return rc;
 }
 
-int mbq_dash_load(mbq_dash *out, const char *state_dir, const mbq_config *cfg,
-                  const mbq_dash_query *q, int64_t now_ms)
+/* The table names the query asks for (*out NULL-terminated). */
+static int query_names(char ***out, mbq_journal *j, const mbq_config *cfg,
+                       const mbq_dash_query *q)
 {
-    mbq_journal *j = NULL;
+    *out = NULL;
+    if (!q->only_table)
+        return list_names(out, cfg, j);
+    bool configured = cfg && mbq_config_table(cfg, q->only_table);
+    mbq_table_state probe;
+    int rc = mbq_journal_table_get(j, &probe, q->only_table);
+    if (rc < 0)
+        return rc;
+    bool known = probe.updated_ms != 0;
+    mbq_table_state_clear(&probe);
+    if (!configured && !known)
+        return mbq_error_set(MBQ_ENOTFOUND, "table '%s' is neither configured nor in the journal",
+                             q->only_table);
+    char **names = mbq_calloc(2, sizeof *names);
+    if (!names || !(names[0] = mbq_strdup(q->only_table))) {
+        free(names);
+        return MBQ_ENOMEM;
+    }
+    *out = names;
+    return 0;
+}
+
+static int read_snapshot(mbq_dash *out, mbq_journal *j, const mbq_config *cfg,
+                         const mbq_dash_query *q)
+{
     char **names = NULL;
     int rc;
-    memset(out, 0, sizeof *out);
-    out->now_ms = now_ms;
-    if (!(out->state_dir = mbq_strdup(state_dir)))
-        return MBQ_ENOMEM;
-    if ((rc = mbq_journal_open(&j, state_dir, MBQ_JOURNAL_READONLY)) < 0)
-        goto done;
     out->journal_version = mbq_journal_version(j);
-    if (q->only_table) {
-        bool configured = cfg && mbq_config_table(cfg, q->only_table);
-        mbq_table_state probe;
-        if ((rc = mbq_journal_table_get(j, &probe, q->only_table)) < 0)
-            goto done;
-        bool known = probe.updated_ms != 0;
-        mbq_table_state_clear(&probe);
-        if (!configured && !known) {
-            rc = mbq_error_set(MBQ_ENOTFOUND, "table '%s' is neither configured nor in the "
-                                              "journal", q->only_table);
-            goto done;
-        }
-        names = mbq_calloc(2, sizeof *names);
-        if (!names || !(names[0] = mbq_strdup(q->only_table))) {
-            rc = MBQ_ENOMEM;
-            goto done;
-        }
-    } else if ((rc = list_names(&names, cfg, j)) < 0) {
+    if ((rc = query_names(&names, j, cfg, q)) < 0)
         goto done;
-    }
     size_t n = 0;
     while (names[n])
         n++;
@@ -149,13 +150,39 @@ int mbq_dash_load(mbq_dash *out, const char *state_dir, const mbq_config *cfg,
     rc = mbq_journal_last_finished_run(j, &out->last_run, &out->have_last_run);
 done:
     mbq_strv_free(names);
-    mbq_journal_close(j);
-    if (rc < 0) {
-        /* Keep the message: freeing does not touch it. */
-        int64_t keep_now = out->now_ms;
-        mbq_dash_free(out);
-        out->now_ms = keep_now;
+    return rc;
+}
+
+int mbq_dash_read(mbq_dash *out, mbq_journal *j, const char *state_dir, const mbq_config *cfg,
+                  const mbq_dash_query *q, int64_t now_ms)
+{
+    memset(out, 0, sizeof *out);
+    out->now_ms = now_ms;
+    if (!(out->state_dir = mbq_strdup(state_dir)))
+        return MBQ_ENOMEM;
+    int rc = mbq_journal_read_begin(j);
+    if (rc == 0) {
+        rc = read_snapshot(out, j, cfg, q);
+        mbq_journal_read_end(j);
     }
+    if (rc < 0) {
+        /* Freeing leaves the error message alone. */
+        mbq_dash_free(out);
+        out->now_ms = now_ms;
+    }
+    return rc;
+}
+
+int mbq_dash_load(mbq_dash *out, const char *state_dir, const mbq_config *cfg,
+                  const mbq_dash_query *q, int64_t now_ms)
+{
+    mbq_journal *j = NULL;
+    memset(out, 0, sizeof *out);
+    out->now_ms = now_ms;
+    int rc = mbq_journal_open(&j, state_dir, MBQ_JOURNAL_READONLY);
+    if (rc == 0)
+        rc = mbq_dash_read(out, j, state_dir, cfg, q, now_ms);
+    mbq_journal_close(j);
     return rc;
 }
 

@@ -16,6 +16,8 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,13 @@ struct mbq_server {
     struct MHD_Daemon *daemon;
     mbq_server_options opts;
     unsigned port;
+    /* The journal, opened read-only once and kept (see journal_get); the
+     * mutex serializes the requests that read it (each takes about a
+     * millisecond). */
+    pthread_mutex_t mu;
+    mbq_journal *j;
+    dev_t dev;
+    ino_t ino;
 };
 
 /* Nothing may be loaded from elsewhere, nothing may run: the pages are
@@ -237,6 +246,35 @@ static int render(mbq_buf *b, unsigned *status, const char **type, route_kind ki
     }
 }
 
+/* The kept journal handle, opened on first use and again when state.db is
+ * another file than the one open (restored from a backup, recreated).
+ * Kept, because opening costs a file open, a schema read and a check of
+ * the WAL index on every request, and an idle open connection costs
+ * nothing: it holds no lock and no snapshot, so it never holds up the
+ * sync's writes or checkpoints (https://www.sqlite.org/wal.html). Each
+ * request reads inside one short read transaction (mbq_dash_read). Called
+ * with s->mu held. */
+static int journal_get(struct mbq_server *s, mbq_journal **out)
+{
+    mbq_buf path = MBQ_BUF_INIT;
+    struct stat st;
+    int rc = mbq_buf_printf(&path, "%s/state.db", s->opts.state_dir);
+    bool same = rc == 0 && s->j && stat(mbq_buf_cstr(&path), &st) == 0 && st.st_dev == s->dev &&
+                st.st_ino == s->ino;
+    if (rc == 0 && !same) {
+        mbq_journal_close(s->j);
+        s->j = NULL;
+        if ((rc = mbq_journal_open(&s->j, s->opts.state_dir, MBQ_JOURNAL_READONLY)) == 0 &&
+            stat(mbq_buf_cstr(&path), &st) == 0) {
+            s->dev = st.st_dev;
+            s->ino = st.st_ino;
+        }
+    }
+    *out = s->j;
+    mbq_buf_free(&path);
+    return rc;
+}
+
 /* A page from the journal: load the snapshot the route needs, render. */
 static enum MHD_Result serve_dynamic(struct mbq_server *s, struct MHD_Connection *c,
                                      route_kind kind, const char *arg, bool head_only)
@@ -248,7 +286,21 @@ static enum MHD_Result serve_dynamic(struct mbq_server *s, struct MHD_Connection
     const char *type = "text/html; charset=utf-8";
     enum MHD_Result ret;
     query_for(&q, kind, arg);
-    int rc = mbq_dash_load(&d, s->opts.state_dir, s->opts.cfg, &q, mbq_now_ms());
+    mbq_journal *j = NULL;
+    pthread_mutex_lock(&s->mu);
+    int rc = journal_get(s, &j);
+    bool no_journal = rc < 0;
+    if (rc == 0)
+        rc = mbq_dash_read(&d, j, s->opts.state_dir, s->opts.cfg, &q, mbq_now_ms());
+    else
+        memset(&d, 0, sizeof d);
+    /* After a failed read the handle may be what is wrong (the file was
+     * replaced under it, or damaged): the next request opens it again. */
+    if (rc < 0 && rc != MBQ_ENOTFOUND) {
+        mbq_journal_close(s->j);
+        s->j = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
     if (rc == 0) {
         d.healthy_within_ms = s->opts.healthy_within_ms;
         d.refresh_s = s->opts.refresh_s;
@@ -258,8 +310,9 @@ static enum MHD_Result serve_dynamic(struct mbq_server *s, struct MHD_Connection
         /* The journal may not exist yet (no sync ran) or be mid-migration:
          * 503 says "try later"; an unknown table is 404. */
         mbq_buf msg = MBQ_BUF_INIT;
-        unsigned code = rc == MBQ_ENOTFOUND && kind == R_TABLE ? MHD_HTTP_NOT_FOUND
-                                                              : MHD_HTTP_SERVICE_UNAVAILABLE;
+        unsigned code = rc == MBQ_ENOTFOUND && kind == R_TABLE && !no_journal
+                            ? MHD_HTTP_NOT_FOUND
+                            : MHD_HTTP_SERVICE_UNAVAILABLE;
         mbq_buf_printf(&msg, "%s%s", kind == R_HEALTH ? "unhealthy: " : "", mbq_error_last());
         mbq_log(MBQ_LOG_WARN, NULL, "serve", "%s", mbq_buf_cstr(&msg));
         ret = kind == R_HEALTH || kind == R_METRICS || kind == R_JSON
@@ -377,6 +430,7 @@ int mbq_server_start(mbq_server **out, const mbq_server_options *opts)
     if (!s)
         return MBQ_ENOMEM;
     s->opts = *opts;
+    pthread_mutex_init(&s->mu, NULL);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -391,6 +445,7 @@ int mbq_server_start(mbq_server **out, const mbq_server_options *opts)
     if (!s->daemon) {
         rc = mbq_error_set(MBQ_EIO, "cannot listen on '%s' (address in use, or not an address "
                                     "of this machine)", opts->listen);
+        pthread_mutex_destroy(&s->mu);
         free(s);
         return rc;
     }
@@ -411,5 +466,7 @@ void mbq_server_stop(mbq_server *s)
         return;
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
+    mbq_journal_close(s->j);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
