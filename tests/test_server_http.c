@@ -189,7 +189,7 @@ static void test_bearer_token(void)
 }
 
 /* A request head larger than the connection's memory limit is refused
- * (libmicrohttpd answers 431 or closes), never buffered without bound. */
+ * with 431 (Request Header Fields Too Large), never buffered without bound. */
 static void test_oversized_request_is_refused(void)
 {
     mbq_server *s = start(NULL, 10);
@@ -200,8 +200,7 @@ static void test_oversized_request_is_refused(void)
         mbq_buf_putc(&big, 'a');
     reply r;
     request(&r, port, "GET", "/", mbq_buf_cstr(&big));
-    CHECK(r.status == 431 || r.status == 413 || r.status == 0);
-    CHECK(r.status != 200);
+    CHECK_INT(r.status, 431);
     reply_free(&r);
     mbq_buf_free(&big);
     mbq_server_stop(s);
