@@ -40,6 +40,23 @@ def insert_items(ws, first, n, table="items"):
         mysql("INSERT INTO %s (id, val, n, updated_at) VALUES %s" % (table, values), db=ws.db)
 
 
+# Alerts of every run: by email to the SMTP sink (delivered), and to a
+# Telegram API where nothing listens (failed): the journal records both.
+ALERTING = """alerting:
+  email:
+    host: 127.0.0.1
+    port: %s
+    tls: none
+    from: mbq@alerts.test
+    to: [dashboard@alerts.test]
+    on: always
+  telegram:
+    bot_token: "123456:dashboard-test-token"
+    chat_id: "-100123"
+    api_url: http://127.0.0.1:1
+    on: always"""
+
+
 def dashboard_ws(name, n_rows=300):
     """items (synced twice, so it has a history), and nosuchtable (fails)."""
     ws = Workspace(name)
@@ -47,7 +64,10 @@ def dashboard_ws(name, n_rows=300):
     insert_items(ws, 1, n_rows)
     ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"},
                      {"name": "nosuchtable", "primary_key": "id", "updated_column": "updated_at"}],
-                    extra="serve:\n  healthy_within: 1h")
+                    extra="serve:\n  healthy_within: 1h\n"
+                    + ALERTING % os.environ["MBQ_TEST_SMTP_PORT"])
+    ws.env_base = ws.env
+    ws.env = lambda **extra: ws.env_base(MBQ_NOTIFY_BACKOFF_MS=20, **extra)
     return ws
 
 
@@ -182,6 +202,14 @@ def test_api_metrics_and_health_agree_with_the_journal():
         check("nosuchtable" in body and "class=\"err\"" in body, "last errors shown")
         st, _, _ = srv.get("/table/not_there")
         check_eq(st, 404, "unknown table")
+        # The alerts the two runs journaled: each run's email delivered, its
+        # Telegram message failed; the bot token is never shown.
+        st, body, _ = srv.get("/alerts")
+        check_eq(st, 200, "alerts page")
+        check_eq(body.count('<span class="badge ok">sent</span>'), 2, "two emails sent")
+        check_eq(body.count('<span class="badge bad">failed</span>'), 2, "two Telegram failures")
+        check("[mbq] FAILED: 1 of 2 tables failed (nosuchtable)" in body, "the subject")
+        check("dashboard-test-token" not in body, "no secret on the page")
     finally:
         srv.stop()
     # With the failing table gone from the config, every configured table

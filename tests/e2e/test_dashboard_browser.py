@@ -56,7 +56,7 @@ if __name__ == "__main__":
     reexec_in_venv()
 
 from mbqtest import check, check_eq, mysql, private_emulator, run_cases  # noqa: E402
-from test_dashboard import Server, dashboard_ws  # noqa: E402
+from test_dashboard import ALERTING, Server, dashboard_ws  # noqa: E402
 
 
 def browser():
@@ -90,7 +90,8 @@ def test_overview_table_page_and_alerts_in_chromium():
     mysql("CREATE TABLE orders LIKE items; INSERT INTO orders SELECT * FROM items", db=ws.db)
     ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at"},
                      {"name": "orders", "primary_key": "id", "updated_column": "updated_at"},
-                     {"name": "nosuchtable", "primary_key": "id", "updated_column": "updated_at"}])
+                     {"name": "nosuchtable", "primary_key": "id", "updated_column": "updated_at"}],
+                    extra=ALERTING % os.environ["MBQ_TEST_SMTP_PORT"])
     for i in range(3):
         mysql("UPDATE items SET val = 'v%d', updated_at = NOW(6) WHERE id <= %d" % (i, 10 * (i + 1)),
               db=ws.db)
@@ -128,6 +129,11 @@ def test_overview_table_page_and_alerts_in_chromium():
         check("nosuchtable" in driver.find_element(By.ID, "errors").text, "its last errors")
         driver.get(srv.url + "/alerts")
         check(driver.find_element(By.ID, "alerts").is_displayed(), "the alerts page")
+        # Every run alerted by email (sent) and Telegram (failed: nothing
+        # listens at its API URL).
+        badges = [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#alerts .badge")]
+        check(badges.count("sent") == 3 and badges.count("failed") == 3, "alerts: %r" % badges)
+        screenshot(driver, "alerts")
         check_eq(console_errors(driver), [], "no console error on the other pages")
     finally:
         driver.quit()
