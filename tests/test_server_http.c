@@ -144,6 +144,9 @@ static void test_routes_and_security_headers(void)
     reply_free(&r);
     request(&r, port, "HEAD", "/", NULL);
     CHECK_INT(r.status, 200);
+    /* HEAD gives GET's headers, Content-Length included, and no body. */
+    CHECK_INT(r.body.len, 0);
+    CHECK(strstr(mbq_buf_cstr(&r.headers), "Content-Length: 0") == NULL);
     reply_free(&r);
     mbq_server_stop(s);
 }

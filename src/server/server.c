@@ -132,13 +132,12 @@ bool mbq_token_equal(const char *presented, const char *expected)
 /* ---- responses ---- */
 
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
-                               mbq_buf *body, bool head_only)
+                               mbq_buf *body)
 {
-    size_t len = body->len;
-    struct MHD_Response *r =
-        head_only ? MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT)
-                  : MHD_create_response_from_buffer(len, body->len ? body->ptr : (void *)"",
-                                                    MHD_RESPMEM_MUST_COPY);
+    /* For HEAD the whole response is built too: libmicrohttpd sends its
+     * headers (Content-Length included) and leaves the body out. */
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        body->len, body->len ? body->ptr : (void *)"", MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
@@ -156,24 +155,23 @@ static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const 
     return ret;
 }
 
-static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, const char *text,
-                                    bool head_only)
+static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, const char *text)
 {
     mbq_buf b = MBQ_BUF_INIT;
     enum MHD_Result ret = MHD_NO;
     if (mbq_buf_puts(&b, text) == 0 && mbq_buf_putc(&b, '\n') == 0)
-        ret = respond(c, status, "text/plain; charset=utf-8", &b, head_only);
+        ret = respond(c, status, "text/plain; charset=utf-8", &b);
     mbq_buf_free(&b);
     return ret;
 }
 
 static enum MHD_Result respond_error_page(struct MHD_Connection *c, unsigned status,
-                                          const char *msg, bool head_only)
+                                          const char *msg)
 {
     mbq_buf b = MBQ_BUF_INIT;
     enum MHD_Result ret = MHD_NO;
     if (mbq_render_error_page(&b, (int)status, msg) == 0)
-        ret = respond(c, status, "text/html; charset=utf-8", &b, head_only);
+        ret = respond(c, status, "text/html; charset=utf-8", &b);
     mbq_buf_free(&b);
     return ret;
 }
@@ -277,7 +275,7 @@ static int journal_get(struct mbq_server *s, mbq_journal **out)
 
 /* A page from the journal: load the snapshot the route needs, render. */
 static enum MHD_Result serve_dynamic(struct mbq_server *s, struct MHD_Connection *c,
-                                     route_kind kind, const char *arg, bool head_only)
+                                     route_kind kind, const char *arg)
 {
     mbq_dash d;
     mbq_dash_query q;
@@ -316,11 +314,11 @@ static enum MHD_Result serve_dynamic(struct mbq_server *s, struct MHD_Connection
         mbq_buf_printf(&msg, "%s%s", kind == R_HEALTH ? "unhealthy: " : "", mbq_error_last());
         mbq_log(MBQ_LOG_WARN, NULL, "serve", "%s", mbq_buf_cstr(&msg));
         ret = kind == R_HEALTH || kind == R_METRICS || kind == R_JSON
-                  ? respond_text(c, code, mbq_buf_cstr(&msg), head_only)
-                  : respond_error_page(c, code, mbq_buf_cstr(&msg), head_only);
+                  ? respond_text(c, code, mbq_buf_cstr(&msg))
+                  : respond_error_page(c, code, mbq_buf_cstr(&msg));
         mbq_buf_free(&msg);
     } else {
-        ret = respond(c, status, type, &b, head_only);
+        ret = respond(c, status, type, &b);
     }
     mbq_dash_free(&d);
     mbq_buf_free(&b);
@@ -351,34 +349,33 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     /* Read-only: anything but GET and HEAD is refused before it is read. */
     if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
-        return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: GET or HEAD",
-                            false);
+        return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: GET or HEAD");
     /* A body on a GET is not read either: answering on the first call makes
      * libmicrohttpd close the connection instead of reading it. */
     if (*upload_data_size > 0)
-        return respond_text(c, MHD_HTTP_BAD_REQUEST, "a GET request has no body", head);
+        return respond_text(c, MHD_HTTP_BAD_REQUEST, "a GET request has no body");
     if (!authorized(s, c))
         return respond_text(c, MHD_HTTP_UNAUTHORIZED, "unauthorized: send 'Authorization: "
-                                                      "Bearer <token>'", head);
+                                                      "Bearer <token>'");
     const char *arg = NULL;
     route_kind kind = route_of(url, &arg);
     mbq_buf b = MBQ_BUF_INIT;
     enum MHD_Result ret;
     switch (kind) {
-    case R_NONE: return respond_error_page(c, MHD_HTTP_NOT_FOUND, "no such page", head);
+    case R_NONE: return respond_error_page(c, MHD_HTTP_NOT_FOUND, "no such page");
     case R_CSS:
         if (mbq_buf_puts(&b, mbq_dash_css) < 0)
             return MHD_NO;
-        ret = respond(c, MHD_HTTP_OK, "text/css; charset=utf-8", &b, head);
+        ret = respond(c, MHD_HTTP_OK, "text/css; charset=utf-8", &b);
         mbq_buf_free(&b);
         return ret;
     case R_ICON:
         if (mbq_buf_puts(&b, mbq_dash_favicon_svg) < 0)
             return MHD_NO;
-        ret = respond(c, MHD_HTTP_OK, "image/svg+xml", &b, head);
+        ret = respond(c, MHD_HTTP_OK, "image/svg+xml", &b);
         mbq_buf_free(&b);
         return ret;
-    default: return serve_dynamic(s, c, kind, arg, head);
+    default: return serve_dynamic(s, c, kind, arg);
     }
 }
 
