@@ -536,6 +536,29 @@ static void test_sync_jobs(void)
     CHECK_CONTAINS(m, "line 11, column 3: unknown key 'job' in 'sync' (did you mean 'jobs'?)");
 }
 
+/* serve: the dashboard's address and health window; neither checked for
+ * reachability here (the server does that), the window at least a minute. */
+static void test_serve_section(void)
+{
+    mbq_config *cfg = parse_ok(ONE_TABLE MYSQL_BQ "serve:\n  listen: 0.0.0.0:9090\n"
+                                                  "  healthy_within: 2h\n");
+    if (cfg) {
+        CHECK_STR(cfg->serve_listen, "0.0.0.0:9090");
+        CHECK_INT(cfg->serve_healthy_within_ms, 7200000);
+        mbq_config_free(cfg);
+    }
+    cfg = parse_ok(ONE_TABLE MYSQL_BQ);
+    if (cfg) {
+        CHECK(cfg->serve_listen == NULL);
+        CHECK_INT(cfg->serve_healthy_within_ms, 0); /* not set: the server's 1 h */
+        mbq_config_free(cfg);
+    }
+    const char *m = parse_err(ONE_TABLE MYSQL_BQ "serve:\n  healthy_within: 10s\n");
+    CHECK_CONTAINS(m, "line 11, column 19: 'serve.healthy_within'");
+    m = parse_err(ONE_TABLE MYSQL_BQ "serve:\n  listn: x\n");
+    CHECK_CONTAINS(m, "unknown key 'listn' in 'serve' (did you mean 'listen'?)");
+}
+
 /* on_missing_target: the table's own value, else bigquery's, else fail. */
 static void test_on_missing_target_default_and_override(void)
 {
@@ -1276,6 +1299,7 @@ int main(int argc, char **argv)
     RUN(test_secrets_never_in_messages);
     RUN(test_defaults);
     RUN(test_sync_jobs);
+    RUN(test_serve_section);
     RUN(test_composite_keys_and_lookup);
     RUN(test_example_file_loads);
     RUN(test_every_allocation_failure_is_clean);

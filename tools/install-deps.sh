@@ -19,6 +19,8 @@ PACKAGES=(
     cmake ninja-build gcc libc6-dev pkg-config
     libmariadb-dev libcurl4-openssl-dev libjson-c-dev libyaml-dev uuid-dev
     libssl-dev zlib1g-dev libsqlite3-dev
+    # the dashboard's HTTP server (mbq-state serve)
+    libmicrohttpd-dev
     # fuzzing (libFuzzer's runtime lives in libclang-rt-14-dev on Debian 12)
     clang libclang-rt-14-dev
     # local services: MariaDB, the SMTP sink (Debian's python3 + aiosmtpd),
@@ -35,6 +37,9 @@ PACKAGES=(
     dpkg-dev
     # systemd-analyze verifies the shipped units (tests/test_units.sh)
     systemd
+    # the dashboard's browser test: headless chromium and its driver, and a
+    # venv (python3-venv) for the pinned selenium (tools/browser-venv.sh)
+    chromium chromium-driver python3-venv
 )
 
 missing=()
@@ -83,6 +88,9 @@ if ! command -v go >/dev/null; then
         die "go is not installed (expected at /usr/local/go/bin/go, Go >= 1.25): it is needed once to build the BigQuery emulator (tools/build-emulator.sh)"
     fi
 fi
+
+# The browser test's pinned selenium, in a venv cached outside the work tree.
+bash "$SELF_DIR/browser-venv.sh" >/dev/null || die "cannot create the browser test's venv (tools/browser-venv.sh)"
 
 # Cached by version outside the work tree; a cold build takes ~7 minutes.
 bin="$(bash "$SELF_DIR/build-emulator.sh")" || die "building the BigQuery emulator failed"

@@ -9,6 +9,7 @@ int mbq_cmd_check(int argc, char **argv);
 int mbq_cmd_extract(int argc, char **argv);
 int mbq_cmd_inspect(int argc, char **argv);
 int mbq_cmd_reset(int argc, char **argv);
+int mbq_cmd_serve(int argc, char **argv);
 
 #endif
 

@@ -213,6 +213,8 @@ typedef struct mbq_config {
                               NULL = none (`sync --metrics-file` wins) */
     int64_t lock_alert_after_ms; /* alerting.lock_alert_after: a run that finds the lock
                                     held longer than this alerts (exit 75); default 1 h */
+    char *serve_listen;    /* serve.listen: the dashboard's HOST:PORT; NULL = not set */
+    int64_t serve_healthy_within_ms; /* serve.healthy_within; 0 = not set (1 h) */
 } mbq_config;
 
 #define MBQ_CONFIG_JOBS_MAX 32 /* sync.jobs and `sync --jobs` */

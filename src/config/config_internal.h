@@ -106,5 +106,6 @@ int parse_metrics_file(cfg_ctx *c, const section *top);
 bool table_entry_is_pattern(cfg_ctx *c, yaml_node_t *item);
 int parse_pattern(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_pattern *p);
 void free_patterns(mbq_table_pattern *p, size_t n);
+int parse_serve(cfg_ctx *c, const section *top);
 
 #endif

@@ -14,13 +14,8 @@
 #include "mbq/error.h"
 #include "mbq/journal.h"
 #include "mbq/util.h"
+#include "journal_internal.h"
 #include "mbq/banned.h"
-
-struct mbq_journal {
-    sqlite3 *db;
-    char *path;
-    int lock_fd; /* -1 when read-only */
-};
 
 static int db_error(mbq_journal *j, const char *what)
 {
