@@ -125,6 +125,8 @@ typedef enum step_event {
     EV_RESTAGE,    /* merge: the staging table is gone (expired), the staged file is intact */
     EV_RESTART,    /* schema-check: what was staged can no longer be used (the target is
                       gone, or the source's columns changed): extract again */
+    EV_BACKFILLED, /* extract: a chunked backfill loaded every chunk into its shadow table and
+                      copied it over the target (backfill.c): nothing left to stage */
     EV__COUNT
 } step_event;
 
