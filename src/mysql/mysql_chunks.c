@@ -339,6 +339,19 @@ int mbq_mysql_chunk_bounds(char ***out, size_t *n, mbq_mysql *c, const mbq_table
         v[(*n)++] = next;
         v[*n] = NULL;
     }
+    if (*n > 0) {
+        /* A table of exactly k * chunk_rows rows would end in an empty
+         * chunk: its last bound is the table's last key, which the open
+         * last chunk covers anyway. */
+        char *after = NULL;
+        if ((rc = next_bound(&after, c, s, key, n_key, v[*n - 1], 1)) < 0)
+            goto fail;
+        if (!after) {
+            free(v[--(*n)]);
+            v[*n] = NULL;
+        }
+        free(after);
+    }
     if (*n == 0) {
         free(v);
         v = NULL;
