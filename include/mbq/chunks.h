@@ -53,6 +53,26 @@ int mbq_mysql_chunk_where(mbq_buf *out, mbq_mysql *c, const mbq_table_schema *s,
 int mbq_mysql_cursor_max(char **out, mbq_mysql *c, const mbq_table_schema *s,
                          const char *cursor);
 
+/* What mbq_mysql_extract_chunked did. */
+typedef struct mbq_chunked_result {
+    uint64_t rows, bytes, raw_bytes;
+    int chunks;
+    int64_t plan_ms;     /* walking the key for the boundaries */
+    int64_t elapsed_ms;  /* everything, the plan included */
+} mbq_chunked_result;
+
+/* Extract a whole table in key-range chunks of `chunk_rows` (planned with
+ * mbq_mysql_chunk_bounds on `c`) on `jobs` connections (`c` and jobs - 1
+ * new ones made with `cfg`), each chunk its own snapshot (mbq_mysql_extract
+ * with base's schema, key (base->pk), compression), into
+ * <dir>/c00001.ndjson[.gz], ... in key order. `base` must have no cursor:
+ * every row is read. What a backfill reads, without loading it (`mbq
+ * extract --chunk-rows`, the benchmark). Errors as mbq_mysql_extract; on
+ * error the files already written stay. */
+int mbq_mysql_extract_chunked(mbq_chunked_result *out, mbq_mysql *c, const mbq_mysql_config *cfg,
+                              const mbq_extract_options *base, const char *dir,
+                              int64_t chunk_rows, int jobs);
+
 /* Encode one key (n values of the given lengths) into `out`. */
 int mbq_chunk_key_encode(mbq_buf *out, const char *const *values, const size_t *lens, size_t n);
 

@@ -20,8 +20,12 @@ The emulator has no copy jobs (its jobs.insert knows load, query and
 extract): CopyJobs from test_limits.py, a pass-through proxy that answers
 copy jobs as BigQuery documents them, stands in for them."""
 import os
+import random
 import re
+import subprocess
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, assert_target_equals_source, bq_query, bq_table, check, check_eq,
@@ -172,6 +176,60 @@ def test_full_mode_swaps_the_shadow_in_at_once():
     ws.cleanup()
 
 
+SEED = int(os.environ.get("MBQ_KILL_SEED") or random.SystemRandom().randrange(1 << 31))
+
+
+def test_random_kills_under_writes_end_equal_to_the_source():
+    """SIGKILL at random instants (seeded: MBQ_KILL_SEED) on two connections
+    while a writer updates, inserts and deletes; then runs until one ends."""
+    rng = random.Random(SEED)
+    print("     seed %d" % SEED, flush=True)
+    ws = make_ws("bf_random", rows=1200)
+    stop = threading.Event()
+    wrng = random.Random(SEED + 1)
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            # Updates to rows of any chunk (read or not yet), inserts beyond
+            # every key. (A delete of a row whose chunk was read needs delete
+            # sync, which an incremental cursor does not give.)
+            if wrng.random() < 0.6:
+                mysql("UPDATE items SET val = 'w%d' WHERE id = %d" % (i, wrng.randrange(1, 401)),
+                      db=ws.db)
+            else:
+                mysql("INSERT INTO items (id, k2, val) VALUES (%d, 'n', 'i%d')"
+                      % (100000 + i, i), db=ws.db)
+            time.sleep(0.02)
+
+    th = threading.Thread(target=writer, daemon=True)
+    th.start()
+    kills = 0
+    try:
+        for _ in range(8):
+            p = subprocess.Popen([os.environ["MBQ_BIN"], "sync", "--jobs", "2", "--config",
+                                  ws.config], env=env(ws), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+            time.sleep(rng.uniform(0.2, 4.0))
+            if p.poll() is None:
+                p.kill()
+                kills += 1
+            p.communicate(timeout=300)
+            if p.returncode == 0:
+                break
+    finally:
+        stop.set()
+        th.join()
+    r = ws.sync(env=env(ws))
+    expect_ok(r, "final run (seed %d, %d kills)" % (SEED, kills))
+    lost, dups = count_loss(ws, "items", KEY)
+    check_eq((lost, dups), (0, 0), "lost, duplicated (seed %d)" % SEED)
+    assert_target_equals_source(ws, "items", COLS, KEY, ["updated_at"])
+    print("     %d kills" % kills, flush=True)
+    ws.cleanup()
+
+
 if __name__ == "__main__":
     require_services()
     private_emulator()
@@ -181,4 +239,5 @@ if __name__ == "__main__":
         test_kill_at_every_chunk_state_resumes_losing_at_most_one_chunk,
         test_writes_during_the_backfill_arrive_by_the_catch_up_window,
         test_full_mode_swaps_the_shadow_in_at_once,
+        test_random_kills_under_writes_end_equal_to_the_source,
     ])
