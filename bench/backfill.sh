@@ -46,7 +46,7 @@ WRITER_PID=""
 
 note() { echo "bench/backfill: $*" >&2; }
 cleanup() {
-    [ -n "$WRITER_PID" ] && kill "$WRITER_PID" 2>/dev/null || true
+    [ -n "$WRITER_PID" ] && kill -- -"$WRITER_PID" 2>/dev/null || true
     [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null || true
     bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
     if [ "${BENCH_KEEP:-0}" = 1 ]; then note "logs kept in $WORK"; else rm -rf "$WORK"; fi
@@ -101,7 +101,7 @@ bigquery:
   dataset: bench
   compression: none
   upload_chunk_size: 0
-  multipart_max: 5GiB
+  multipart_max: 1GiB
   stream_load: false
 state:
   dir: $WORK/state-$(basename "$1" .yml)
@@ -165,11 +165,11 @@ done
 # ---- B. undo history -------------------------------------------------------
 
 hll() { "${M[@]}" -N -e "SHOW ENGINE INNODB STATUS\G" | sed -n 's/.*History list length \([0-9]*\).*/\1/p'; }
-"${M[@]}" bench -e "CREATE PROCEDURE churn() BEGIN LOOP UPDATE bench_x SET qty = qty + 1 WHERE id = 1 + FLOOR(RAND() * $ROWS); DO SLEEP(0.001); END LOOP; END"
 history_during() { # NAME CMD...: max and mean history length while CMD runs under churn
     local name=$1
     shift
-    "${M[@]}" bench -e "CALL churn()" >/dev/null 2>&1 &
+    # One writer session: an endless stream of single-row autocommit updates.
+    setsid bash -c "yes 'SET @i = 1 + FLOOR(RAND() * $ROWS); UPDATE bench_x SET qty = qty + 1 WHERE id = @i; DO SLEEP(0.002);' | mariadb --no-defaults -h 127.0.0.1 -P $MBQ_TEST_MYSQL_PORT -u root bench" >/dev/null 2>&1 &
     WRITER_PID=$!
     sleep 2
     "$@" >"$WORK/$name.hout" 2>&1 &
@@ -179,9 +179,7 @@ history_during() { # NAME CMD...: max and mean history length while CMD runs und
         sleep 0.5
     done
     wait "$pid"
-    "${M[@]}" -N -e "SELECT id FROM information_schema.PROCESSLIST WHERE INFO LIKE 'CALL churn%' OR INFO LIKE 'UPDATE bench_x%'" |
-        while read -r id; do "${M[@]}" -e "KILL $id" 2>/dev/null || true; done
-    kill "$WRITER_PID" 2>/dev/null || true
+    kill -- -"$WRITER_PID" 2>/dev/null || true
     wait "$WRITER_PID" 2>/dev/null || true
     WRITER_PID=""
     printf '%s\n' "${samples[@]}" | awk -v n="$name" '{s+=$1; if ($1>m) m=$1} END {printf "| %s | %d | %.0f | %d |\n", n, m, s/NR, NR}'
@@ -199,7 +197,7 @@ rm -f "$WORK/out.f"
 history_during "chunks of $CHUNK, 2 connections" "$MBQ" extract --config "$WORK/x.yml" \
     --table bench_x --out "$WORK/out" --chunk-rows "$CHUNK" --jobs 2 --no-compress
 rm -rf "$WORK/out"
-"${M[@]}" bench -e "DROP TABLE bench_x; DROP PROCEDURE churn"
+"${M[@]}" bench -e "DROP TABLE bench_x"
 
 # ---- C. first sync, floor, kill at half -----------------------------------
 

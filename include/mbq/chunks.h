@@ -29,8 +29,12 @@
  * BIT, JSON, spatial. 0, or MBQ_ESCHEMA naming the column and its type. */
 int mbq_chunk_key_check(const mbq_table_schema *s, const char *const *key, size_t n_key);
 
-/* Plan: the inclusive upper key of every chunk but the last, in key order,
- * each `chunk_rows` rows after the previous one: walks the primary key with
+/* Plan: the inclusive upper key of every chunk but the last, in key order.
+ * A key of one integer column is split from its range and the table's row
+ * estimate (MIN, MAX and information_schema.TABLES.TABLE_ROWS: no walk of
+ * the table; chunks of about chunk_rows rows where the keys are dense, as
+ * uneven as their gaps and skew otherwise). Any other key is walked, each
+ * bound exactly `chunk_rows` rows after the previous one:
  *   SELECT key FROM t WHERE key > previous ORDER BY key LIMIT 1 OFFSET chunk_rows-1
  * (an index range read of chunk_rows entries per boundary). *out gets *n
  * encoded keys (NULL-terminated array, free with mbq_strv_free); *n = 0

@@ -309,6 +309,127 @@ done:
     return rc;
 }
 
+static bool is_integer_column(const mbq_column *col)
+{
+    static const char *const ints[] = {"tinyint", "smallint", "mediumint", "int", "integer",
+                                       "bigint"};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (col->data_type && strcasecmp(col->data_type, ints[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Parse an integer column's text (signed, or BIGINT UNSIGNED up to 2^64-1). */
+static bool parse_i128(__int128 *out, const char *txt)
+{
+    const char *p = txt;
+    bool neg = *p == '-';
+    __int128 v = 0;
+    p += neg;
+    if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 20)
+        return false;
+    for (; *p; p++)
+        v = v * 10 + (*p - '0');
+    *out = neg ? -v : v;
+    return true;
+}
+
+static int put_i128(mbq_buf *b, __int128 v)
+{
+    char tmp[48];
+    size_t n = 0;
+    bool neg = v < 0;
+    unsigned __int128 u = neg ? (unsigned __int128)(-(v + 1)) + 1 : (unsigned __int128)v;
+    do {
+        tmp[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u);
+    if (neg && mbq_buf_putc(b, '-') < 0)
+        return MBQ_ENOMEM;
+    while (n)
+        if (mbq_buf_putc(b, tmp[--n]) < 0)
+            return MBQ_ENOMEM;
+    return 0;
+}
+
+/* One integer key column: boundaries from the key's range and the table's
+ * row estimate (information_schema.TABLES.TABLE_ROWS, InnoDB's sampled
+ * statistics), as mydumper splits integer keys: no walk of the table, at
+ * the price of chunks as uneven as the key's gaps and skew (each still
+ * exact: the bounds are values, every row falls in one chunk). */
+static int integer_bounds(char ***out, size_t *n, mbq_mysql *c, const mbq_table_schema *s,
+                          const char *key, int64_t chunk_rows)
+{
+    mbq_buf sql = MBQ_BUF_INIT, enc = MBQ_BUF_INIT, txt = MBQ_BUF_INIT;
+    MYSQL_RES *res = NULL;
+    char **v = NULL;
+    __int128 lo = 0, hi = 0;
+    int rc = mbq_buf_puts(&sql, "SELECT MIN(");
+    if (rc == 0 && (rc = mbq_buf_quote_mysql_ident(&sql, key)) == 0 &&
+        (rc = mbq_buf_puts(&sql, "), MAX(")) == 0 &&
+        (rc = mbq_buf_quote_mysql_ident(&sql, key)) == 0 &&
+        (rc = mbq_buf_puts(&sql, "), (SELECT TABLE_ROWS FROM information_schema.TABLES WHERE "
+                                 "TABLE_SCHEMA = ")) == 0 &&
+        (rc = put_literal(&sql, c, s->database)) == 0 &&
+        (rc = mbq_buf_puts(&sql, " AND TABLE_NAME = ")) == 0 &&
+        (rc = put_literal(&sql, c, s->table)) == 0 && (rc = mbq_buf_puts(&sql, ") FROM ")) == 0)
+        rc = put_table(&sql, s);
+    if (rc < 0 || (rc = query_store(&res, c, &sql)) < 0)
+        goto done;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    if (!row || !row[0] || !row[1] || !row[2])
+        goto done; /* empty table */
+    if (!parse_i128(&lo, row[0]) || !parse_i128(&hi, row[1])) {
+        rc = mbq_error_set(MBQ_EMYSQL, "table '%s': key '%s' range '%s'..'%s' is not integer",
+                           s->table, key, row[0], row[1]);
+        goto done;
+    }
+    long long est = atoll(row[2]);
+    __int128 chunks = est > chunk_rows ? (est + chunk_rows - 1) / chunk_rows : 1;
+    __int128 span = hi - lo + 1;
+    if (chunks > span)
+        chunks = span;
+    if (chunks <= 1)
+        goto done;
+    __int128 step = (span + chunks - 1) / chunks;
+    if (!(v = mbq_calloc((size_t)chunks + 1, sizeof *v))) {
+        rc = MBQ_ENOMEM;
+        goto done;
+    }
+    for (__int128 b = lo - 1 + step; b < hi; b += step) {
+        const char *vals[1];
+        size_t lens[1];
+        mbq_buf_clear(&txt);
+        mbq_buf_clear(&enc);
+        if ((rc = put_i128(&txt, b)) < 0)
+            goto done;
+        vals[0] = txt.ptr;
+        lens[0] = txt.len;
+        if ((rc = mbq_chunk_key_encode(&enc, vals, lens, 1)) < 0)
+            goto done;
+        if (!(v[*n] = mbq_buf_detach(&enc))) {
+            rc = MBQ_ENOMEM;
+            goto done;
+        }
+        (*n)++;
+    }
+    if (*n > 0) {
+        *out = v;
+        v = NULL;
+    }
+done:
+    if (v)
+        mbq_strv_free(v);
+    if (rc < 0)
+        *n = 0;
+    if (res)
+        mysql_free_result(res);
+    mbq_buf_free(&sql);
+    mbq_buf_free(&enc);
+    mbq_buf_free(&txt);
+    return rc;
+}
+
 int mbq_mysql_chunk_bounds(char ***out, size_t *n, mbq_mysql *c, const mbq_table_schema *s,
                            const char *const *key, size_t n_key, int64_t chunk_rows)
 {
@@ -321,6 +442,8 @@ int mbq_mysql_chunk_bounds(char ***out, size_t *n, mbq_mysql *c, const mbq_table
         return mbq_error_set(MBQ_ECONFIG, "chunk_rows must be at least 1");
     if ((rc = mbq_chunk_key_check(s, key, n_key)) < 0)
         return rc;
+    if (n_key == 1 && is_integer_column(mbq_table_schema_column(s, key[0])))
+        return integer_bounds(out, n, c, s, key[0], chunk_rows);
     for (;;) {
         if ((rc = next_bound(&next, c, s, key, n_key, *n ? v[*n - 1] : NULL, chunk_rows)) < 0)
             goto fail;

@@ -253,9 +253,10 @@ static int swap(sync_ctx *ctx, table_job *t, mbq_backfill *bf, int64_t rows)
     mbq_bq_job *job = NULL;
     if (!bf->copy_job_id) {
         mbq_buf id = MBQ_BUF_INIT;
-        char trid[32];
+        char trid[32], att[16];
         snprintf(trid, sizeof trid, "%" PRId64, t->run.id);
-        if ((rc = mbq_bq_job_id(&id, "mbq_backfill_copy", t->run.run_id, trid,
+        snprintf(att, sizeof att, "%d", t->run.attempt);
+        if ((rc = mbq_bq_job_id(&id, "mbq_backfill_copy", t->run.run_id, trid, att,
                                 (const char *)NULL)) < 0 ||
             !(bf->copy_job_id = mbq_buf_detach(&id))) {
             mbq_buf_free(&id);
@@ -273,6 +274,20 @@ static int swap(sync_ctx *ctx, table_job *t, mbq_backfill *bf, int64_t rows)
                 t->tc->target, rows, bf->shadow_table,
                 job->existed ? " (job found from an earlier try)" : "");
     mbq_bq_job_free(job);
+    if (rc == MBQ_EBQ) {
+        /* The copy ran and failed (a copy is atomic: the target is as it
+         * was). The next try derives a new id from its new attempt rather
+         * than finding the failed job again. */
+        mbq_buf msg = MBQ_BUF_INIT;
+        mbq_buf_puts(&msg, mbq_error_last());
+        free(bf->copy_job_id);
+        bf->copy_job_id = NULL;
+        if (mbq_journal_backfill_set_copy(ctx->j, t->run.id, NULL) < 0)
+            mbq_log(MBQ_LOG_WARN, t->tc->name, "extract", "cannot forget the failed copy: %s",
+                    mbq_error_last());
+        mbq_error_set(rc, "%s", mbq_buf_cstr(&msg));
+        mbq_buf_free(&msg);
+    }
     if (rc == 0)
         mbq_fault_point("backfill.copy_done");
     return rc;

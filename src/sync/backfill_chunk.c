@@ -142,7 +142,7 @@ done:
 
 /* Append one file of `rows` rows to the shadow as job `job_id`. */
 static int load_one(sync_ctx *ctx, table_job *t, const mbq_backfill *bf, const char *file,
-                    const char *job_id, int64_t rows)
+                    const char *job_id, int64_t rows, bool *job_failed)
 {
     mbq_bq_job *job = NULL;
     mbq_bq_load_options lo = MBQ_BQ_LOAD_OPTIONS_INIT;
@@ -154,6 +154,9 @@ static int load_one(sync_ctx *ctx, table_job *t, const mbq_backfill *bf, const c
     lo.create_disposition = MBQ_BQ_CREATE_NEVER;
     mbq_fault_point("backfill.load_submit");
     int rc = mbq_bq_load_file(&job, ctx->bq, job_id, &lo);
+    /* MBQ_EBQ from the call: BigQuery refused the job or it failed. */
+    if (job_failed)
+        *job_failed = rc == MBQ_EBQ;
     /* BigQuery reports outputRows for every load. A job found by its id
      * that reports another count (or none: an appended table cannot be
      * counted for one job) is not proof the rows are in: stop, never load
@@ -183,7 +186,7 @@ static int load_parts(sync_ctx *ctx, table_job *t, const mbq_backfill *bf,
     for (int i = 0; rc == 0 && i < np; i++) {
         char *id = NULL;
         if ((rc = chunk_job_id(&id, t, c, parts[i].part)) == 0)
-            rc = load_one(ctx, t, bf, parts[i].path, id, parts[i].rows);
+            rc = load_one(ctx, t, bf, parts[i].path, id, parts[i].rows, NULL);
         free(id);
     }
     mbq_split_remove(parts, np);
@@ -235,19 +238,29 @@ static int do_chunk(sync_ctx *ctx, table_job *t, const mbq_backfill *bf, mbq_bac
         return rc;
     t1 = mbq_monotonic_ms();
     if (c->state == MBQ_CHUNK_EXTRACTED && !loaded) {
+        bool job_failed = false;
         rc = c->part_bytes ? load_parts(ctx, t, bf, c)
-                           : load_one(ctx, t, bf, c->path, c->job_id, c->rows);
-        if (rc == MBQ_EBQ && mbq_bq_job_reason_transient(mbq_bq_job_error_reason(ctx->bq))) {
-            /* The job ran and failed on BigQuery's side: it appended
-             * nothing (a load is atomic). The next try needs a new id, or
-             * it would find the failed job again; the file is the same. */
+                           : load_one(ctx, t, bf, c->path, c->job_id, c->rows, &job_failed);
+        if (rc == MBQ_EBQ && job_failed) {
+            /* The job ran and failed: it appended nothing (a load is
+             * atomic). The next try needs a new id, or it would find the
+             * failed job again; the file is the same. (A chunk in parts
+             * keeps its ids: a new attempt would load again the parts
+             * that did go in.) */
             char *fresh = NULL;
+            mbq_buf msg = MBQ_BUF_INIT;
+            mbq_buf_puts(&msg, mbq_error_last());
             c->attempt++;
             if (chunk_job_id(&fresh, t, c, 0) == 0) {
                 free(c->job_id);
                 c->job_id = fresh;
-                mbq_journal_chunk_save(ctx->j, t->run.id, c);
+                if (mbq_journal_chunk_save(ctx->j, t->run.id, c) < 0)
+                    mbq_log(MBQ_LOG_WARN, t->tc->name, "extract",
+                            "chunk %d: cannot record its new job id: %s", c->chunk,
+                            mbq_error_last());
             }
+            mbq_error_set(rc, "%s", mbq_buf_cstr(&msg));
+            mbq_buf_free(&msg);
         }
         if (rc < 0)
             return rc;
