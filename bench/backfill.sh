@@ -254,20 +254,21 @@ measure fl sh -c "cat '$WORK/pre' '$WORK/s.ndjson' '$WORK/post' | curl -sS -f -X
 FLOOR=$(awk -v a="$fx_wall" -v b="$fl_wall" 'BEGIN{printf "%.2f", a+b}')
 rm -f "$WORK/s.tsv" "$WORK/s.ndjson"
 
-note "kill after half the chunks, then resume"
+note "kill at about half the chunked sync's wall time, then resume"
 fresh_emulator
 start_proxy
 write_config "$WORK/k.yml" bench_s "$SCHUNK" "$PROXY"
-HALF=$(( (SROWS + SCHUNK - 1) / SCHUNK / 2 ))
-set +e
-MBQ_FAULT=backfill.chunk_loaded MBQ_FAULT_HIT=$HALF "$MBQ" sync --config "$WORK/k.yml" >"$WORK/k1.out" 2>"$WORK/k1.err"
-K1=$?
-set -e
-LOADED=$("$BUILD/mbq-state" inspect --json --config "$WORK/k.yml" | python3 -c 'import json,sys; t=json.load(sys.stdin)["tables"][0]; print(t["in_flight"]["backfill"]["chunks_loaded"], t["in_flight"]["backfill"]["chunks"], t["in_flight"]["backfill"]["rows_loaded"])')
-measure resume "$MBQ" sync --config "$WORK/k.yml"
+HALF_S=$(awk -v w="$sync_wall" 'BEGIN{printf "%.1f", w / 2}')
+"$MBQ" sync --jobs 2 --config "$WORK/k.yml" >"$WORK/k1.out" 2>"$WORK/k1.err" &
+KPID=$!
+sleep "$HALF_S"
+kill -9 "$KPID" 2>/dev/null || true
+wait "$KPID" 2>/dev/null || true
+LOADED=$("$BUILD/mbq-state" inspect --json --config "$WORK/k.yml" | python3 -c 'import json,sys; t=json.load(sys.stdin)["tables"][0]; b=(t["in_flight"] or {}).get("backfill") or {}; print(b.get("chunks_loaded", "-"), b.get("chunks", "-"), b.get("rows_loaded", "-"))')
+measure resume "$MBQ" sync --jobs 2 --config "$WORK/k.yml"
 [ "$(bq_rows bench_s)" = "$SROWS" ] || { note "the resumed sync loaded the wrong row count"; exit 1; }
 REDONE=$(grep -c "chunk [0-9]*: " "$WORK/resume.err" || true)
-REREAD=$(grep -o "chunk [0-9]*: [0-9]* rows" "$WORK/resume.err" | awk '{s+=$3} END {print s+0}')
+NCH=$(( (SROWS + SCHUNK - 1) / SCHUNK ))
 
 echo
 echo "### First sync of $SROWS rows (chunks of $SCHUNK rows, --jobs 2; emulator + copy-job proxy)"
@@ -280,6 +281,9 @@ printf '| floor: mariadb extract (%s s) + one multipart load (%s s) | %s | %s | 
     "$fx_wall" "$fl_wall" "$FLOOR" "$(awk -v a="$fx_cpu" -v b="$fl_cpu" 'BEGIN{print a+b}')" \
     "$(awk -v a="$fx_rss" -v b="$fl_rss" 'BEGIN{print (a>b?a:b)/1024}')"
 echo
-echo "Killed (exit $K1) at fault point backfill.chunk_loaded, hit $HALF: the journal said"
-echo "chunks loaded / planned / rows loaded = $LOADED. The resumed run ($resume_wall s) read"
-echo "$REDONE chunks ($REREAD rows) again: the ones not loaded at the kill."
+LOST=$(awk -v h="$HALF_S" -v r="$resume_wall" -v w="$sync_wall" 'BEGIN{printf "%.1f", h + r - w}')
+PER=$(awk -v w="$sync_wall" -v n="$NCH" 'BEGIN{printf "%.1f", w / n}')
+echo "Killed with SIGKILL after $HALF_S s (half the chunked sync's wall time), same settings:"
+echo "the journal said chunks loaded / planned / rows loaded = $LOADED. The resumed run"
+echo "took $resume_wall s and did $REDONE chunks. Work lost: $HALF_S + $resume_wall - $sync_wall"
+echo "= $LOST s, against $PER s per chunk on average ($NCH chunks, 2 at a time)."
