@@ -213,6 +213,8 @@ typedef struct mbq_backfill {
     int64_t table_run_id;
     char *shadow_table;  /* the chunks' table, copied over the target at the end */
     char *mark;          /* the cursor's high-water mark before the first chunk; NULL = none */
+    char *tail_low;      /* mark - lookback (the catch-up window's start) */
+    char *tail_checksum; /* checksum of the rows in [tail_low, mark] read with the mark */
     int64_t chunk_rows;
     int n_chunks;
     char *schema_print;  /* the load schema the chunks were read with */

@@ -13,6 +13,9 @@ CREATE TABLE backfills (
     shadow_table TEXT NOT NULL,       -- where the chunks go, copied over the target at the end
     mark         TEXT,                -- the cursor's high-water mark taken before the first
                                       -- chunk (NULL: no cursor, or no row had one)
+    tail_low     TEXT,                -- mark - lookback, and the checksum of the rows from
+    tail_checksum TEXT,               -- there to the mark, read with the mark: the catch-up
+                                      -- window that finds them unchanged costs no job
     chunk_rows   INTEGER NOT NULL,
     n_chunks     INTEGER NOT NULL,
     schema_print TEXT NOT NULL,       -- the load schema the chunks were read with

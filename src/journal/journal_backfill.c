@@ -55,6 +55,8 @@ void mbq_backfill_clear(mbq_backfill *b)
         return;
     free(b->shadow_table);
     free(b->mark);
+    free(b->tail_low);
+    free(b->tail_checksum);
     free(b->schema_print);
     free(b->copy_job_id);
     memset(b, 0, sizeof *b);
@@ -81,7 +83,7 @@ int mbq_journal_backfill_get(mbq_journal *j, mbq_backfill *out, bool *found,
     *found = false;
     if ((rc = prep(j, &st,
                    "SELECT shadow_table, mark, chunk_rows, n_chunks, schema_print, copy_job_id, "
-                   "planned_ms FROM backfills WHERE table_run_id = ?")) < 0)
+                   "planned_ms, tail_low, tail_checksum FROM backfills WHERE table_run_id = ?")) < 0)
         return rc;
     sqlite3_bind_int64(st, 1, table_run_id);
     step = sqlite3_step(st);
@@ -94,6 +96,8 @@ int mbq_journal_backfill_get(mbq_journal *j, mbq_backfill *out, bool *found,
         out->schema_print = text_at(st, 4, &oom);
         out->copy_job_id = text_at(st, 5, &oom);
         out->planned_ms = sqlite3_column_int64(st, 6);
+        out->tail_low = text_at(st, 7, &oom);
+        out->tail_checksum = text_at(st, 8, &oom);
         *found = true;
     } else if (step != SQLITE_DONE) {
         rc = fail(j, "cannot read the backfill");
@@ -155,8 +159,8 @@ int mbq_journal_backfill_create(mbq_journal *j, const mbq_backfill *bf,
     if ((rc = delete_rows(j, bf->table_run_id)) < 0 ||
         (rc = prep(j, &st,
                    "INSERT INTO backfills (table_run_id, shadow_table, mark, chunk_rows, "
-                   "n_chunks, schema_print, copy_job_id, planned_ms) "
-                   "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)")) < 0)
+                   "n_chunks, schema_print, copy_job_id, planned_ms, tail_low, tail_checksum) "
+                   "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)")) < 0)
         goto fail;
     int b = sqlite3_bind_int64(st, 1, bf->table_run_id);
     if (b == SQLITE_OK)
@@ -171,6 +175,10 @@ int mbq_journal_backfill_create(mbq_journal *j, const mbq_backfill *bf,
         b = bind_text(st, 6, bf->schema_print);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int64(st, 7, now);
+    if (b == SQLITE_OK)
+        b = bind_text(st, 8, bf->tail_low);
+    if (b == SQLITE_OK)
+        b = bind_text(st, 9, bf->tail_checksum);
     if ((rc = run_done(j, st, b, "cannot record the backfill")) < 0)
         goto fail;
     for (int i = 0; i < n; i++)

@@ -86,11 +86,58 @@ static void remove_dir(const sync_ctx *ctx, const table_job *t, const mbq_backfi
     mbq_buf_free(&dir);
 }
 
+/* The mark: one consistent snapshot of the window [max - lookback, max]
+ * gives the high-water mark and the checksum of the rows from mark -
+ * lookback on, which the commit records as the next window's (machine.c):
+ * when nothing in that window changed by the catch-up, it costs no job. */
+static int take_mark(sync_ctx *ctx, table_job *t, char **mark, char **tail_low,
+                     char **tail_sum)
+{
+    char *max = NULL, *low = NULL;
+    mbq_buf dir = MBQ_BUF_INIT, path = MBQ_BUF_INIT;
+    mbq_extract_result res = {0};
+    const char *kind = t->kind == MBQ_CURSOR_INTEGER ? "integer" : "timestamp";
+    int rc = mbq_mysql_cursor_max(&max, ctx->my, t->src, t->tc->updated_column);
+    if (rc < 0 || !max)
+        goto done;
+    if ((rc = mbq_cursor_minus(&low, kind, max, t->tc->lookback_ms)) < 0 ||
+        (rc = mbq_backfill_dir(&dir, ctx, t)) < 0 || (rc = mbq_mkdir_p(dir.ptr)) < 0 ||
+        (rc = mbq_buf_printf(&path, "%s/mark.ndjson", dir.ptr)) < 0)
+        goto done;
+    mbq_extract_options eo = MBQ_EXTRACT_OPTIONS_INIT;
+    eo.schema = t->src;
+    eo.pk = (const char *const *)t->tc->primary_key;
+    eo.n_pk = t->tc->n_primary_key;
+    eo.cursor = t->tc->updated_column;
+    eo.cursor_kind = t->kind;
+    eo.low = low;
+    eo.path = path.ptr;
+    eo.compress = false;
+    eo.log_table = t->tc->name;
+    eo.want_tail = true;
+    eo.tail_lookback_ms = t->tc->lookback_ms;
+    if ((rc = mbq_mysql_extract(&res, ctx->my, &eo)) < 0)
+        goto done;
+    unlink(path.ptr);
+    /* The window's own snapshot: its high is the mark (>= max). */
+    if (res.high && (!(*mark = mbq_strdup(res.high)) ||
+                     (res.tail_from && !(*tail_low = mbq_strdup(res.tail_from))) ||
+                     (res.tail_checksum && !(*tail_sum = mbq_strdup(res.tail_checksum)))))
+        rc = MBQ_ENOMEM;
+done:
+    mbq_extract_result_free(&res);
+    free(max);
+    free(low);
+    mbq_buf_free(&dir);
+    mbq_buf_free(&path);
+    return rc;
+}
+
 /* Journal a new plan; *planned false when the table fits one chunk (or its
  * key cannot bound chunks): the usual single snapshot does it. */
 static int plan(sync_ctx *ctx, table_job *t, bool *planned)
 {
-    char **bounds = NULL, *mark = NULL, *print = NULL;
+    char **bounds = NULL, *mark = NULL, *print = NULL, *tail_low = NULL, *tail_sum = NULL;
     size_t n = 0;
     mbq_backfill bf = {0};
     mbq_backfill_chunk *chunks = NULL;
@@ -107,7 +154,7 @@ static int plan(sync_ctx *ctx, table_job *t, bool *planned)
     /* The mark first: every row changed after it has a cursor above it,
      * whatever chunk it is in and whenever that chunk is read. */
     if (t->tc->mode != MBQ_MODE_FULL && t->tc->updated_column &&
-        (rc = mbq_mysql_cursor_max(&mark, ctx->my, t->src, t->tc->updated_column)) < 0)
+        (rc = take_mark(ctx, t, &mark, &tail_low, &tail_sum)) < 0)
         goto done;
     int64_t t0 = mbq_monotonic_ms();
     if ((rc = mbq_mysql_chunk_bounds(&bounds, &n, ctx->my, t->src, key, t->tc->n_primary_key,
@@ -131,6 +178,8 @@ static int plan(sync_ctx *ctx, table_job *t, bool *planned)
     bf.table_run_id = t->run.id;
     bf.shadow_table = shadow.ptr;
     bf.mark = mark;
+    bf.tail_low = tail_low;
+    bf.tail_checksum = tail_sum;
     bf.chunk_rows = t->tc->chunk_rows;
     bf.schema_print = print;
     if ((rc = mbq_journal_backfill_create(ctx->j, &bf, chunks, (int)n + 1)) < 0)
@@ -145,6 +194,8 @@ done:
     free(chunks); /* its keys belong to bounds */
     mbq_strv_free(bounds);
     free(mark);
+    free(tail_low);
+    free(tail_sum);
     free(print);
     mbq_buf_free(&shadow);
     return rc;
@@ -305,7 +356,8 @@ static int set_field(char **field, const char *value)
 
 /* The table run as the commit expects a replace load: the copy is its load
  * job, the shadow its staging table (dropped by the commit's cleanup), the
- * mark its high-water mark. No tail checksum: the catch-up window must run. */
+ * mark its high-water mark, and the window [mark - lookback, mark] read
+ * with the mark its tail. */
 static int fill_run(table_job *t, const mbq_backfill *bf, int64_t rows, int64_t bytes)
 {
     int rc;
@@ -316,8 +368,8 @@ static int fill_run(table_job *t, const mbq_backfill *bf, int64_t rows, int64_t 
         (rc = set_field(&t->run.staged_path, NULL)) < 0 ||
         (rc = set_field(&t->run.staged_checksum, NULL)) < 0 ||
         (rc = set_field(&t->run.low, NULL)) < 0 || (rc = set_field(&t->run.high, bf->mark)) < 0 ||
-        (rc = set_field(&t->run.tail_low, NULL)) < 0 ||
-        (rc = set_field(&t->run.tail_checksum, NULL)) < 0)
+        (rc = set_field(&t->run.tail_low, bf->tail_low)) < 0 ||
+        (rc = set_field(&t->run.tail_checksum, bf->tail_checksum)) < 0)
         return rc;
     t->run.staged_rows = rows;
     t->run.staged_bytes = bytes;
