@@ -176,6 +176,24 @@ def test_full_mode_swaps_the_shadow_in_at_once():
     ws.cleanup()
 
 
+def test_reset_abandons_the_backfill_with_its_shadow_and_files():
+    ws = make_ws("bf_reset")
+    r = ws.sync(env=env(ws, MBQ_FAULT="backfill.chunk_extracted", MBQ_FAULT_HIT=3))
+    check(r.returncode in (137, -9), "killed: %r" % r)
+    fl = ws.inspect("items")["tables"][0]["in_flight"]
+    shadow = "items__mbq_backfill_%d" % fl["id"]
+    chunk_dir = os.path.join(ws.state, "staging", "backfill.%d" % fl["id"])
+    check(bq_table(ws.dataset, shadow) is not None, "the shadow exists")
+    check(os.listdir(chunk_dir), "the chunk file of the killed run is there")
+    r = ws.state_cmd("reset", "items", "--full", "--yes", env=env(ws))
+    expect_ok(r, "reset")
+    check_eq(bq_table(ws.dataset, shadow), None, "the shadow is dropped")
+    check(not os.path.exists(chunk_dir), "the chunk files are gone")
+    expect_ok(ws.sync(env=env(ws)), "sync after the reset")
+    check_eq(assert_target_equals_source(ws, "items", COLS, KEY, ["updated_at"]), N_ROWS, "rows")
+    ws.cleanup()
+
+
 SEED = int(os.environ.get("MBQ_KILL_SEED") or random.SystemRandom().randrange(1 << 31))
 
 
@@ -239,5 +257,6 @@ if __name__ == "__main__":
         test_kill_at_every_chunk_state_resumes_losing_at_most_one_chunk,
         test_writes_during_the_backfill_arrive_by_the_catch_up_window,
         test_full_mode_swaps_the_shadow_in_at_once,
+        test_reset_abandons_the_backfill_with_its_shadow_and_files,
         test_random_kills_under_writes_end_equal_to_the_source,
     ])
