@@ -3,6 +3,8 @@
 #
 #   bash bench/backfill.sh                      # 10M rows extract, 1M rows sync
 #   BENCH_ROWS=1000000 BENCH_SYNC_ROWS=200000 bash bench/backfill.sh   # quick look
+#   BENCH_PARTS=C BENCH_SYNC_ROWS=100000 bash bench/backfill.sh         # only part C
+#   (BENCH_PARTS: A = extraction and undo history, C = first sync; BUILD: build dir)
 #
 # On fresh local services (tools/services.sh: MariaDB + the emulator), with the
 # table of bench/table.sh (bigint unsigned PK, int, enum, decimal, varchar(200),
@@ -32,13 +34,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=bench/table.sh
 source "$ROOT/bench/table.sh"
-BUILD="$ROOT/build-bench"
+BUILD="${BUILD:-$ROOT/build-bench}"
 MBQ="$BUILD/mbq"
 ROWS="${BENCH_ROWS:-10000000}"
 SROWS="${BENCH_SYNC_ROWS:-1000000}"
 CHUNK="${CHUNK:-500000}"
 SCHUNK="${SYNC_CHUNK:-100000}"
 ROUNDS="${ROUNDS:-3}"
+PARTS=" ${BENCH_PARTS:-A B C} "
 WORK="$(mktemp -d /tmp/mbq-bench-backfill.XXXXXX)"
 SVC="$WORK/svc"
 PROXY_PID=""
@@ -112,6 +115,7 @@ YAML
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+if [[ "$PARTS" == *" A "* ]]; then
 # ---- A. extraction ---------------------------------------------------------
 
 note "building bench_x ($ROWS rows)"
@@ -199,6 +203,9 @@ history_during "chunks of $CHUNK, 2 connections" "$MBQ" extract --config "$WORK/
 rm -rf "$WORK/out"
 "${M[@]}" bench -e "DROP TABLE bench_x"
 
+fi
+
+if [[ "$PARTS" == *" C "* ]]; then
 # ---- C. first sync, floor, kill at half -----------------------------------
 
 fresh_emulator() {
@@ -287,3 +294,4 @@ echo "Killed with SIGKILL after $HALF_S s (half the chunked sync's wall time), s
 echo "the journal said chunks loaded / planned / rows loaded = $LOADED. The resumed run"
 echo "took $resume_wall s and did $REDONE chunks. Work lost: $HALF_S + $resume_wall - $sync_wall"
 echo "= $LOST s, against $PER s per chunk on average ($NCH chunks, 2 at a time)."
+fi
