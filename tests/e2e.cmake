@@ -30,3 +30,8 @@ mbq_add_test(NAME late_commits_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME bq_fidelity_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_bq_fidelity.py
              LABELS bigquery SERVICES TIMEOUT 900)
+# Chunked backfills: first syncs and full refreshes in key-range chunks,
+# killed at every chunk state, with writes during the backfill.
+mbq_add_test(NAME backfill_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_backfill.py
+             LABELS crash SERVICES TIMEOUT 900)

@@ -9,3 +9,6 @@ mbq_add_test(NAME mysql_errors SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_mysql_er
              LABELS mysql SERVICES TIMEOUT 300)
 mbq_add_test(NAME mysql_extract_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_mysql_extract_cli.sh
              LABELS mysql SERVICES TIMEOUT 300)
+# Chunked backfills: key-range chunk boundaries against the real MariaDB.
+mbq_add_test(NAME chunks SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_chunks.c
+             LABELS mysql SERVICES TIMEOUT 300)

@@ -80,6 +80,8 @@ typedef struct mbq_table_config {
     char *updated_column;  /* cursor column; NULL when none */
     mbq_sync_mode mode;    /* FULL when no updated_column */
     int64_t lookback_ms;   /* 0 = none */
+    int64_t chunk_rows;    /* first sync / full refresh in key-range chunks of this many rows
+                              (a backfill); 0 = in one snapshot */
     char *target;          /* BigQuery table name (defaults to name) */
     char *partition_by;    /* NULL = not partitioned */
     char *partition_type;  /* "DAY" (default), "HOUR", "MONTH", "YEAR" */

@@ -208,4 +208,66 @@ int mbq_journal_parts_set(mbq_journal *j, int64_t table_run_id, const mbq_load_p
 int mbq_journal_part_update(mbq_journal *j, int64_t table_run_id, int part, const char *job_id,
                             bool loaded);
 
+/* ---- backfills (a first sync or full refresh read in key-range chunks) ---- */
+typedef struct mbq_backfill {
+    int64_t table_run_id;
+    char *shadow_table;  /* the chunks' table, copied over the target at the end */
+    char *mark;          /* the cursor's high-water mark before the first chunk; NULL = none */
+    char *tail_low;      /* mark - lookback (the catch-up window's start) */
+    char *tail_checksum; /* checksum of the rows in [tail_low, mark] read with the mark */
+    int64_t chunk_rows;
+    int n_chunks;
+    char *schema_print;  /* the load schema the chunks were read with */
+    char *copy_job_id;   /* NULL until the copy is about to run */
+    int64_t planned_ms;
+} mbq_backfill;
+
+typedef enum mbq_chunk_state {
+    MBQ_CHUNK_PLANNED = 0,   /* nothing read yet */
+    MBQ_CHUNK_EXTRACTED = 1, /* its file (path, rows, bytes) and job id are journaled */
+    MBQ_CHUNK_LOADED = 2,    /* its load job is done and holds its rows */
+} mbq_chunk_state;
+
+typedef struct mbq_backfill_chunk {
+    int chunk;           /* 1-based, in key order */
+    char *key_after;     /* exclusive lower key (mbq/chunks.h encoding); NULL = from the start */
+    char *key_upto;      /* inclusive upper key; NULL = to the end */
+    mbq_chunk_state state;
+    int attempt;
+    char *path;
+    int64_t rows, bytes;
+    char *job_id;
+    int64_t part_bytes;  /* the file loads in parts of at most this; 0 = one load */
+} mbq_backfill_chunk;
+
+void mbq_backfill_clear(mbq_backfill *b);
+void mbq_backfill_chunks_free(mbq_backfill_chunk *c, int n);
+
+/* The backfill of table run `table_run_id`: *found false when it has none. */
+int mbq_journal_backfill_get(mbq_journal *j, mbq_backfill *out, bool *found,
+                             int64_t table_run_id);
+
+/* Journal a plan: the backfill and its n chunks (all planned) in one
+ * transaction, replacing any earlier plan of the table run. */
+int mbq_journal_backfill_create(mbq_journal *j, const mbq_backfill *b,
+                                const mbq_backfill_chunk *chunks, int n);
+
+/* Forget a table run's backfill and chunks (a plan that cannot be used). */
+int mbq_journal_backfill_delete(mbq_journal *j, int64_t table_run_id);
+
+/* Record the copy job's id before it is submitted. */
+int mbq_journal_backfill_set_copy(mbq_journal *j, int64_t table_run_id, const char *job_id);
+
+/* The chunks of `table_run_id` in order; free with mbq_backfill_chunks_free. */
+int mbq_journal_chunks_get(mbq_journal *j, mbq_backfill_chunk **out, int *n,
+                           int64_t table_run_id);
+
+/* Persist chunk c's state, attempt, file, rows, bytes, job id, part size. */
+int mbq_journal_chunk_save(mbq_journal *j, int64_t table_run_id, const mbq_backfill_chunk *c);
+
+/* Progress of a table run's backfill (mbq-state inspect): chunks loaded of
+ * n_chunks and the rows they hold. *found false when it has none. */
+int mbq_journal_backfill_progress(mbq_journal *j, bool *found, int *loaded, int *n_chunks,
+                                  int64_t *rows_loaded, int64_t table_run_id);
+
 #endif

@@ -7,8 +7,9 @@
  *                      |  |            stage <-restage- merge (staging table expired)
  *                      |  +------restart------ stage, merge, commit-metadata (schema-check:
  *                      |                        target vanished and reloaded, columns changed)
- *                      \--no rows / unchanged -------------------------------^   (mirror to
- *                                                                               BigQuery after)
+ *                      +--no rows / unchanged -------------------------------^   (mirror to
+ *                      |                                                        BigQuery after)
+ *                      \--backfilled (chunks loaded, shadow copied in) -------^
  *   Any error leaves the table run in the state where it failed (journaled with
  *   the error); the next `mbq sync` resumes it from there. A job that BigQuery
  *   reports as failed bumps the attempt, so the retry uses a new job id.

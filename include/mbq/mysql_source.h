@@ -164,11 +164,15 @@ typedef struct mbq_extract_options {
      * MBQ_EDATA naming the table and the row's key, rather than a load job
      * that BigQuery would refuse. */
     size_t max_row_bytes;
+    /* Optional SQL condition ANDed to the rows read (a backfill chunk's key
+     * range, mbq_mysql_chunk_where); built by mbq code, never from user
+     * text. NULL = none. */
+    const char *where;
 } mbq_extract_options;
 
 #define MBQ_EXTRACT_OPTIONS_INIT                                                                   \
     {NULL, NULL, 0, NULL, MBQ_CURSOR_NONE, NULL, NULL, NULL, true, 0,                             \
-     0,    NULL, false, 0, NULL, NULL, NULL, NULL, 0}
+     0,    NULL, false, 0, NULL, NULL, NULL, NULL, 0, NULL}
 
 typedef struct mbq_extract_result {
     uint64_t rows;

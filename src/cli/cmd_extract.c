@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mbq/chunks.h"
 #include "mbq/commands.h"
 #include "mbq/config.h"
 #include "mbq/discover.h"
@@ -19,6 +20,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mbq extract --table T --out FILE [--config FILE] [--since VALUE]\n"
             "                   [--no-compress] [--log-level L] [--log-format F]\n"
+            "       mbq extract --table T --out DIR --chunk-rows R [--jobs N] [...]\n"
             "\n"
             "Extract one configured table the way 'mbq sync' does: one consistent snapshot,\n"
             "rows with cursor >= VALUE (all rows without --since, or for a table without a\n"
@@ -30,6 +32,9 @@ static void usage(FILE *f)
             "  --since VALUE    inclusive lower bound of the cursor, in MySQL's text form\n"
             "  --out FILE       the output file; nothing is written when there are no rows\n"
             "  --no-compress    write plain NDJSON\n"
+            "  --chunk-rows R   read the whole table as a backfill does: in primary-key\n"
+            "                   chunks of R rows, each its own snapshot, into DIR/c00001...\n"
+            "  --jobs N         with --chunk-rows: N connections at once (default 1)\n"
             "  --help           this text\n"
             "\n"
             "Prints rows, bytes, checksum, low, high, seconds and rows/s.\n"
@@ -57,10 +62,34 @@ static int opt_value(const char **out, int argc, char **argv, int *i, const char
     return 1;
 }
 
+/* --chunk-rows: the table in key-range chunks on `jobs` connections. */
+static int extract_chunked(mbq_mysql *my, const mbq_config *cfg, mbq_extract_options *o,
+                           const char *dir, long long chunk_rows, int jobs)
+{
+    mbq_chunked_result r;
+    o->cursor = NULL; /* every row, in key order */
+    int rc = mbq_mysql_extract_chunked(&r, my, &cfg->mysql, o, dir, chunk_rows, jobs);
+    if (rc < 0)
+        return mbq_cli_fail("mbq extract", rc);
+    double secs = (double)r.elapsed_ms / 1000.0;
+    printf("table     %s\n", o->log_table);
+    printf("dir       %s\n", dir);
+    printf("format    %s\n", o->compress ? "ndjson+gzip" : "ndjson");
+    printf("chunks    %d\n", r.chunks);
+    printf("jobs      %d\n", jobs);
+    printf("rows      %llu\n", (unsigned long long)r.rows);
+    printf("bytes     %llu\n", (unsigned long long)r.bytes);
+    printf("raw_bytes %llu\n", (unsigned long long)r.raw_bytes);
+    printf("plan_s    %.3f\n", (double)r.plan_ms / 1000.0);
+    printf("seconds   %.3f\n", secs);
+    printf("rows/s    %.0f\n", secs > 0 ? (double)r.rows / secs : (double)r.rows);
+    return MBQ_EXIT_OK;
+}
+
 int mbq_cmd_extract(int argc, char **argv)
 {
     const char *config_path = NULL, *table = NULL, *since = NULL, *out_path = NULL;
-    const char *log_level = NULL, *log_format = NULL;
+    const char *log_level = NULL, *log_format = NULL, *chunk_s = NULL, *jobs_s = NULL;
     bool no_compress = false;
     int exit_code = MBQ_EXIT_OK, rc;
     mbq_config *cfg = NULL;
@@ -83,7 +112,9 @@ int mbq_cmd_extract(int argc, char **argv)
             (r = opt_value(&since, argc, argv, &i, "--since")) ||
             (r = opt_value(&out_path, argc, argv, &i, "--out")) ||
             (r = opt_value(&log_level, argc, argv, &i, "--log-level")) ||
-            (r = opt_value(&log_format, argc, argv, &i, "--log-format"))) {
+            (r = opt_value(&log_format, argc, argv, &i, "--log-format")) ||
+            (r = opt_value(&chunk_s, argc, argv, &i, "--chunk-rows")) ||
+            (r = opt_value(&jobs_s, argc, argv, &i, "--jobs"))) {
             if (r < 0)
                 return MBQ_EXIT_USAGE;
             continue;
@@ -95,6 +126,13 @@ int mbq_cmd_extract(int argc, char **argv)
     if (!table || !out_path) {
         fprintf(stderr, "mbq extract: --table and --out are required\n");
         usage(stderr);
+        return MBQ_EXIT_USAGE;
+    }
+    long long chunk_rows = chunk_s ? atoll(chunk_s) : 0, jobs = jobs_s ? atoll(jobs_s) : 1;
+    if ((chunk_s && chunk_rows < 1) || jobs < 1 || jobs > 32 || (jobs_s && !chunk_s) ||
+        (chunk_s && since)) {
+        fprintf(stderr, "mbq extract: --chunk-rows needs a positive count, --jobs 1..32 goes "
+                        "with it, and neither with --since\n");
         return MBQ_EXIT_USAGE;
     }
     if ((exit_code = mbq_cli_load_config(&cfg, config_path, log_level, log_format)) != 0)
@@ -134,6 +172,10 @@ int mbq_cmd_extract(int argc, char **argv)
     o.path = out_path;
     o.compress = cfg->bigquery.compress && !no_compress;
     o.log_table = tc->name;
+    if (chunk_rows > 0) {
+        exit_code = extract_chunked(my, cfg, &o, out_path, chunk_rows, (int)jobs);
+        goto done;
+    }
     if ((rc = mbq_mysql_extract(&res, my, &o)) < 0) {
         exit_code = mbq_cli_fail("mbq extract", rc);
         goto done;

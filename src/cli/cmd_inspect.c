@@ -241,6 +241,25 @@ int mbq_cmd_inspect(int argc, char **argv)
         json_object_object_add(t, "last_error", jstr(ts.last_error));
         json_object_object_add(t, "last_error_state", jstr(ts.last_error_state));
         json_object_object_add(t, "in_flight", in_flight ? run_json(&fl) : NULL);
+        /* A chunked backfill in flight: how far it got (journal version 5). */
+        bool bf_found = false;
+        int bf_loaded = 0, bf_chunks = 0;
+        int64_t bf_rows = 0;
+        if (in_flight && mbq_journal_version(j) >= 5 &&
+            (rc = mbq_journal_backfill_progress(j, &bf_found, &bf_loaded, &bf_chunks, &bf_rows,
+                                                fl.id)) < 0) {
+            json_object_put(t);
+            mbq_table_state_clear(&ts);
+            mbq_table_run_clear(&fl);
+            goto fail;
+        }
+        if (bf_found) {
+            json_object *bf = json_object_new_object();
+            json_object_object_add(bf, "chunks", json_object_new_int(bf_chunks));
+            json_object_object_add(bf, "chunks_loaded", json_object_new_int(bf_loaded));
+            json_object_object_add(bf, "rows_loaded", json_object_new_int64(bf_rows));
+            json_object_object_add(json_object_object_get(t, "in_flight"), "backfill", bf);
+        }
 
         mbq_table_run *recent = NULL;
         int n_recent = 0;
@@ -264,6 +283,9 @@ int mbq_cmd_inspect(int argc, char **argv)
             if (in_flight)
                 mbq_buf_printf(&fl_desc, "%s (attempt %d%s%s)", fl.state, fl.attempt,
                                fl.error ? ", last error: " : "", fl.error ? fl.error : "");
+            if (bf_found)
+                mbq_buf_printf(&fl_desc, ", backfill: %d/%d chunks, %lld rows loaded", bf_loaded,
+                               bf_chunks, (long long)bf_rows);
             printf("%-20s %-28s %-25s %8lld %5d  %s\n", tables[i],
                    ts.cursor_value ? ts.cursor_value : "-",
                    ts.last_success_ms > 0 ? mbq_buf_cstr(&when) : "never",

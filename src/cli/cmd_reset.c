@@ -3,6 +3,7 @@
  * file) and moves or clears the cursor, journaled as an event. Without
  * --yes it only says what it would do. It takes the state lock, so it never
  * races a running sync. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -47,6 +48,42 @@ static void drop_staging(const mbq_config *cfg, const char *table)
     else
         printf("dropped staging table '%s'\n", table);
     mbq_bq_free(bq);
+}
+
+/* An abandoned run's chunked backfill (journal version 5): its shadow
+ * table and its chunk files go too. */
+static void abandon_backfill(const mbq_config *cfg, mbq_journal *j, int64_t table_run_id)
+{
+    mbq_backfill bf;
+    bool found = false;
+    mbq_buf dir = MBQ_BUF_INIT;
+    if (mbq_journal_version(j) < 5 || mbq_journal_backfill_get(j, &bf, &found, table_run_id) < 0 ||
+        !found)
+        return;
+    drop_staging(cfg, bf.shadow_table);
+    /* The directory is the table run's alone: every file in it goes
+     * (chunk files, parts, a read cut short). */
+    DIR *d = NULL;
+    if (mbq_buf_printf(&dir, "%s/staging/backfill.%lld", cfg->state_dir,
+                       (long long)table_run_id) == 0 &&
+        (d = opendir(dir.ptr)) != NULL) {
+        struct dirent *e;
+        mbq_buf f = MBQ_BUF_INIT;
+        while ((e = readdir(d)) != NULL) {
+            mbq_buf_clear(&f);
+            if (e->d_name[0] != '.' && mbq_buf_printf(&f, "%s/%s", dir.ptr, e->d_name) == 0 &&
+                unlink(f.ptr) < 0)
+                fprintf(stderr, "mbq-state reset: warning: cannot delete '%s': %s\n", f.ptr,
+                        strerror(errno));
+        }
+        mbq_buf_free(&f);
+        closedir(d);
+    }
+    if (dir.ptr && rmdir(dir.ptr) < 0 && errno != ENOENT)
+        fprintf(stderr, "mbq-state reset: warning: cannot remove '%s': %s\n", dir.ptr,
+                strerror(errno));
+    mbq_buf_free(&dir);
+    mbq_backfill_clear(&bf);
 }
 
 int mbq_cmd_reset(int argc, char **argv)
@@ -133,6 +170,7 @@ int mbq_cmd_reset(int argc, char **argv)
     }
 
     if (in_flight) {
+        abandon_backfill(cfg, j, fl.id);
         if (fl.staging_table)
             drop_staging(cfg, fl.staging_table);
         if (fl.staged_path && unlink(fl.staged_path) < 0 && errno != ENOENT)

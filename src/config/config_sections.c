@@ -60,11 +60,12 @@ static int get_limits(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
 
 /* ---- sections ----------------------------------------------------------- */
 
+/* "discover", "exclude" and "cursor_columns" are a pattern entry's. */
 static const char *const table_keys[] = {
     "name",           "primary_key", "updated_column", "mode",
     "lookback",       "target",      "partition_by",   "partition_type",
     "cluster_by",     "on_incompatible_change",        "on_missing_target",
-    "discover",       "exclude",     "cursor_columns", NULL}; /* the last three: patterns */
+    "chunk_rows",     "discover",    "exclude",       "cursor_columns", NULL};
 static const char *const mysql_keys[] = {"host",     "port",     "socket",          "user",
                                          "password", "database", "connect_timeout", "read_timeout",
                                          "ssl",      NULL};
@@ -153,6 +154,10 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
                     path.ptr);
         goto done;
     }
+    /* A first sync or full refresh in key-range chunks of this many rows,
+     * each its own snapshot and load (0: one snapshot). */
+    if ((rc = get_int(c, &s, "chunk_rows", 0, INT64_C(1000000000000), &t->chunk_rows)) < 0)
+        goto done;
 
     if ((rc = get_str(c, &s, "target", 0, &t->target, &at)) < 0)
         goto done;

@@ -963,3 +963,15 @@ int mbq_journal_part_update(mbq_journal *j, int64_t table_run_id, int part, cons
                      "siii", job_id, (int64_t)loaded, table_run_id, (int64_t)part);
     return rc < 0 ? rc : step_done(j, st, "cannot record a load part");
 }
+
+/* ---- for the other journal files (journal_internal.h) ---- */
+
+sqlite3 *mbq_journal_db(mbq_journal *j)
+{
+    return j->db;
+}
+
+const char *mbq_journal_path(mbq_journal *j)
+{
+    return j->path;
+}

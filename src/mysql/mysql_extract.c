@@ -91,6 +91,12 @@ static int read_high(char **high, mbq_mysql *c, const mbq_extract_options *o,
             goto done;
         sep = " AND ";
     }
+    if (o->where) {
+        if ((rc = mbq_buf_puts(&sql, sep)) < 0 || (rc = mbq_buf_puts(&sql, "(")) < 0 ||
+            (rc = mbq_buf_puts(&sql, o->where)) < 0 || (rc = mbq_buf_puts(&sql, ")")) < 0)
+            goto done;
+        sep = " AND ";
+    }
     if (o->high_limit) {
         if ((rc = mbq_buf_puts(&sql, sep)) < 0 ||
             (rc = mbq_buf_quote_mysql_ident(&sql, o->cursor)) < 0 ||
@@ -160,6 +166,9 @@ static int build_select(mbq_buf *sql, mbq_mysql *c, const mbq_extract_options *o
                 rc = mbq_buf_puts(sql, ")");
         }
     }
+    if (rc == 0 && o->where && (rc = mbq_buf_puts(sql, o->cursor ? " AND (" : " WHERE (")) == 0 &&
+        (rc = mbq_buf_puts(sql, o->where)) == 0)
+        rc = mbq_buf_puts(sql, ")");
     const char *sep = " ORDER BY ";
     if (rc == 0 && o->cursor && order_by_cursor) {
         if ((rc = mbq_buf_puts(sql, sep)) == 0)

@@ -78,7 +78,8 @@ int mbq_state_parse(mbq_state *out, const char *name)
 /* ---- the transition table ---------------------------------------------- */
 
 static const char *const event_names[EV__COUNT] = {
-    "ok", "merge", "replace", "no-rows", "unchanged", "re-extract", "restage", "restart"};
+    "ok", "merge", "replace", "no-rows", "unchanged", "re-extract", "restage", "restart",
+    "backfilled"};
 
 /* Forward moves (the diagram in mbq/machine.h) and the moves back that
  * recover what BigQuery or the disk lost under a run:
@@ -91,7 +92,9 @@ static const char *const event_names[EV__COUNT] = {
  *                       | +-------restart------ stage, merge, commit-metadata (from schema-check:
  *                       |                         the target vanished and is reloaded, or the
  *                       |                         source's columns changed since the extract)
- *                       \--no-rows/unchanged--> commit-metadata
+ *                       +--no-rows/unchanged--> commit-metadata
+ *                       \--backfilled---------> commit-metadata (chunks loaded and swapped in
+ *                                                  by backfill.c, journaled chunk by chunk)
  */
 static const struct transition {
     mbq_state from;
@@ -103,6 +106,7 @@ static const struct transition {
     {MBQ_ST_EXTRACT, EV_REPLACE, MBQ_ST_STAGE},
     {MBQ_ST_EXTRACT, EV_NO_ROWS, MBQ_ST_COMMIT},
     {MBQ_ST_EXTRACT, EV_UNCHANGED, MBQ_ST_COMMIT},
+    {MBQ_ST_EXTRACT, EV_BACKFILLED, MBQ_ST_COMMIT},
     {MBQ_ST_STAGE, EV_MERGE, MBQ_ST_MERGE},
     {MBQ_ST_STAGE, EV_REPLACE, MBQ_ST_COMMIT},
     {MBQ_ST_STAGE, EV_REEXTRACT, MBQ_ST_EXTRACT},
@@ -361,6 +365,18 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     t->run.attempt++;
     const char *cursor = t->tc->mode == MBQ_MODE_FULL ? NULL : t->tc->updated_column;
     bool replace = !cursor || !t->committed.cursor_value || t->rebuild;
+    if (replace && !t->rebuild) {
+        /* A first sync or full refresh in key-range chunks (backfill.c),
+         * when configured or already in flight. A rebuild changes the
+         * target's types and is read in one snapshot. */
+        bool backfilled = false;
+        if ((rc = mbq_backfill_extract(ctx, t, &backfilled)) < 0)
+            goto done;
+        if (backfilled) {
+            *ev = EV_BACKFILLED;
+            goto done;
+        }
+    }
     if (cursor && !replace &&
         (rc = mbq_cursor_minus(&low, t->committed.cursor_kind, t->committed.cursor_value,
                                t->tc->lookback_ms)) < 0)

@@ -446,6 +446,7 @@ static int catch_up(sync_ctx *ctx, table_job *t)
     t->resumed = false;
     t->unchanged = false;
     t->extracted_here = false;
+    t->backfilled = false;
     t->rows_synced = 0;
     rc = mbq_machine_drive(ctx, t);
     t->rows_synced += rows;
@@ -458,7 +459,9 @@ static bool run_table(sync_ctx *ctx, table_job *t)
 {
     int64_t t0 = mbq_monotonic_ms();
     int rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
-    if (rc == 0 && !ctx->dry_run && t->resumed && !t->extracted_here)
+    /* A chunked backfill read each chunk in its own snapshot: it catches up
+     * from the mark it took before the first one (backfill.c). */
+    if (rc == 0 && !ctx->dry_run && ((t->resumed && !t->extracted_here) || t->backfilled))
         rc = catch_up(ctx, t);
     if (rc < 0)
         table_job_fail(ctx, t, rc);
@@ -689,6 +692,7 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     ctx.run_id = run_id;
     ctx.dry_run = opts->dry_run;
     ctx.progress = opts->progress;
+    ctx.jobs = opts->jobs;
 
     for (size_t i = 0; opts->tables && i < opts->n_tables; i++) {
         if (!mbq_config_table(cfg, opts->tables[i]) && mbq_pattern_for(cfg, opts->tables[i]) < 0) {

@@ -23,6 +23,7 @@ typedef struct sync_ctx {
     char *staging_dir;    /* <state_dir>/staging */
     bool dry_run;
     bool progress;        /* show progress lines (on a terminal only) */
+    int jobs;             /* `--jobs`: also the connections one table's backfill chunks use */
 } sync_ctx;
 
 /* One table in one run. */
@@ -48,6 +49,8 @@ typedef struct table_job {
     bool rebuild;                /* schema-check: an incompatible change under policy 'rebuild':
                                     the whole table is reloaded into the target, whose schema
                                     the replace load then sets to load_schema */
+    bool backfilled;             /* extract ran a chunked backfill of a table with a cursor:
+                                    the run catches up from its mark (sync.c) */
     char **changes;              /* schema changes, human-readable, for the summary */
     size_t n_changes;
     int64_t rows_synced;
@@ -76,6 +79,14 @@ int mbq_machine_drive(sync_ctx *ctx, table_job *t);
  * commit-metadata) back to extract, journaled, because what it staged can no
  * longer be used; 0 and nothing done in schema-check or extract. */
 int mbq_machine_restart_extract(sync_ctx *ctx, table_job *t);
+
+/* backfill.c: the extract state of a first sync or full refresh of a table
+ * with chunk_rows set (or with a chunked backfill in flight): reads the
+ * table in key-range chunks into a shadow table and swaps it over the
+ * target. *done true when it did (the table run is then filled as a replace
+ * load ready to commit); false when the table is read in one snapshot as
+ * usual (no chunk_rows, it fits one chunk, or its key cannot bound chunks). */
+int mbq_backfill_extract(sync_ctx *ctx, table_job *t, bool *done);
 
 /* `project`.`dataset`.`table` quoted for GoogleSQL. */
 int mbq_bq_table_ref(mbq_buf *b, const sync_ctx *ctx, const char *table);
@@ -114,6 +125,8 @@ typedef enum step_event {
     EV_RESTAGE,    /* merge: the staging table is gone (expired), the staged file is intact */
     EV_RESTART,    /* schema-check: what was staged can no longer be used (the target is
                       gone, or the source's columns changed): extract again */
+    EV_BACKFILLED, /* extract: a chunked backfill loaded every chunk into its shadow table and
+                      copied it over the target (backfill.c): nothing left to stage */
     EV__COUNT
 } step_event;
 

@@ -24,6 +24,8 @@ struct mbq_progress {
     int64_t last_draw_ms;
     int64_t rows;
     int64_t bytes;
+    int chunks_done, chunks_total; /* chunks_total 0: not a chunked backfill */
+    int64_t eta_ms;
 };
 
 static int put_bytes(mbq_buf *b, int64_t v)
@@ -52,7 +54,13 @@ static void draw(mbq_progress *p, int64_t now, bool final)
         mbq_buf_puts(&line, ": ") || mbq_buf_put_count(&line, p->rows < 0 ? 0 : p->rows) ||
         mbq_buf_puts(&line, " rows, ") || put_bytes(&line, p->bytes) ||
         mbq_buf_puts(&line, ", ") || mbq_buf_put_count(&line, rate < 0 ? 0 : rate) ||
-        mbq_buf_puts(&line, " rows/s") || (final && mbq_buf_putc(&line, '\n')))
+        mbq_buf_puts(&line, " rows/s") ||
+        (p->chunks_total > 0 &&
+         mbq_buf_printf(&line, ", chunk %d/%d", p->chunks_done, p->chunks_total)) ||
+        (p->chunks_total > 0 && !final && p->eta_ms >= 0 &&
+         mbq_buf_printf(&line, ", ETA %lldm%02llds", (long long)(p->eta_ms / 60000),
+                        (long long)(p->eta_ms / 1000 % 60))) ||
+        (final && mbq_buf_putc(&line, '\n')))
         goto done;
     ssize_t w = write(STDERR_FILENO, line.ptr, line.len);
     (void)w;
@@ -99,6 +107,17 @@ void mbq_progress_update(mbq_progress *p, int64_t rows, int64_t bytes)
     int64_t now = mbq_monotonic_ms();
     if (now - p->last_draw_ms >= PROGRESS_INTERVAL_MS)
         draw(p, now, false);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void mbq_progress_chunks(mbq_progress *p, int done, int total, int64_t eta_ms)
+{
+    if (!p || !p->enabled)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->chunks_done = done;
+    p->chunks_total = total;
+    p->eta_ms = eta_ms;
     pthread_mutex_unlock(&p->lock);
 }
 
