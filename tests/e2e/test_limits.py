@@ -14,23 +14,16 @@ can hit one and fail on every run forever.
   every row arrives once.
 
 A first sync or full refresh in parts replaces the target with one copy
-job, which the emulator does not have (its jobs.insert knows load, query
-and extract). The request itself is proven against the stand-in (bq_standin
-test, test_standin_copy_job_replaces_target_once); here CopyJobs, a small
-proxy in front of the emulator, answers copy jobs as BigQuery documents
-them (the destination's rows replaced by the source's, looked up by job id,
-409 for a duplicate id) through the emulator's own SQL, and passes
-everything else through, so the whole flow runs: parts into a staging
-table with the target's layout, the target untouched until the copy, one
-copy."""
-import http.client
-import json
+job (WRITE_TRUNCATE), which the patched emulator runs as BigQuery documents
+it (tools/emulator/patches/0013-copy-jobs.patch: the destination's rows
+and schema replaced by the source's in one transaction, looked up by job
+id, 409 for a duplicate id), so the whole flow runs against it: parts into
+a staging table with the target's layout, the target untouched until the
+copy, one copy, counted from the emulator's own job list."""
 import os
 import re
 import sqlite3
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, assert_target_equals_source, bq_query, bq_request, check, check_eq,
@@ -232,93 +225,27 @@ def test_merge_ranges_resume_after_a_kill():
     ws.cleanup()
 
 
-class CopyJobs:
-    """A pass-through proxy to the emulator that runs copy jobs itself (see
-    the module's docstring). `copies` lists the copy jobs it ran."""
-
-    def __init__(self):
-        upstream = os.environ["BIGQUERY_EMULATOR_HOST"]
-        jobs, copies, lock = {}, [], threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def reply(self, code, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def forward(self, body):
-                up = http.client.HTTPConnection(upstream, timeout=600)
-                hdrs = {k: v for k, v in self.headers.items()
-                        if k.lower() not in ("host", "connection", "transfer-encoding")}
-                up.request(self.command, self.path, body=body, headers=hdrs)
-                r = up.getresponse()
-                data = r.read()
-                up.close()
-                self.send_response(r.status)
-                for k, v in r.getheaders():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def copy(self, job):
-                c = job["configuration"]["copy"]
-                src, dst = c["sourceTable"], c["destinationTable"]
-                jid = job["jobReference"]["jobId"]
-                with lock:
-                    if jid in jobs:
-                        return self.reply(409, {"error": {"code": 409, "message": "Already "
-                                                          "Exists: Job " + jid, "errors": [
-                                                              {"reason": "duplicate"}]}})
-                    if c.get("writeDisposition") != "WRITE_TRUNCATE":
-                        return self.reply(400, {"error": {"code": 400, "message": "unexpected "
-                                                          "disposition", "errors": [
-                                                              {"reason": "invalid"}]}})
-                    bq_query("DELETE FROM `%s.%s` WHERE TRUE" % (dst["datasetId"], dst["tableId"]))
-                    bq_query("INSERT INTO `%s.%s` SELECT * FROM `%s.%s`"
-                             % (dst["datasetId"], dst["tableId"], src["datasetId"], src["tableId"]))
-                    jobs[jid] = dict(job, status={"state": "DONE"}, statistics={})
-                    copies.append((jid, src["tableId"], dst["tableId"]))
-                    return self.reply(200, jobs[jid])
-
-            def handle_any(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else None
-                path = self.path.split("?")[0]
-                if self.command == "POST" and path.endswith("/jobs") and \
-                        path.startswith("/bigquery/"):
-                    job = json.loads(body)
-                    if "copy" in job.get("configuration", {}):
-                        return self.copy(job)
-                if self.command == "GET" and "/jobs/" in path:
-                    with lock:
-                        j = jobs.get(path.rsplit("/", 1)[1])
-                    if j:
-                        return self.reply(200, j)
-                return self.forward(body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
-
-        self.copies = copies
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = "http://127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+def copy_jobs_into(dataset):
+    """(job id, source table, destination table, write disposition) of each
+    copy job the emulator ran into dataset, oldest first: jobs.list names the
+    copy jobs (statistics.copy), jobs.get gives their configuration."""
+    st, body = bq_request("GET", "/jobs")
+    check_eq(st, 200, "jobs.list")
+    out = []
+    for j in body.get("jobs") or []:
+        if "copy" not in (j.get("statistics") or {}):
+            continue
+        jid = j["jobReference"]["jobId"]
+        st, job = bq_request("GET", "/jobs/" + jid)
+        check_eq(st, 200, "jobs.get of copy job %s" % jid)
+        c = job["configuration"]["copy"]
+        if c["destinationTable"]["datasetId"] == dataset:
+            out.append((jid, c["sourceTable"]["tableId"], c["destinationTable"]["tableId"],
+                        c.get("writeDisposition")))
+    return out
 
 
-def full_ws(name, proxy, rows=300):
+def full_ws(name, rows=300):
     """A full-refresh table partitioned by day whose extract (about 40 KiB)
     is well above a 4 KiB bound: every sync replaces the target in parts."""
     ws = Workspace(name)
@@ -328,18 +255,18 @@ def full_ws(name, proxy, rows=300):
                       "partition_by": "updated_at", "cluster_by": "id"}],
                     extra_bigquery="max_load_file_size: %d\nstream_load: false\ncompression: none"
                     % PART_BYTES)
-    ws.env_base = ws.env(MBQ_E2E_BQ_ENDPOINT=proxy.endpoint)
     return ws
 
 
 def test_replace_in_parts_is_one_copy_and_atomic_for_readers():
-    proxy = CopyJobs()
-    ws = full_ws("replparts", proxy)
-    r = ws.sync(env=ws.env_base)
+    ws = full_ws("replparts")
+    r = ws.sync()
     expect_ok(r)
     check("split into" in r.stderr, "the first sync went in parts: %r" % r)
-    check_eq(len(proxy.copies), 1, "one copy job replaced the target")
-    check_eq(proxy.copies[0][2], "items", "copied over the target")
+    copies = copy_jobs_into(ws.dataset)
+    check_eq(len(copies), 1, "one copy job replaced the target: %r" % copies)
+    check_eq(copies[0][2:], ("items", "WRITE_TRUNCATE"), "copied over the target")
+    check(copies[0][1] != "items", "copied from a staging table: %r" % copies)
     check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 300, "rows")
     # A full refresh, killed between parts: readers still see the old
     # content, whole; the staging table has the target's layout.
@@ -347,7 +274,7 @@ def test_replace_in_parts_is_one_copy_and_atomic_for_readers():
     mysql("DELETE FROM items WHERE id <= 50; UPDATE items SET n = n + 1000 WHERE id > 250",
           db=ws.db)
     insert_rows(ws, 301, 40, 3)
-    env = dict(ws.env_base, MBQ_FAULT="stage.part_done", MBQ_FAULT_HIT="3")
+    env = ws.env(MBQ_FAULT="stage.part_done", MBQ_FAULT_HIT="3")
     r = ws.sync(env=env)
     check(r.returncode == -9, "killed after the third part: %r" % r)
     check_eq(bq_query("SELECT COUNT(*), SUM(n) FROM `%s.items`" % ws.dataset), before,
@@ -358,7 +285,7 @@ def test_replace_in_parts_is_one_copy_and_atomic_for_readers():
     check_eq((st.get("timePartitioning"), st.get("clustering")),
              (tg.get("timePartitioning"), tg.get("clustering")),
              "the staging table has the target's partitioning and clustering")
-    r = ws.sync(env=ws.env_base)
+    r = ws.sync()
     expect_ok(r)
     # The resumed run loads only the parts it has not loaded; then, since
     # its snapshot is older than this sync, a new full refresh catches up
@@ -367,11 +294,10 @@ def test_replace_in_parts_is_one_copy_and_atomic_for_readers():
     check(caught_up != "", "the resumed full refresh is followed by a catch-up: %r" % r)
     check("loaded part 1 " not in resumed and "loaded part 4 " in resumed,
           "loaded parts are not loaded again: %r" % r)
-    check_eq(len(proxy.copies), 3, "one copy for the resumed run, one for the catch-up")
+    check_eq(len(copy_jobs_into(ws.dataset)), 3, "one copy for the resumed run, one for the catch-up")
     check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 290, "rows")
     check_eq(staging_files(ws), [], "the parts are removed")
     check_eq(staging_tables(ws), [], "the staging table is dropped")
-    proxy.stop()
     ws.cleanup()
 
 

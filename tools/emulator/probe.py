@@ -217,6 +217,32 @@ def probe_dry_run(emu):
     yield "dry-run query job without jobReference", f"HTTP {st} {err(doc)}", "HTTP 200"
 
 
+def copy_job(emu, job_id, src, dst, write):
+    def ref(table):
+        return {"projectId": PROJECT, "datasetId": "d", "tableId": table}
+    return emu.call("POST", f"/bigquery/v2/projects/{PROJECT}/jobs", json.dumps({
+        "jobReference": {"projectId": PROJECT, "jobId": job_id},
+        "configuration": {"copy": {"sourceTable": ref(src), "destinationTable": ref(dst),
+                                   "writeDisposition": write, "createDisposition": "CREATE_NEVER"}}}),
+        {"Content-Type": "application/json"})
+
+
+def probe_copy(emu):
+    body, hdrs = multipart(load_meta("c_src", "c_src"), ROWS)
+    emu.call("POST", UPLOAD + "?uploadType=multipart", body, hdrs)
+    emu.insert_job("c_dst", "CREATE TABLE d.c_dst AS SELECT 7 AS id, 'x' AS name")
+    st, _, doc = copy_job(emu, "cp1", "c_src", "c_dst", "WRITE_TRUNCATE")
+    _, _, gdoc = emu.get_job("cp1")
+    copied = (((gdoc or {}).get("statistics") or {}).get("copy") or {}).get("copiedRows")
+    yield "copy job WRITE_TRUNCATE over a table with 1 row", \
+        f"insert HTTP {st} {err(doc) or status_error(doc)}; jobs.get copiedRows {copied}; " \
+        f"rows {count(emu, 'c_dst')}", "insert HTTP 200; copiedRows 3; rows 3"
+    st, _, doc = copy_job(emu, "cp2", "c_src", "c_dst", "WRITE_EMPTY")
+    yield "copy job WRITE_EMPTY into a table with rows", \
+        f"insert HTTP {st} {err(doc) or status_error(doc)}; rows {count(emu, 'c_dst')}", \
+        "insert HTTP 200 errorResult duplicate; rows 3"
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
@@ -225,7 +251,8 @@ def main():
         emu.call("POST", f"/bigquery/v2/projects/{PROJECT}/datasets",
                  json.dumps({"datasetReference": {"projectId": PROJECT, "datasetId": "d"}}),
                  {"Content-Type": "application/json"})
-        for probe in (probe_gzip, probe_resumable, probe_duplicate, probe_results, probe_dry_run):
+        for probe in (probe_gzip, probe_resumable, probe_duplicate, probe_results, probe_dry_run,
+                      probe_copy):
             for what, got, want in probe(emu):
                 print(f"{what}\n    emulator: {got}\n    BigQuery: {want}")
     finally:
