@@ -13,6 +13,7 @@
 #include "mbq/buf.h"
 #include "mbq/error.h"
 #include "mbq/journal.h"
+#include "journal_internal.h"
 #include "mbq/util.h"
 #include "mbq/banned.h"
 
@@ -967,4 +968,16 @@ int mbq_journal_part_update(mbq_journal *j, int64_t table_run_id, int part, cons
                      "part = ?",
                      "siii", job_id, (int64_t)loaded, table_run_id, (int64_t)part);
     return rc < 0 ? rc : step_done(j, st, "cannot record a load part");
+}
+
+/* ---- for the journal's other source files (journal_internal.h) ---- */
+
+sqlite3 *mbq_journal_sqlite(mbq_journal *j)
+{
+    return j->db;
+}
+
+const char *mbq_journal_file(const mbq_journal *j)
+{
+    return j->path;
 }
