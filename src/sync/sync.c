@@ -411,6 +411,34 @@ static void print_dry_run(const sync_ctx *ctx, const table_job *t)
         printf("  schema: %s\n", t->changes[i]);
 }
 
+/* What a reconciliation would do now: keys read and staged in a
+ * throw-away table, the target only counted. */
+static void print_dry_run_deletes(sync_ctx *ctx, table_job *t)
+{
+    const mbq_table_config *tc = t->tc;
+    int64_t would = -1, live = -1;
+    if (tc->deletes == MBQ_DELETES_OFF) {
+        if (tc->mode != MBQ_MODE_FULL)
+            printf("  deletes: off (rows deleted in MySQL stay in BigQuery)\n");
+        return;
+    }
+    if (t->target_rows < 0) {
+        printf("  deletes: %s; nothing to reconcile before the first sync\n",
+               tc->deletes == MBQ_DELETES_HARD ? "hard" : "soft");
+        return;
+    }
+    int rc = mbq_reconcile_dry_run(ctx, t, &would, &live);
+    if (rc < 0 && !t->reconcile_refused) {
+        printf("  deletes: would fail: %s\n", mbq_error_last());
+        return;
+    }
+    printf("  deletes: %s; would %s %" PRId64 " of %" PRId64 " rows whose key is gone from "
+           "MySQL%s\n",
+           tc->deletes == MBQ_DELETES_HARD ? "hard" : "soft",
+           tc->deletes == MBQ_DELETES_HARD ? "delete" : "flag", would, live,
+           t->reconcile_refused ? " (refused by max_delete_fraction: nothing would change)" : "");
+}
+
 /* The resumed table run took its snapshot in an earlier process, before this
  * run started: rows written since then are not in it, and a run that stopped
  * there would exit 0 with the table behind (a cron user would read that exit
@@ -456,9 +484,16 @@ static int catch_up(sync_ctx *ctx, table_job *t)
 static bool run_table(sync_ctx *ctx, table_job *t)
 {
     int64_t t0 = mbq_monotonic_ms();
-    int rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
+    /* A reconciliation left in flight is finished before the table syncs
+     * again: its statement must meet a target that holds nothing newer
+     * than its keys (reconcile.c). */
+    int rc = ctx->dry_run ? 0 : mbq_reconcile_resume(ctx, t);
+    if (rc == 0)
+        rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
     if (rc == 0 && !ctx->dry_run && t->resumed && !t->extracted_here)
         rc = catch_up(ctx, t);
+    if (rc == 0 && !ctx->dry_run)
+        rc = mbq_reconcile_if_due(ctx, t);
     if (rc < 0)
         table_job_fail(ctx, t, rc);
     else if (!ctx->dry_run)
@@ -467,6 +502,8 @@ static bool run_table(sync_ctx *ctx, table_job *t)
                 t->unchanged ? " (no changes)" : "");
     if (ctx->dry_run)
         print_dry_run(ctx, t);
+    if (ctx->dry_run && rc == 0)
+        print_dry_run_deletes(ctx, t);
     return rc == 0;
 }
 

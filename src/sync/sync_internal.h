@@ -51,6 +51,10 @@ typedef struct table_job {
     char **changes;              /* schema changes, human-readable, for the summary */
     size_t n_changes;
     int64_t rows_synced;
+    int64_t rows_deleted;        /* by a reconciliation (deleted, or flagged in soft mode) */
+    bool reconciled;             /* a reconciliation finished in this run */
+    bool reconcile_refused;      /* the guard refused one (max_delete_fraction) */
+    int64_t t_reconcile_ms;
     int64_t started_ms;
     int result;                  /* 0 ok, <0 the error */
     char *error;
@@ -139,5 +143,19 @@ bool job_retry_again(sync_ctx *ctx, table_job *t, job_retry *jr, int rc, const c
 int step_stage(sync_ctx *ctx, table_job *t, step_event *ev);
 int step_merge(sync_ctx *ctx, table_job *t, step_event *ev);
 int step_commit(sync_ctx *ctx, table_job *t, step_event *ev);
+
+/* reconcile.c: deletes reach BigQuery (mbq/reconcile.h).
+ * mbq_reconcile_resume: finish the table's in-flight reconciliation, if
+ * any, BEFORE the table syncs again (runs schema-check for it).
+ * mbq_reconcile_if_due: after a successful sync, start and finish one when
+ * deletes are on and reconcile_every has passed since the last one.
+ * mbq_reconcile_dry_run: count what one would remove (*would) of the live
+ * target rows (*live) without journaling or changing the target.
+ * All: 0, or the error that stopped it (journaled with the
+ * reconciliation); the guard's refusal is MBQ_EDATA with the fraction and
+ * the override named. */
+int mbq_reconcile_resume(sync_ctx *ctx, table_job *t);
+int mbq_reconcile_if_due(sync_ctx *ctx, table_job *t);
+int mbq_reconcile_dry_run(sync_ctx *ctx, table_job *t, int64_t *would, int64_t *live);
 
 #endif
