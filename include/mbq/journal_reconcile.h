@@ -59,4 +59,10 @@ void mbq_reconcile_runs_free(mbq_reconcile_run *r, int n);
  * *n = how many (0 or 1). */
 int mbq_journal_reconcile_abandon(mbq_journal *j, int *n, const char *table, int64_t now_ms);
 
+/* Finished reconciliations whose row is not in BigQuery's metadata table
+ * yet (oldest first, at most `limit`), and marking one mirrored. */
+int mbq_journal_reconcile_mirror_pending(mbq_journal *j, mbq_reconcile_run **out, int *n,
+                                         int limit);
+int mbq_journal_reconcile_mirror_done(mbq_journal *j, int64_t id);
+
 #endif

@@ -138,6 +138,30 @@ done:
     return rc;
 }
 
+int mbq_journal_reconcile_mirror_pending(mbq_journal *j, mbq_reconcile_run **out, int *n,
+                                         int limit)
+{
+    /* table_name is bound as ?1 by query_runs: any table matches. */
+    return query_runs(j, out, n,
+                      "SELECT " COLS " FROM reconciles WHERE mirror_state = 'pending' AND "
+                      "table_name IS NOT ?1 ORDER BY id LIMIT ?2",
+                      "", limit);
+}
+
+int mbq_journal_reconcile_mirror_done(mbq_journal *j, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(j, &st, "UPDATE reconciles SET mirror_state = 'done' WHERE id = ?");
+    if (rc < 0)
+        return rc;
+    if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+        rc = db_error(j, "cannot bind parameter");
+    else if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_error(j, "cannot mark the reconciliation mirrored");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int mbq_journal_reconcile_in_flight(mbq_journal *j, mbq_reconcile_run *out, bool *found,
                                     const char *table)
 {

@@ -136,7 +136,9 @@ static void table_job_fail(sync_ctx *ctx, table_job *t, int err)
 {
     t->result = err;
     t->error = mbq_strdup(mbq_error_last());
-    t->failed_state = mbq_strdup(t->run.state ? t->run.state : "schema-check");
+    t->failed_state = mbq_strdup(t->in_reconcile ? "reconcile"
+                                 : t->run.state ? t->run.state
+                                                : "schema-check");
     mbq_log(MBQ_LOG_ERROR, t->tc->name, t->failed_state, "%s", mbq_error_last());
     if (!ctx->j || ctx->dry_run)
         return;
@@ -169,6 +171,8 @@ static const mbq_bq_schema *metadata_schema(void)
         mbq_bq_schema_add(s, "table_run_id", "INT64", MBQ_BQ_NULLABLE, NULL);
         mbq_bq_schema_add(s, "load_mode", "STRING", MBQ_BQ_NULLABLE, "merge or replace");
         mbq_bq_schema_add(s, "status", "STRING", MBQ_BQ_NULLABLE, NULL);
+        mbq_bq_schema_add(s, "rows_deleted", "INT64", MBQ_BQ_NULLABLE,
+                          "rows a reconciliation deleted (hard) or flagged (soft)");
     }
     return s;
 }
@@ -487,13 +491,18 @@ static bool run_table(sync_ctx *ctx, table_job *t)
     /* A reconciliation left in flight is finished before the table syncs
      * again: its statement must meet a target that holds nothing newer
      * than its keys (reconcile.c). */
+    t->in_reconcile = !ctx->dry_run;
     int rc = ctx->dry_run ? 0 : mbq_reconcile_resume(ctx, t);
+    if (rc == 0)
+        t->in_reconcile = false;
     if (rc == 0)
         rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
     if (rc == 0 && !ctx->dry_run && t->resumed && !t->extracted_here)
         rc = catch_up(ctx, t);
-    if (rc == 0 && !ctx->dry_run)
+    if (rc == 0 && !ctx->dry_run) {
+        t->in_reconcile = true;
         rc = mbq_reconcile_if_due(ctx, t);
+    }
     if (rc < 0)
         table_job_fail(ctx, t, rc);
     else if (!ctx->dry_run)
@@ -753,6 +762,10 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
         mbq_log(MBQ_LOG_WARN, NULL, "mirror",
                 "metadata mirror to BigQuery failed (retried next run; data is committed): %s",
                 mbq_error_last());
+    else if (conn_rc == 0 && mbq_reconcile_mirror(&ctx) < 0)
+        mbq_log(MBQ_LOG_WARN, NULL, "mirror",
+                "reconciliation mirror to BigQuery failed (retried next run): %s",
+                mbq_error_last());
 
     /* The summary for alerts and metrics. */
     int64_t finished = mbq_now_ms();
@@ -784,6 +797,8 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             s->prev_consecutive_failures = t->prev_failures;
             s->incident = t->target_lost && t->result == 0;
             s->last_success_ms = t->result < 0 ? t->committed.last_success_ms : finished;
+            s->reconciled = t->reconciled;
+            s->rows_deleted = t->rows_deleted;
         }
         mbq_run_summary summary = {run_id, NULL, started, finished, sums, n_jobs};
         mbq_notify_options no = MBQ_NOTIFY_OPTIONS_INIT;

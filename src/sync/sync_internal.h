@@ -54,6 +54,7 @@ typedef struct table_job {
     int64_t rows_deleted;        /* by a reconciliation (deleted, or flagged in soft mode) */
     bool reconciled;             /* a reconciliation finished in this run */
     bool reconcile_refused;      /* the guard refused one (max_delete_fraction) */
+    bool in_reconcile;           /* a failure now is the reconciliation's */
     int64_t t_reconcile_ms;
     int64_t started_ms;
     int result;                  /* 0 ok, <0 the error */
@@ -157,5 +158,10 @@ int step_commit(sync_ctx *ctx, table_job *t, step_event *ev);
 int mbq_reconcile_resume(sync_ctx *ctx, table_job *t);
 int mbq_reconcile_if_due(sync_ctx *ctx, table_job *t);
 int mbq_reconcile_dry_run(sync_ctx *ctx, table_job *t, int64_t *would, int64_t *live);
+
+/* reconcile_mirror.c: one row per finished reconciliation into the
+ * metadata table (rows_deleted), after the table runs' rows; its failure
+ * is retried by the next run. */
+int mbq_reconcile_mirror(sync_ctx *ctx);
 
 #endif

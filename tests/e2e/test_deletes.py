@@ -239,15 +239,15 @@ KILL_POINTS = [("reconcile.scan.enter", 1), ("reconcile.scan.done", 1),
                ("reconcile.apply.done", 1), ("reconcile.done.enter", 1)]
 
 
-def test_kill_at_every_point_of_a_reconciliation():
-    """Killed (SIGKILL) at each journaled step and side effect, with deletes,
-    inserts and a re-insert of a deleted key between the kill and the
-    resume: the next run finishes the reconciliation first, removes exactly
-    the deleted rows and loses nothing."""
-    ws = items_ws("del_kill", n_rows=60, reconcile_chunk_rows=10)
+def kill_and_resume(name, points):
+    """Killed (SIGKILL) at each of `points` in turn, with deletes, inserts and
+    a re-insert of a deleted key between the kill and the resume: the next
+    run finishes the reconciliation first, removes exactly the deleted rows
+    and loses nothing."""
+    ws = items_ws(name, n_rows=60, reconcile_chunk_rows=10)
     expect_ok(ws.sync())
     next_id = 100
-    for k, (point, hit) in enumerate(KILL_POINTS):
+    for k, (point, hit) in enumerate(points):
         victim, victim2 = 2 * k + 1, 2 * k + 2
         mysql("DELETE FROM items WHERE id IN (%d, %d); INSERT INTO items (id, val) VALUES (%d, 'n')"
               % (victim, victim2, next_id), db=ws.db)
@@ -267,9 +267,25 @@ def test_kill_at_every_point_of_a_reconciliation():
         check_nothing_wrongly_deleted(ws, "after the resume from %s#%d" % (point, hit))
         assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"])
         states = [x["state"] for x in reconciles(ws)]
-        check(all(s in ("done",) for s in states), "%s#%d: every reconciliation done: %s"
+        check(all(s == "done" for s in states), "%s#%d: every reconciliation done: %s"
               % (point, hit, states))
     ws.cleanup()
+
+
+def test_kill_while_reading_the_first_chunk():
+    kill_and_resume("del_kill1", KILL_POINTS[0:3])
+
+
+def test_kill_while_loading_chunks():
+    kill_and_resume("del_kill2", KILL_POINTS[3:6])
+
+
+def test_kill_between_chunks_and_before_the_count():
+    kill_and_resume("del_kill3", KILL_POINTS[6:9])
+
+
+def test_kill_around_the_statement():
+    kill_and_resume("del_kill4", KILL_POINTS[9:12])
 
 
 def test_concurrent_deletes_and_inserts_during_reconciliation():
@@ -332,7 +348,10 @@ CASES = [
     test_guard_refuses_to_wipe_the_target_then_the_override_applies,
     test_dry_run_counts_without_deleting,
     test_reconcile_every_spaces_reconciliations,
-    test_kill_at_every_point_of_a_reconciliation,
+    test_kill_while_reading_the_first_chunk,
+    test_kill_while_loading_chunks,
+    test_kill_between_chunks_and_before_the_count,
+    test_kill_around_the_statement,
     test_concurrent_deletes_and_inserts_during_reconciliation,
 ]
 
@@ -340,4 +359,4 @@ if __name__ == "__main__":
     require_services()
     private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
     only = os.environ.get("MBQ_E2E_ONLY")
-    run_cases([c for c in CASES if not only or only in c.__name__], fresh_emulator_every=3)
+    run_cases([c for c in CASES if not only or only in c.__name__], fresh_emulator_every=2)
