@@ -1,6 +1,7 @@
 /* The reconciliation's statement builder (mbq/reconcile.h): each statement
  * form, the bound that protects rows newer than the key snapshot, and the
  * refusals. Run against the emulator and MariaDB by tests/e2e/test_deletes.py. */
+#include "mbq/config.h"
 #include "mbq/reconcile.h"
 #include "test.h"
 
@@ -109,6 +110,66 @@ static void test_bound_literals_are_typed_and_validated(void)
     mbq_buf_free(&b);
 }
 
+/* ---- the config keys ---------------------------------------------------- */
+
+#define CFG_TAIL "mysql:\n  user: u\n  database: shop\nbigquery:\n  project_id: my-project\n  dataset: ds\n"
+
+static int parse_cfg(mbq_config **cfg, const char *table_keys)
+{
+    mbq_buf y = MBQ_BUF_INIT;
+    mbq_buf_printf(&y, "tables:\n  - name: orders\n    primary_key: id\n%s" CFG_TAIL, table_keys);
+    *cfg = NULL;
+    mbq_error_clear();
+    int rc = mbq_config_parse(cfg, y.ptr, y.len, "t.yml");
+    mbq_buf_free(&y);
+    return rc;
+}
+
+static void test_config_defaults_keep_deletes_off(void)
+{
+    mbq_config *cfg = NULL;
+    CHECK_INT(parse_cfg(&cfg, "    updated_column: updated_at\n"), 0);
+    if (!cfg)
+        return;
+    CHECK_INT(cfg->tables[0].deletes, MBQ_DELETES_OFF);
+    CHECK_INT(cfg->tables[0].reconcile_every_ms, 3600 * 1000);
+    CHECK(cfg->tables[0].max_delete_fraction == 0.5);
+    CHECK_INT(cfg->tables[0].reconcile_chunk_rows, 1000000);
+    mbq_config_free(cfg);
+}
+
+static void test_config_reads_every_deletes_key(void)
+{
+    mbq_config *cfg = NULL;
+    CHECK_INT(parse_cfg(&cfg, "    updated_column: updated_at\n    deletes: soft\n"
+                              "    reconcile_every: 15m\n    max_delete_fraction: 0.05\n"
+                              "    reconcile_chunk_rows: 5000\n"),
+              0);
+    if (!cfg)
+        return;
+    CHECK_INT(cfg->tables[0].deletes, MBQ_DELETES_SOFT);
+    CHECK_INT(cfg->tables[0].reconcile_every_ms, 15 * 60 * 1000);
+    CHECK(cfg->tables[0].max_delete_fraction == 0.05);
+    CHECK_INT(cfg->tables[0].reconcile_chunk_rows, 5000);
+    mbq_config_free(cfg);
+}
+
+static void test_config_refuses_deletes_on_a_full_refresh_table(void)
+{
+    mbq_config *cfg = NULL;
+    CHECK_INT(parse_cfg(&cfg, "    deletes: hard\n"), MBQ_ECONFIG);
+    CHECK_CONTAINS(mbq_error_last(), "'tables[0].deletes' is for incremental tables: a full "
+                                     "refresh replaces the whole target");
+    CHECK_INT(parse_cfg(&cfg, "    updated_column: u\n    deletes: maybe\n"), MBQ_ECONFIG);
+    CHECK_CONTAINS(mbq_error_last(), "deletes");
+    CHECK_INT(parse_cfg(&cfg, "    updated_column: u\n    max_delete_fraction: 1.5\n"),
+              MBQ_ECONFIG);
+    CHECK_CONTAINS(mbq_error_last(), "'tables[0].max_delete_fraction' must be a number between 0 "
+                                     "and 1, got '1.5'");
+    CHECK_INT(parse_cfg(&cfg, "    updated_column: u\n    reconcile_chunk_rows: 0\n"),
+              MBQ_ECONFIG);
+}
+
 int main(void)
 {
     RUN(test_hard_deletes_absent_keys_at_or_below_the_bound);
@@ -117,5 +178,8 @@ int main(void)
     RUN(test_count_reads_would_remove_and_live_rows);
     RUN(test_refuses_off_mode_and_missing_bound);
     RUN(test_bound_literals_are_typed_and_validated);
+    RUN(test_config_defaults_keep_deletes_off);
+    RUN(test_config_reads_every_deletes_key);
+    RUN(test_config_refuses_deletes_on_a_full_refresh_table);
     return test_summary();
 }

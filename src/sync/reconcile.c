@@ -329,7 +329,9 @@ static int sql_options(mbq_reconcile_sql *o, mbq_buf *target, mbq_buf *keys, mbq
     o->n_key_columns = rj->t->tc->n_primary_key;
     o->cursor = rj->cursor ? rj->cursor->bq_name : NULL;
     o->bound = rj->cursor ? bound->ptr : NULL;
-    o->mode = rj->t->tc->deletes;
+    /* The journaled mode: a reconciliation started as soft finishes as
+     * soft, whatever the config says now. */
+    o->mode = mbq_streq(rj->r.mode, "hard") ? MBQ_DELETES_HARD : MBQ_DELETES_SOFT;
     return 0;
 }
 
@@ -398,7 +400,7 @@ static int refuse(rec_job *rj)
                   " rows (%.1f%%) in BigQuery, more than max_delete_fraction %.2f; if MySQL "
                   "really lost these rows, raise 'max_delete_fraction' for this table (1 turns "
                   "the guard off) and run again",
-                  tc->name, tc->deletes == MBQ_DELETES_HARD ? "delete" : "flag",
+                  tc->name, mbq_streq(rj->r.mode, "hard") ? "delete" : "flag",
                   rj->r.rows_deleted, rj->r.target_rows, pct, tc->max_delete_fraction);
     mbq_buf msg = MBQ_BUF_INIT;
     mbq_buf_puts(&msg, mbq_error_last());
@@ -435,7 +437,7 @@ static int step_apply(rec_job *rj)
     mbq_buf target = MBQ_BUF_INIT, keys = MBQ_BUF_INIT, bound = MBQ_BUF_INIT, sql = MBQ_BUF_INIT;
     mbq_bq_job *job = NULL;
     mbq_reconcile_sql o;
-    bool soft = rj->t->tc->deletes == MBQ_DELETES_SOFT;
+    bool soft = !mbq_streq(rj->r.mode, "hard");
     int rc;
     if ((soft && (rc = ensure_soft_columns(rj)) < 0) ||
         (rc = sql_options(&o, &target, &keys, &bound, rj)) < 0)
@@ -646,9 +648,11 @@ int mbq_reconcile_dry_run(sync_ctx *ctx, table_job *t, int64_t *would, int64_t *
     mbq_uuid(uuid);
     rj.r.run_id = mbq_strdup(uuid);
     rj.r.state = mbq_strdup("scan");
+    rj.r.mode = mbq_strdup(t->tc->deletes == MBQ_DELETES_HARD ? "hard" : "soft");
     rj.r.chunk_rows = rj.r.target_rows = rj.r.rows_deleted = -1;
     if ((rc = mbq_buf_printf(&st, "%s__mbq_keys_dry_%.8s", t->tc->target, uuid)) < 0 ||
-        (rc = set_s(&rj.r.staging_table, st.ptr)) < 0 || !rj.r.run_id || !rj.r.state) {
+        (rc = set_s(&rj.r.staging_table, st.ptr)) < 0 || !rj.r.run_id || !rj.r.state ||
+        !rj.r.mode) {
         rc = rc < 0 ? rc : MBQ_ENOMEM;
         goto done;
     }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Benchmark: reconcile 1M keys (deletes reach BigQuery), wall time and the
+# client's max RSS, on fresh local services (MariaDB + goccy/bigquery-emulator).
+#
+#   bash bench/reconcile.sh                      # 1,000,000 keys
+#   BENCH_KEYS=200000 bash bench/reconcile.sh    # a quick look
+#   BENCH_CHUNK=100000 ...                       # keys per chunk (default 1,000,000)
+#
+# The source table has BENCH_KEYS rows (BIGINT key, a short string, a
+# DATETIME(6) cursor). The emulator's MERGE and joins cost target rows x
+# staged rows (README, emulator divergence 11), so the target holds only
+# BENCH_TARGET (default 10,000) of them: the first sync loads that many,
+# the other rows are then inserted below the committed cursor (a sync never
+# reads them; only the key read does). 1% of the target's keys are then
+# deleted in MySQL, and one `mbq sync` (nothing to sync, one reconciliation,
+# deletes: hard) is timed with GNU time: wall, user+sys CPU, max RSS. The
+# log's timestamps split the wall time into the key read + staging loads and
+# the count + statement (the emulator's). Prints one Markdown table.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BUILD="$ROOT/build-bench"
+MBQ="$BUILD/mbq"
+KEYS="${BENCH_KEYS:-1000000}"
+TARGET="${BENCH_TARGET:-10000}"
+CHUNK="${BENCH_CHUNK:-1000000}"
+WORK="$(mktemp -d /tmp/mbq-bench-rec.XXXXXX)"
+SVC="$WORK/svc"
+
+cleanup() {
+    bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMBQ_TESTS=OFF -DMBQ_SANITIZE=OFF >&2
+cmake --build "$BUILD" --parallel "$(nproc)" >&2
+
+unset MYSQL_PWD
+bash tools/services.sh start "$SVC" >&2
+# shellcheck disable=SC1091
+source "$SVC/env"
+export MYSQL_PWD="$MBQ_TEST_MYSQL_PASSWORD"
+M=(mariadb -h 127.0.0.1 -P "$MBQ_TEST_MYSQL_PORT" -u root)
+
+"${M[@]}" -e "CREATE DATABASE bench; CREATE TABLE bench.rk (id BIGINT NOT NULL PRIMARY KEY,
+  val VARCHAR(20), updated_at DATETIME(6) NOT NULL)"
+"${M[@]}" bench -e "INSERT INTO rk SELECT seq, CONCAT('v', seq),
+  '2024-06-01' + INTERVAL seq SECOND FROM seq_1_to_${TARGET}"
+
+cat >"$WORK/mbq.yml" <<YAML
+tables:
+  - name: rk
+    primary_key: id
+    updated_column: updated_at
+    deletes: hard
+    reconcile_every: 0s
+    max_delete_fraction: 0.5
+    reconcile_chunk_rows: $CHUNK
+mysql:
+  host: 127.0.0.1
+  port: $MBQ_TEST_MYSQL_PORT
+  user: root
+  password: \${MYSQL_PWD}
+  database: bench
+bigquery:
+  endpoint: http://$BIGQUERY_EMULATOR_HOST
+  project_id: $MBQ_TEST_BQ_PROJECT
+  dataset: bench
+  compression: none
+  upload_chunk_size: 0
+state:
+  dir: $WORK/state
+YAML
+
+echo "bench: first sync of $TARGET rows (and a first reconciliation)" >&2
+"$MBQ" sync --config "$WORK/mbq.yml" 2>"$WORK/first.err"
+# The rest of the keys, below the committed cursor: never synced, only read
+# by the reconciliation. Then 1% of the target's keys deleted.
+"${M[@]}" bench -e "INSERT INTO rk SELECT seq, CONCAT('v', seq),
+  '2024-01-01' FROM seq_$((TARGET + 1))_to_${KEYS}"
+DELETED=$((TARGET / 100))
+"${M[@]}" bench -e "DELETE FROM rk WHERE id % 100 = 7 AND id <= $TARGET LIMIT $DELETED"
+DELETED=$(( TARGET - $("${M[@]}" -N bench -e "SELECT COUNT(*) FROM rk WHERE id <= $TARGET") ))
+SRC=$("${M[@]}" -N bench -e "SELECT COUNT(*) FROM rk")
+
+echo "bench: reconciliation of $SRC keys against a $TARGET-row target" >&2
+sync
+/usr/bin/time -f "%e %U %S %M" -o "$WORK/rec.time" \
+    "$MBQ" sync --config "$WORK/mbq.yml" 2>"$WORK/rec.err" || {
+    tail -n 30 "$WORK/rec.err" >&2
+    exit 1
+}
+read -r wall user sys rss <"$WORK/rec.time"
+grep -q "deleted $DELETED of $TARGET rows" "$WORK/rec.err" || {
+    echo "bench: the reconciliation did not delete $DELETED of $TARGET rows:" >&2
+    cat "$WORK/rec.err" >&2
+    exit 1
+}
+left=$(curl -s -X POST -H 'Content-Type: application/json' \
+    "http://$BIGQUERY_EMULATOR_HOST/bigquery/v2/projects/$MBQ_TEST_BQ_PROJECT/queries" \
+    -d '{"query":"SELECT COUNT(*) FROM bench.rk","useLegacySql":false}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["f"][0]["v"])')
+[ "$left" = $((TARGET - DELETED)) ] || { echo "bench: target holds $left rows" >&2; exit 1; }
+
+# Phases from the log's timestamps: start -> "staged N keys" -> "deleted".
+ts() { grep -m1 "$1" "$WORK/rec.err" | cut -c1-23; }
+secs() { python3 -c 'import sys,datetime as d
+f=lambda s: d.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%f")
+print("%.2f" % (f(sys.argv[2]) - f(sys.argv[1])).total_seconds())' "$1" "$2"; }
+t0=$(ts "reconciliation .* starts")
+t1=$(ts "staged [0-9]* keys")
+t2=$(ts "deleted [0-9]* of")
+cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
+echo
+echo "| keys | chunk | target rows | deleted | wall s | key read + staging loads s | count + statement s | client CPU s | client max RSS MiB |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+printf '| %s | %s | %s | %s | %s | %s | %s | %s | %.1f |\n' "$SRC" "$CHUNK" "$TARGET" "$DELETED" \
+    "$wall" "$(secs "$t0" "$t1")" "$(secs "$t1" "$t2")" "$cpu" "$(awk -v r="$rss" 'BEGIN{print r/1024}')"
