@@ -75,7 +75,8 @@ static int key_part(mbq_buf *out, const char *key, size_t k)
 static bool is_integer_type(const char *t)
 {
     static const char *const ints[] = {"tinyint", "smallint", "mediumint", "int",
-                                       "integer", "bigint",   "decimal",   NULL};
+                                       "integer", "bigint",   "decimal",   "double",
+                                       NULL};
     for (size_t i = 0; ints[i]; i++)
         if (strcmp(t, ints[i]) == 0)
             return true;
@@ -85,6 +86,7 @@ static bool is_integer_type(const char *t)
 static bool is_binary_type(const mbq_column *c)
 {
     return strstr(c->data_type, "binary") || strstr(c->data_type, "blob") ||
+           strcmp(c->data_type, "bit") == 0 ||
            (c->charset && strcmp(c->charset, "binary") == 0);
 }
 
@@ -286,6 +288,15 @@ static int resolve_columns(const mbq_column **cols, const mbq_key_scan_options *
         if (!(cols[i] = mbq_table_schema_column(o->schema, o->key[i])))
             return mbq_error_set(MBQ_ESCHEMA, "table '%s.%s': key column '%s' does not exist",
                                  o->schema->database, o->schema->table, o->key[i]);
+        /* An ENUM or SET sorts by its members' index but compares with a
+         * string literal as a string: a chunk's "after the last key" would
+         * then skip keys, whose rows would look deleted. */
+        if (strcmp(cols[i]->data_type, "enum") == 0 || strcmp(cols[i]->data_type, "set") == 0)
+            return mbq_error_set(MBQ_ESCHEMA, "table '%s.%s': key column '%s' is an %s, whose "
+                                              "order is not its text's: deletes cannot be "
+                                              "reconciled by it (set 'deletes: off')",
+                                 o->schema->database, o->schema->table, o->key[i],
+                                 cols[i]->data_type);
     }
     return 0;
 }
