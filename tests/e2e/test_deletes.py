@@ -66,9 +66,19 @@ def test_hard_deletes_rows_gone_from_mysql_and_nothing_else():
     mysql("DELETE FROM items WHERE id IN (3, 7, 20);"
           "UPDATE items SET val = 'changed' WHERE id = 4;"
           "INSERT INTO items (id, val) VALUES (51, 'new')", db=ws.db)
-    r = ws.sync()
+    metrics = os.path.join(ws.dir, "metrics.prom")
+    r = ws.sync("--metrics-file", metrics)
     expect_ok(r)
     check("deleted 3 of 51 rows" in r.stderr, "log names the count: %r" % r)
+    with open(metrics) as f:
+        check('mbq_table_rows_deleted{table="items"} 3' in f.read(), "metric")
+    ins = ws.inspect("items")["tables"][0]["reconciliations"][0]
+    check_eq((ins["state"], ins["rows_deleted"], ins["target_rows"], ins["keys"]),
+             ("done", 3, 51, 48), "mbq-state inspect shows the reconciliation")
+    meta = bq_query("SELECT load_mode, rows_deleted FROM `%s.sync_metadata` WHERE status = "
+                    "'reconciled' ORDER BY updated_at" % ws.dataset)
+    check_eq(meta, [["reconcile-hard", "0"], ["reconcile-hard", "3"]],
+             "one metadata row per reconciliation, with rows_deleted")
     check_eq(assert_target_equals_source(ws, "items", COLS, "id", ["updated_at"]), 48, "rows")
     rec = reconciles(ws)[-1]
     check_eq((rec["state"], rec["mode"], rec["rows_deleted"], rec["target_rows"], rec["keys"]),
@@ -273,19 +283,23 @@ def kill_and_resume(name, points):
 
 
 def test_kill_while_reading_the_first_chunk():
-    kill_and_resume("del_kill1", KILL_POINTS[0:3])
+    kill_and_resume("del_kill1", KILL_POINTS[0:2])
 
 
-def test_kill_while_loading_chunks():
-    kill_and_resume("del_kill2", KILL_POINTS[3:6])
+def test_kill_before_and_after_the_first_load():
+    kill_and_resume("del_kill2", KILL_POINTS[2:4])
 
 
-def test_kill_between_chunks_and_before_the_count():
-    kill_and_resume("del_kill3", KILL_POINTS[6:9])
+def test_kill_while_reading_a_later_chunk():
+    kill_and_resume("del_kill3", KILL_POINTS[4:6])
+
+
+def test_kill_while_loading_a_later_chunk_and_at_apply():
+    kill_and_resume("del_kill4", KILL_POINTS[6:9])
 
 
 def test_kill_around_the_statement():
-    kill_and_resume("del_kill4", KILL_POINTS[9:12])
+    kill_and_resume("del_kill5", KILL_POINTS[9:12])
 
 
 def test_concurrent_deletes_and_inserts_during_reconciliation():
@@ -349,14 +363,15 @@ CASES = [
     test_dry_run_counts_without_deleting,
     test_reconcile_every_spaces_reconciliations,
     test_kill_while_reading_the_first_chunk,
-    test_kill_while_loading_chunks,
-    test_kill_between_chunks_and_before_the_count,
+    test_kill_before_and_after_the_first_load,
+    test_kill_while_reading_a_later_chunk,
+    test_kill_while_loading_a_later_chunk_and_at_apply,
     test_kill_around_the_statement,
     test_concurrent_deletes_and_inserts_during_reconciliation,
 ]
 
 if __name__ == "__main__":
     require_services()
-    private_emulator()  # a fresh emulator of its own (mbqtest.py says why)
+    private_emulator()  # a fresh emulator of its own, and one per case (mbqtest.py says why)
     only = os.environ.get("MBQ_E2E_ONLY")
-    run_cases([c for c in CASES if not only or only in c.__name__], fresh_emulator_every=2)
+    run_cases([c for c in CASES if not only or only in c.__name__], fresh_emulator_every=1)
