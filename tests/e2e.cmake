@@ -33,4 +33,4 @@ mbq_add_test(NAME bq_fidelity_e2e SCRIPT ${MBQ_PYTHON3}
 # Deletes reach BigQuery: reconciliation (hard, soft, guard, dry run, kills).
 mbq_add_test(NAME deletes_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_deletes.py
-             LABELS state SERVICES TIMEOUT 900)
+             LABELS state SERVICES TIMEOUT 1800)
