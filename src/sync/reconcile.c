@@ -408,6 +408,11 @@ static int refuse(rec_job *rj)
     rj->r.finished_ms = mbq_now_ms();
     if (rc == 0)
         rc = enter(rj, "refused");
+    if (rc == 0 && rj->journaled &&
+        mbq_bq_table_delete(rj->ctx->bq, rj->ctx->cfg->bigquery.dataset, rj->r.staging_table) < 0)
+        mbq_log(MBQ_LOG_WARN, table_of(rj), "cleanup",
+                "cannot drop staging table '%s' (it expires by itself): %s", rj->r.staging_table,
+                mbq_error_last());
     if (rc == 0) {
         rj->t->reconcile_refused = true;
         rc = mbq_error_set(MBQ_EDATA, "%s", mbq_buf_cstr(&msg));
