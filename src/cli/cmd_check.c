@@ -208,11 +208,11 @@ int mbq_cmd_check(int argc, char **argv)
                        tc->name, tc->updated_column);
             if (kind != MBQ_CURSOR_NONE && tc->mode != MBQ_MODE_FULL &&
                 tc->deletes == MBQ_DELETES_OFF)
-                printf("note  table '%s': deletes: off: rows deleted in MySQL stay in BigQuery; "
+                printf("info  table '%s': deletes: off: rows deleted in MySQL stay in BigQuery; "
                        "set 'deletes: soft' or 'deletes: hard' to reconcile them\n",
                        tc->name);
             else if (kind != MBQ_CURSOR_NONE && tc->mode != MBQ_MODE_FULL)
-                printf("note  table '%s': deletes: %s, reconciled at most every %lld s, refused "
+                printf("info  table '%s': deletes: %s, reconciled at most every %lld s, refused "
                        "above %.0f%% of the target\n",
                        tc->name, tc->deletes == MBQ_DELETES_HARD ? "hard" : "soft",
                        (long long)(tc->reconcile_every_ms / 1000),

@@ -144,6 +144,24 @@ def test_rows_newer_than_the_key_snapshot_are_never_deleted():
     ws.cleanup()
 
 
+def test_integer_cursor_bounds_by_the_highest_id():
+    """An append-only table with an integer cursor (the id itself): the
+    bound is MAX(id) in the snapshot, an INT64 literal."""
+    ws = Workspace("del_intcur")
+    mysql("CREATE TABLE events (id BIGINT UNSIGNED NOT NULL PRIMARY KEY, v INT)", db=ws.db)
+    mysql("INSERT INTO events VALUES %s" % ",".join("(%d, %d)" % (i, i) for i in range(1, 31)),
+          db=ws.db)
+    ws.write_config([{"name": "events", "primary_key": "id", "updated_column": "id",
+                      "deletes": "hard", "reconcile_every": "0s"}])
+    expect_ok(ws.sync())
+    mysql("DELETE FROM events WHERE id IN (4, 30); INSERT INTO events VALUES (31, 31)", db=ws.db)
+    r = ws.sync()
+    expect_ok(r)
+    check("deleted 2 of 31 rows" in r.stderr, "log: %r" % r)
+    check_eq(target_ids(ws, "events"), source_ids(ws, "events"), "target keys are the source's")
+    ws.cleanup()
+
+
 COMPOSITE_DDL = """
 CREATE TABLE pairs (
   region VARCHAR(20) NOT NULL,
@@ -359,6 +377,7 @@ CASES = [
     test_reinserted_key_deleted_in_hard_mode_comes_back,
     test_rows_newer_than_the_key_snapshot_are_never_deleted,
     test_composite_key_in_chunks,
+    test_integer_cursor_bounds_by_the_highest_id,
     test_guard_refuses_to_wipe_the_target_then_the_override_applies,
     test_dry_run_counts_without_deleting,
     test_reconcile_every_spaces_reconciliations,
