@@ -35,3 +35,7 @@ mbq_add_test(NAME bq_fidelity_e2e SCRIPT ${MBQ_PYTHON3}
 mbq_add_test(NAME backfill_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_backfill.py
              LABELS crash SERVICES TIMEOUT 900)
+# Deletes reach BigQuery: reconciliation (hard, soft, guard, dry run, kills).
+mbq_add_test(NAME deletes_e2e SCRIPT ${MBQ_PYTHON3}
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_deletes.py
+             LABELS state SERVICES TIMEOUT 1800)

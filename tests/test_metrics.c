@@ -261,8 +261,8 @@ static void test_values_for_a_failed_run(void)
 static void test_label_escaping(void)
 {
     mbq_table_summary t[] = {
-        {"we\"ird\\na\nme", MBQ_TABLE_OK, 5, 10, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false},
-        {"caf\xe9", MBQ_TABLE_SKIPPED, 0, 10, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false},
+        {"we\"ird\\na\nme", MBQ_TABLE_OK, 5, 10, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
+        {"caf\xe9", MBQ_TABLE_SKIPPED, 0, 10, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
     };
     mbq_run_summary s = {"r", "h", 0, 10, t, 2};
     mbq_buf b = MBQ_BUF_INIT;

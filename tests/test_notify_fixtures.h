@@ -27,28 +27,28 @@ static const char *const fix_changes[] = {
 };
 
 static mbq_table_summary fix_ok_tables[] = {
-    {"orders", MBQ_TABLE_OK, 1000, 9150, fix_stages, 5, NULL, NULL, NULL, 0, 0, 0, false},
-    {"customers", MBQ_TABLE_OK, 234, 2000, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false},
-    {"items", MBQ_TABLE_SKIPPED, 0, 100, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false},
+    {"orders", MBQ_TABLE_OK, 1000, 9150, fix_stages, 5, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
+    {"customers", MBQ_TABLE_OK, 234, 2000, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
+    {"items", MBQ_TABLE_SKIPPED, 0, 100, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
 };
 
 static mbq_table_summary fix_fail_tables[] = {
     {"orders", MBQ_TABLE_FAILED, 0, 4200, NULL, 0, "merge",
      "bigquery job 'mbq_x' failed: Query error: column <qty> & \"price\" mismatch", NULL, 0, 0,
-     0, false},
+     0, false, false, 0},
     {"customers", MBQ_TABLE_FAILED, 0, 1500, NULL, 0, "extract",
-     "mysql: Lost connection to server during query", NULL, 0, 2, 0, false},
-    {"items", MBQ_TABLE_OK, 12, 800, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false},
+     "mysql: Lost connection to server during query", NULL, 0, 2, 0, false, false, 0},
+    {"items", MBQ_TABLE_OK, 12, 800, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
 };
 
 static mbq_table_summary fix_schema_tables[] = {
-    {"orders", MBQ_TABLE_OK, 10, 3000, NULL, 0, NULL, NULL, fix_changes, 2, 0, 0, false},
-    {"items", MBQ_TABLE_SKIPPED, 0, 100, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false},
+    {"orders", MBQ_TABLE_OK, 10, 3000, NULL, 0, NULL, NULL, fix_changes, 2, 0, 0, false, false, 0},
+    {"items", MBQ_TABLE_SKIPPED, 0, 100, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
 };
 
 static mbq_table_summary fix_recovered_tables[] = {
-    {"orders", MBQ_TABLE_OK, 77, 3000, NULL, 0, NULL, NULL, NULL, 0, 3, 0, false},
-    {"items", MBQ_TABLE_SKIPPED, 0, 100, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false},
+    {"orders", MBQ_TABLE_OK, 77, 3000, NULL, 0, NULL, NULL, NULL, 0, 3, 0, false, false, 0},
+    {"items", MBQ_TABLE_SKIPPED, 0, 100, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
 };
 
 #define FIX_SUMMARY(tables)                                                                        \

@@ -23,7 +23,7 @@ static void test_policy_sequence_per_mode(void)
     static const int want_failure[] = {0, 1, 1, 0, 0};
     int prev = 0;
     for (int i = 0; i < 5; i++) {
-        mbq_table_summary t = {"orders", results[i], 0, 10, NULL, 0, NULL, NULL, NULL, 0, prev, 0, false};
+        mbq_table_summary t = {"orders", results[i], 0, 10, NULL, 0, NULL, NULL, NULL, 0, prev, 0, false, false, 0};
         mbq_run_summary s = {"r", "h", 0, 10, &t, 1};
         if (results[i] == MBQ_TABLE_FAILED) {
             t.failed_stage = "merge";
@@ -43,8 +43,8 @@ static void test_policy_sequence_per_mode(void)
 static void test_policy_change_multi_table(void)
 {
     mbq_table_summary t[2] = {
-        {"a", MBQ_TABLE_FAILED, 0, 1, NULL, 0, "extract", "x", NULL, 0, 5, 0, false},
-        {"b", MBQ_TABLE_OK, 1, 1, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false},
+        {"a", MBQ_TABLE_FAILED, 0, 1, NULL, 0, "extract", "x", NULL, 0, 5, 0, false, false, 0},
+        {"b", MBQ_TABLE_OK, 1, 1, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0},
     };
     mbq_run_summary s = {"r", "h", 0, 1, t, 2};
     CHECK_INT(mbq_notify_should_send(MBQ_ALERT_CHANGE, &s), 0);
@@ -65,7 +65,7 @@ static void test_policy_change_multi_table(void)
  * reloaded in full) alerts under `failure` and `change` like a failure. */
 static void test_policy_incident_alerts(void)
 {
-    mbq_table_summary t = {"a", MBQ_TABLE_OK, 5, 1, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false};
+    mbq_table_summary t = {"a", MBQ_TABLE_OK, 5, 1, NULL, 0, NULL, NULL, NULL, 0, 0, 0, false, false, 0};
     mbq_run_summary s = {"r", "h", 0, 1, &t, 1};
     CHECK_INT(mbq_notify_should_send(MBQ_ALERT_FAILURE, &s), 0);
     CHECK_INT(mbq_notify_should_send(MBQ_ALERT_CHANGE, &s), 0);
@@ -100,7 +100,7 @@ static void test_subject_many_failures_truncated(void)
     for (int i = 0; i < 40; i++) {
         snprintf(names[i], sizeof names[i], "table_%02d", i);
         mbq_table_summary x = {names[i], MBQ_TABLE_FAILED, 0, 1, NULL, 0, "extract", "e",
-                               NULL, 0, 0, 0, false};
+                               NULL, 0, 0, 0, false, false, 0};
         t[i] = x;
     }
     mbq_run_summary s = {"r", "h", 0, 1, t, 40};
@@ -116,7 +116,7 @@ static void test_subject_many_failures_truncated(void)
 static void test_subject_control_chars_flattened(void)
 {
     mbq_table_summary t = {"evil\r\nBcc: victim@example.com", MBQ_TABLE_FAILED, 0, 1, NULL, 0,
-                           "merge", "e", NULL, 0, 0, 0, false};
+                           "merge", "e", NULL, 0, 0, 0, false, false, 0};
     mbq_run_summary s = {"r", "h", 0, 1, &t, 1};
     mbq_buf b = MBQ_BUF_INIT;
     CHECK_INT(mbq_notify_format_subject(&b, &s), 0);
@@ -170,7 +170,7 @@ static void test_body_success_schema_and_recovery(void)
 static void test_body_invalid_utf8_replaced(void)
 {
     mbq_table_summary t = {"t\xe9st", MBQ_TABLE_FAILED, 0, 1, NULL, 0, "extract",
-                           "bad \xff\xfe bytes", NULL, 0, 0, 0, false};
+                           "bad \xff\xfe bytes", NULL, 0, 0, 0, false, false, 0};
     mbq_run_summary s = {"r", "h", 0, 1, &t, 1};
     mbq_buf b = MBQ_BUF_INIT;
     CHECK_INT(mbq_notify_format_text(&b, &s), 0);
@@ -252,7 +252,7 @@ static void test_email_subject_rfc2047(void)
 {
     static const char name[] = "zam\xC3\xB3wienia_\xE2\x82\xAC_\xF0\x9F\x93\xA6_long_enough_"
                                "to_need_two_encoded_words";
-    mbq_table_summary t = {name, MBQ_TABLE_FAILED, 0, 1, NULL, 0, "merge", "e", NULL, 0, 0, 0, false};
+    mbq_table_summary t = {name, MBQ_TABLE_FAILED, 0, 1, NULL, 0, "merge", "e", NULL, 0, 0, 0, false, false, 0};
     mbq_run_summary s = {"r", "h", 0, 1, &t, 1};
     mbq_email_config c = email_cfg();
     mbq_buf b = MBQ_BUF_INIT, subj = MBQ_BUF_INIT, want = MBQ_BUF_INIT;
@@ -290,7 +290,7 @@ static void test_email_long_line_quoted_printable(void)
     for (int i = 0; i < 300; i++)
         mbq_buf_puts(&err, "x=y ");
     mbq_table_summary t = {"orders", MBQ_TABLE_FAILED, 0, 1, NULL, 0, "merge", err.ptr, NULL, 0,
-                           0, 0, false};
+                           0, 0, false, false, 0};
     mbq_run_summary s = {"r", "h", 0, 1, &t, 1};
     mbq_email_config c = email_cfg();
     CHECK_INT(mbq_notify_format_email(&b, &c, &s, FIX_FINISHED_MS), 0);
@@ -344,7 +344,7 @@ static void test_telegram_html_escaping(void)
 {
     mbq_table_summary t[] = {
         {"a<b>&c", MBQ_TABLE_FAILED, 0, 1, NULL, 0, "merge", "x < y && z > 1 <i>not a tag</i>",
-         NULL, 0, 0, 0, false},
+         NULL, 0, 0, 0, false, false, 0},
     };
     mbq_run_summary s = {"r", "h", 0, 1, t, 1};
     mbq_buf b = MBQ_BUF_INIT;
@@ -366,7 +366,7 @@ static void test_telegram_truncated_under_limit(void)
     for (int i = 0; i < 500; i++) {
         snprintf(names[i], sizeof names[i], "t\xF0\x9F\x93\xA6_%03d&", i);
         mbq_table_summary x = {names[i], MBQ_TABLE_FAILED, 0, 1, NULL, 0, "extract",
-                               "<<<&&&>>> \xE2\x82\xAC error", NULL, 0, 0, 0, false};
+                               "<<<&&&>>> \xE2\x82\xAC error", NULL, 0, 0, 0, false, false, 0};
         t[i] = x;
     }
     mbq_run_summary s = {"r", "h", 0, 1000, t, 500};
@@ -387,7 +387,7 @@ static void test_secrets_masked_in_every_format(void)
 {
     mbq_secret_register("hunter2-smtp-pass");
     mbq_table_summary t = {"orders", MBQ_TABLE_FAILED, 0, 1, NULL, 0, "extract",
-                           "cannot connect mysql://u:hunter2-smtp-pass@db", NULL, 0, 0, 0, false};
+                           "cannot connect mysql://u:hunter2-smtp-pass@db", NULL, 0, 0, 0, false, false, 0};
     mbq_run_summary s = {"r", "h", 0, 1, &t, 1};
     mbq_email_config c = email_cfg();
     mbq_buf b = MBQ_BUF_INIT;

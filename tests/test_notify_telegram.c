@@ -140,7 +140,7 @@ static void test_payload_and_escaping(void)
     mbq_table_summary t[] = {
         {"ord<e>rs&_*[]()~`#+-=|{}.!", MBQ_TABLE_FAILED, 0, 4200, NULL, 0, "merge",
          "Query error: a < b && c > d at [1:2] (see *docs*) _x_ ~y~ `z` #1 +2 -3 =4 |5 {6} .7 !8",
-         NULL, 0, 0, 0, false},
+         NULL, 0, 0, 0, false, false, 0},
     };
     mbq_run_summary sum = {"run-tg-1", "h", FIX_STARTED_MS, FIX_FINISHED_MS, t, 1};
     mbq_telegram_config c = tg_cfg(&s);

@@ -67,6 +67,14 @@ typedef enum mbq_missing_policy {
     MBQ_MISSING_RELOAD = 1, /* reload it in full (a full refresh) */
 } mbq_missing_policy;
 
+/* What a reconciliation does with target rows whose key is gone from MySQL
+ * (tables[].deletes; mbq/reconcile.h). */
+typedef enum mbq_delete_mode {
+    MBQ_DELETES_OFF = 0,  /* default: deleted rows stay in BigQuery */
+    MBQ_DELETES_SOFT = 1, /* flag them: _mbq_deleted = TRUE, _mbq_deleted_at */
+    MBQ_DELETES_HARD = 2, /* delete them */
+} mbq_delete_mode;
+
 typedef enum mbq_alert_on {
     MBQ_ALERT_FAILURE = 0, /* default: a run with a failed table */
     MBQ_ALERT_ALWAYS = 1,  /* every run */
@@ -89,6 +97,10 @@ typedef struct mbq_table_config {
     size_t n_cluster_by;
     mbq_change_policy on_incompatible_change;
     mbq_missing_policy on_missing_target; /* the table's, else bigquery.on_missing_target */
+    mbq_delete_mode deletes;      /* default OFF; only for tables with a cursor */
+    int64_t reconcile_every_ms;   /* at most one reconciliation per this; default 1 h */
+    double max_delete_fraction;   /* the guard: refuse to remove more of the target; default 0.5 */
+    int64_t reconcile_chunk_rows; /* keys per chunk (one snapshot, one load); default 1,000,000 */
     int line;              /* where the table's entry starts, for messages */
 } mbq_table_config;
 

@@ -19,7 +19,12 @@
  * Inside SQLite's commit (src/fault.c, a VFS that forwards to the real one,
  * registered only when MBQ_FAULT names one of them): "journal.wal_write",
  * "journal.wal_sync", "journal.db_write", "journal.db_sync";
- * tests/e2e/test_random_kills.py kills at a random one. */
+ * tests/e2e/test_random_kills.py kills at a random one. A reconciliation
+ * (src/sync/reconcile.c) has "reconcile.<state>.enter" after each journaled
+ * state (scan, load, apply, done, refused), "reconcile.scan.done" after a
+ * chunk's file, "reconcile.load.done" after its load, "reconcile.counted"
+ * after the journaled count and "reconcile.apply.done" after the statement
+ * (tests/e2e/test_deletes.py kills at each). */
 #ifndef MBQ_FAULT_H
 #define MBQ_FAULT_H
 

@@ -57,6 +57,8 @@ typedef struct mbq_table_summary {
                                           as of a failure (its target vanished and was
                                           reloaded in full): alerts like a failure; the
                                           what is in schema_changes */
+    bool reconciled;                   /* a reconciliation (deletes) finished in this run */
+    int64_t rows_deleted;              /* its rows deleted (hard) or flagged (soft) */
 } mbq_table_summary;
 
 /* One run. Borrowed pointers as above. */

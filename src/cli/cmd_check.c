@@ -214,6 +214,15 @@ static int check_table(const mbq_config *cfg, mbq_mysql *my, mbq_bq *bq, bool da
                    "run has read past its '%s' value is missed; set 'lookback' above the "
                    "longest write transaction on it\n",
                    tc->name, tc->updated_column);
+        if (kind != MBQ_CURSOR_NONE && tc->mode != MBQ_MODE_FULL && tc->deletes == MBQ_DELETES_OFF)
+            printf("info  table '%s': deletes: off: rows deleted in MySQL stay in BigQuery; "
+                   "set 'deletes: soft' or 'deletes: hard' to reconcile them\n",
+                   tc->name);
+        else if (kind != MBQ_CURSOR_NONE && tc->mode != MBQ_MODE_FULL)
+            printf("info  table '%s': deletes: %s, reconciled at most every %lld s, refused "
+                   "above %.0f%% of the target\n",
+                   tc->name, tc->deletes == MBQ_DELETES_HARD ? "hard" : "soft",
+                   (long long)(tc->reconcile_every_ms / 1000), tc->max_delete_fraction * 100.0);
     }
     mbq_table_schema_free(s);
     if (dataset_exists && warn_target_expiration(bq, cfg->bigquery.dataset, tc) < 0) {

@@ -13,6 +13,7 @@
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/journal.h"
+#include "mbq/journal_reconcile.h"
 #include "mbq/util.h"
 #include "mbq/banned.h"
 
@@ -41,6 +42,53 @@ static json_object *jtime(int64_t ms)
     json_object *o = json_object_new_string(mbq_buf_cstr(&b));
     mbq_buf_free(&b);
     return o;
+}
+
+/* A reconciliation (deletes reaching BigQuery) as JSON. */
+static json_object *reconcile_json(const mbq_reconcile_run *r)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_int64(r->id));
+    json_object_object_add(o, "mode", jstr(r->mode));
+    json_object_object_add(o, "state", jstr(r->state));
+    json_object_object_add(o, "chunks", json_object_new_int64(r->chunks));
+    json_object_object_add(o, "keys", json_object_new_int64(r->keys));
+    json_object_object_add(o, "high_water_mark", jstr(r->hwm));
+    json_object_object_add(o, "target_rows",
+                           r->target_rows >= 0 ? json_object_new_int64(r->target_rows) : NULL);
+    json_object_object_add(o, "rows_deleted",
+                           r->rows_deleted >= 0 ? json_object_new_int64(r->rows_deleted) : NULL);
+    json_object_object_add(o, "started", jtime(r->started_ms));
+    json_object_object_add(o, "finished", r->finished_ms > 0 ? jtime(r->finished_ms) : NULL);
+    json_object_object_add(o, "error", jstr(r->error));
+    return o;
+}
+
+/* The table's recent reconciliations into t["reconciliations"] (newest
+ * first), and a line each on the terminal. A journal older than version 4
+ * (read without migrating) has none. */
+static int add_reconciles(json_object *t, mbq_journal *j, const char *table, int limit, bool text)
+{
+    mbq_reconcile_run *r = NULL;
+    int n = 0, rc = 0;
+    json_object *arr = json_object_new_array();
+    json_object_object_add(t, "reconciliations", arr);
+    if (mbq_journal_version(j) < 4 ||
+        (rc = mbq_journal_reconcile_recent(j, &r, &n, table, limit)) < 0)
+        return rc;
+    for (int k = 0; k < n; k++) {
+        json_object_array_add(arr, reconcile_json(&r[k]));
+        if (text)
+            printf("  reconcile %-6lld %-9s %s deletes: %lld of %lld rows, %lld keys in %lld "
+                   "chunk(s)%s%s\n",
+                   (long long)r[k].id, r[k].state, r[k].mode,
+                   (long long)(r[k].rows_deleted >= 0 ? r[k].rows_deleted : 0),
+                   (long long)(r[k].target_rows >= 0 ? r[k].target_rows : 0),
+                   (long long)r[k].keys, (long long)r[k].chunks, r[k].error ? "  error: " : "",
+                   r[k].error ? r[k].error : "");
+    }
+    mbq_reconcile_runs_free(r, n);
+    return 0;
 }
 
 static json_object *run_json(const mbq_table_run *r)
@@ -275,6 +323,12 @@ int mbq_cmd_inspect(int argc, char **argv)
             json_object_array_add(jr, run_json(&recent[k]));
         json_object_object_add(t, "recent_runs", jr);
         json_object_array_add(jtables, t);
+        if ((rc = add_reconciles(t, j, tables[i], only ? 5 : 1, !as_json && only)) < 0) {
+            mbq_table_runs_free(recent, n_recent);
+            mbq_table_state_clear(&ts);
+            mbq_table_run_clear(&fl);
+            goto fail;
+        }
 
         if (!as_json) {
             mbq_buf when = MBQ_BUF_INIT, fl_desc = MBQ_BUF_INIT;

@@ -18,6 +18,7 @@
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
 #include "mbq/journal.h"
+#include "mbq/journal_reconcile.h"
 #include "mbq/log.h"
 #include "mbq/machine.h"
 #include "mbq/util.h"
@@ -186,6 +187,13 @@ int mbq_cmd_reset(int argc, char **argv)
         if (!fl.state || (rc = mbq_journal_table_run_save(j, &fl)) < 0)
             goto rollback;
     }
+    /* A reconciliation in flight read keys against the old target: it
+     * starts over after a reset (its staging table expires by itself). */
+    int n_rec = 0;
+    if ((rc = mbq_journal_reconcile_abandon(j, &n_rec, tc->name, mbq_now_ms())) < 0)
+        goto rollback;
+    if (n_rec)
+        printf("abandoned the in-flight reconciliation of '%s'\n", tc->name);
     if (!abandon_only &&
         (rc = mbq_journal_table_set_cursor(j, tc->name, norm, NULL, mbq_now_ms())) < 0)
         goto rollback;

@@ -65,7 +65,8 @@ static const char *const table_keys[] = {
     "name",           "primary_key", "updated_column", "mode",
     "lookback",       "target",      "partition_by",   "partition_type",
     "cluster_by",     "on_incompatible_change",        "on_missing_target",
-    "chunk_rows",     "discover",    "exclude",       "cursor_columns", NULL};
+    "chunk_rows",     "discover",    "exclude",       "cursor_columns",
+    "deletes",        "reconcile_every", "max_delete_fraction", "reconcile_chunk_rows", NULL};
 static const char *const mysql_keys[] = {"host",     "port",     "socket",          "user",
                                          "password", "database", "connect_timeout", "read_timeout",
                                          "ssl",      NULL};
@@ -90,6 +91,7 @@ static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const sync_keys[] = {"jobs", NULL};
 
 static const char *const mode_names[] = {"incremental", "full", NULL};
+static const char *const delete_names[] = {"off", "soft", "hard", NULL};
 static const char *const policy_names[] = {"fail", "rebuild", NULL};
 static const char *const missing_names[] = {"fail", "reload", NULL};
 static const char *const alert_on_names[] = {"failure", "always", "change", NULL};
@@ -100,6 +102,48 @@ static const char *const email_tls_names[] = {"starttls", "implicit", "none", NU
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const http_schemes[] = {"http://", "https://", NULL};
+
+/* tables[].max_delete_fraction: a number in [0, 1]. */
+static int get_fraction(cfg_ctx *c, const section *s, const char *key, double *dst)
+{
+    char *val = NULL, *end = NULL;
+    yaml_node_t *at = NULL;
+    int rc = get_text(c, s, key, 0, "a number between 0 and 1", &val, &at);
+    if (rc == 0 && val) {
+        errno = 0;
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !(v >= 0.0 && v <= 1.0))
+            rc = err_at(c, at, "'%s%s%s' must be a number between 0 and 1, got '%s'", KP(s, key),
+                        esc_str(c, val));
+        else
+            *dst = v;
+    }
+    free(val);
+    return rc;
+}
+
+/* deletes, reconcile_every, max_delete_fraction, reconcile_chunk_rows. */
+static int parse_table_deletes(cfg_ctx *c, const section *s, const char *path,
+                               mbq_table_config *t)
+{
+    int rc, deletes = MBQ_DELETES_OFF;
+    t->reconcile_every_ms = 3600 * 1000;
+    t->max_delete_fraction = 0.5;
+    t->reconcile_chunk_rows = 1000000;
+    if ((rc = get_enum(c, s, "deletes", delete_names, false, &deletes)) < 0)
+        return rc;
+    t->deletes = (mbq_delete_mode)deletes;
+    if (t->deletes != MBQ_DELETES_OFF && t->mode == MBQ_MODE_FULL)
+        return err_at(c, find(c, s, "deletes"),
+                      "'%s.deletes' is for incremental tables: a full refresh replaces the "
+                      "whole target on every run, so rows deleted in MySQL leave BigQuery "
+                      "anyway; remove 'deletes' (or set it to 'off')",
+                      path);
+    if ((rc = get_duration(c, s, "reconcile_every", 0, &t->reconcile_every_ms, NULL)) < 0 ||
+        (rc = get_fraction(c, s, "max_delete_fraction", &t->max_delete_fraction)) < 0)
+        return rc;
+    return get_int(c, s, "reconcile_chunk_rows", 1, 100000000, &t->reconcile_chunk_rows);
+}
 
 static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config *t)
 {
@@ -215,6 +259,7 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
     if ((rc = get_enum(c, &s, "on_missing_target", missing_names, false, &missing)) < 0)
         goto done;
     t->on_missing_target = (mbq_missing_policy)missing;
+    rc = parse_table_deletes(c, &s, path.ptr, t);
 done:
     mbq_buf_free(&path);
     mbq_buf_free(&sub);

@@ -13,6 +13,7 @@
 #include "mbq/buf.h"
 #include "mbq/error.h"
 #include "mbq/journal.h"
+#include "journal_internal.h"
 #include "mbq/util.h"
 #include "journal_internal.h"
 #include "mbq/banned.h"
@@ -971,7 +972,7 @@ sqlite3 *mbq_journal_db(mbq_journal *j)
     return j->db;
 }
 
-const char *mbq_journal_path(mbq_journal *j)
+const char *mbq_journal_path(const mbq_journal *j)
 {
     return j->path;
 }

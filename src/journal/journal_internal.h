@@ -1,6 +1,7 @@
 /* Shared by the journal's source files (journal.c writes and reads,
  * journal_read.c holds the dashboard's read-only queries, journal_backfill.c
- * a backfill's chunk tables). Not a public interface. */
+ * a backfill's chunk tables, journal_reconcile.c the reconciliations). Not a
+ * public interface. */
 #ifndef MBQ_JOURNAL_INTERNAL_H
 #define MBQ_JOURNAL_INTERNAL_H
 
@@ -14,8 +15,8 @@ struct mbq_journal {
     int lock_fd; /* -1 when read-only */
 };
 
-/* The open database and its path (for messages). */
+/* The open database and the file's path (for messages); owned by `j`. */
 sqlite3 *mbq_journal_db(mbq_journal *j);
-const char *mbq_journal_path(mbq_journal *j);
+const char *mbq_journal_path(const mbq_journal *j);
 
 #endif

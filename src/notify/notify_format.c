@@ -399,7 +399,14 @@ int mbq_notify_format_text(mbq_buf *out, const mbq_run_summary *s)
         } else if (mbq_buf_puts(out, ", ")) {
             goto done;
         }
-        if (put_duration(out, t->duration_ms) || put_stages(out, t) || mbq_buf_putc(out, '\n'))
+        if (put_duration(out, t->duration_ms) || put_stages(out, t))
+            goto done;
+        if (t->reconciled && (mbq_buf_puts(out, "; deletes: ") ||
+                              mbq_buf_put_count(out, t->rows_deleted) ||
+                              mbq_buf_puts(out, t->rows_deleted == 1 ? " row removed"
+                                                                     : " rows removed")))
+            goto done;
+        if (mbq_buf_putc(out, '\n'))
             goto done;
     }
 

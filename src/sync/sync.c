@@ -137,7 +137,9 @@ static void table_job_fail(sync_ctx *ctx, table_job *t, int err)
 {
     t->result = err;
     t->error = mbq_strdup(mbq_error_last());
-    t->failed_state = mbq_strdup(t->run.state ? t->run.state : "schema-check");
+    t->failed_state = mbq_strdup(t->in_reconcile ? "reconcile"
+                                 : t->run.state ? t->run.state
+                                                : "schema-check");
     mbq_log(MBQ_LOG_ERROR, t->tc->name, t->failed_state, "%s", mbq_error_last());
     if (!ctx->j || ctx->dry_run)
         return;
@@ -170,6 +172,8 @@ const mbq_bq_schema *mbq_sync_metadata_schema(void)
         mbq_bq_schema_add(s, "table_run_id", "INT64", MBQ_BQ_NULLABLE, NULL);
         mbq_bq_schema_add(s, "load_mode", "STRING", MBQ_BQ_NULLABLE, "merge or replace");
         mbq_bq_schema_add(s, "status", "STRING", MBQ_BQ_NULLABLE, NULL);
+        mbq_bq_schema_add(s, "rows_deleted", "INT64", MBQ_BQ_NULLABLE,
+                          "rows a reconciliation deleted (hard) or flagged (soft)");
     }
     return s;
 }
@@ -412,6 +416,34 @@ static void print_dry_run(const sync_ctx *ctx, const table_job *t)
         printf("  schema: %s\n", t->changes[i]);
 }
 
+/* What a reconciliation would do now: keys read and staged in a
+ * throw-away table, the target only counted. */
+static void print_dry_run_deletes(sync_ctx *ctx, table_job *t)
+{
+    const mbq_table_config *tc = t->tc;
+    int64_t would = -1, live = -1;
+    if (tc->deletes == MBQ_DELETES_OFF) {
+        if (tc->mode != MBQ_MODE_FULL)
+            printf("  deletes: off (rows deleted in MySQL stay in BigQuery)\n");
+        return;
+    }
+    if (t->target_rows < 0) {
+        printf("  deletes: %s; nothing to reconcile before the first sync\n",
+               tc->deletes == MBQ_DELETES_HARD ? "hard" : "soft");
+        return;
+    }
+    int rc = mbq_reconcile_dry_run(ctx, t, &would, &live);
+    if (rc < 0 && !t->reconcile_refused) {
+        printf("  deletes: would fail: %s\n", mbq_error_last());
+        return;
+    }
+    printf("  deletes: %s; would %s %" PRId64 " of %" PRId64 " rows whose key is gone from "
+           "MySQL%s\n",
+           tc->deletes == MBQ_DELETES_HARD ? "hard" : "soft",
+           tc->deletes == MBQ_DELETES_HARD ? "delete" : "flag", would, live,
+           t->reconcile_refused ? " (refused by max_delete_fraction: nothing would change)" : "");
+}
+
 /* The resumed table run took its snapshot in an earlier process, before this
  * run started: rows written since then are not in it, and a run that stopped
  * there would exit 0 with the table behind (a cron user would read that exit
@@ -458,11 +490,23 @@ static int catch_up(sync_ctx *ctx, table_job *t)
 static bool run_table(sync_ctx *ctx, table_job *t)
 {
     int64_t t0 = mbq_monotonic_ms();
-    int rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
+    /* A reconciliation left in flight is finished before the table syncs
+     * again: its statement must meet a target that holds nothing newer
+     * than its keys (reconcile.c). */
+    t->in_reconcile = !ctx->dry_run;
+    int rc = ctx->dry_run ? 0 : mbq_reconcile_resume(ctx, t);
+    if (rc == 0)
+        t->in_reconcile = false;
+    if (rc == 0)
+        rc = ctx->dry_run ? mbq_schema_check(ctx, t) : mbq_machine_drive(ctx, t);
     /* A chunked backfill read each chunk in its own snapshot: it catches up
      * from the mark it took before the first one (backfill.c). */
     if (rc == 0 && !ctx->dry_run && ((t->resumed && !t->extracted_here) || t->backfilled))
         rc = catch_up(ctx, t);
+    if (rc == 0 && !ctx->dry_run) {
+        t->in_reconcile = true;
+        rc = mbq_reconcile_if_due(ctx, t);
+    }
     if (rc < 0)
         table_job_fail(ctx, t, rc);
     else if (!ctx->dry_run)
@@ -471,6 +515,8 @@ static bool run_table(sync_ctx *ctx, table_job *t)
                 t->unchanged ? " (no changes)" : "");
     if (ctx->dry_run)
         print_dry_run(ctx, t);
+    if (ctx->dry_run && rc == 0)
+        print_dry_run_deletes(ctx, t);
     return rc == 0;
 }
 
@@ -808,6 +854,10 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
         mbq_log(MBQ_LOG_WARN, NULL, "mirror",
                 "metadata mirror to BigQuery failed (retried next run; data is committed): %s",
                 mbq_error_last());
+    else if (conn_rc == 0 && mbq_reconcile_mirror(&ctx) < 0)
+        mbq_log(MBQ_LOG_WARN, NULL, "mirror",
+                "reconciliation mirror to BigQuery failed (retried next run): %s",
+                mbq_error_last());
 
     /* The summary for alerts and metrics. */
     int64_t finished = mbq_now_ms();
@@ -839,6 +889,8 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
             s->prev_consecutive_failures = t->prev_failures;
             s->incident = t->target_lost && t->result == 0;
             s->last_success_ms = t->result < 0 ? t->committed.last_success_ms : finished;
+            s->reconciled = t->reconciled;
+            s->rows_deleted = t->rows_deleted;
         }
         mbq_run_summary summary = {.run_id = run_id, .started_ms = started, .finished_ms = finished,
                                    .tables = sums, .n_tables = n_jobs};

@@ -54,6 +54,11 @@ typedef struct table_job {
     char **changes;              /* schema changes, human-readable, for the summary */
     size_t n_changes;
     int64_t rows_synced;
+    int64_t rows_deleted;        /* by a reconciliation (deleted, or flagged in soft mode) */
+    bool reconciled;             /* a reconciliation finished in this run */
+    bool reconcile_refused;      /* the guard refused one (max_delete_fraction) */
+    bool in_reconcile;           /* a failure now is the reconciliation's */
+    int64_t t_reconcile_ms;
     int64_t started_ms;
     int result;                  /* 0 ok, <0 the error */
     char *error;
@@ -178,5 +183,24 @@ void mbq_runfail_clear(const char *state_dir);
  * wrong is logged. */
 void mbq_runfail_notify(const mbq_config *cfg, const mbq_sync_options *opts, const char *run_id,
                         int64_t started_ms, int exit_code, const char *error);
+
+/* reconcile.c: deletes reach BigQuery (mbq/reconcile.h).
+ * mbq_reconcile_resume: finish the table's in-flight reconciliation, if
+ * any, BEFORE the table syncs again (runs schema-check for it).
+ * mbq_reconcile_if_due: after a successful sync, start and finish one when
+ * deletes are on and reconcile_every has passed since the last one.
+ * mbq_reconcile_dry_run: count what one would remove (*would) of the live
+ * target rows (*live) without journaling or changing the target.
+ * All: 0, or the error that stopped it (journaled with the
+ * reconciliation); the guard's refusal is MBQ_EDATA with the fraction and
+ * the override named. */
+int mbq_reconcile_resume(sync_ctx *ctx, table_job *t);
+int mbq_reconcile_if_due(sync_ctx *ctx, table_job *t);
+int mbq_reconcile_dry_run(sync_ctx *ctx, table_job *t, int64_t *would, int64_t *live);
+
+/* reconcile_mirror.c: one row per finished reconciliation into the
+ * metadata table (rows_deleted), after the table runs' rows; its failure
+ * is retried by the next run. */
+int mbq_reconcile_mirror(sync_ctx *ctx);
 
 #endif

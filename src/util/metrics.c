@@ -99,6 +99,18 @@ int mbq_metrics_format(mbq_buf *out, const mbq_run_summary *s)
             return MBQ_ENOMEM;
     }
 
+    /* Only tables whose reconciliation ran in this run have a sample: a
+     * missing sample is "not reconciled", not "nothing deleted". */
+    if (put_family(out, "mbq_table_rows_deleted",
+                   "Rows deleted (hard) or flagged (soft) by the last run's reconciliation."))
+        return MBQ_ENOMEM;
+    EACH_TABLE
+    {
+        if (t->reconciled && (put_table_sample(out, "mbq_table_rows_deleted", t) ||
+                              mbq_buf_printf(out, "} %lld\n", (long long)t->rows_deleted)))
+            return MBQ_ENOMEM;
+    }
+
     if (put_family(out, "mbq_table_sync_duration_seconds", "Time the table took in the last run."))
         return MBQ_ENOMEM;
     EACH_TABLE
