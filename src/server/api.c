@@ -5,8 +5,10 @@
 
 #include "mbq/error.h"
 #include "mbq/log.h"
+#include "mbq/runfail.h"
 #include "mbq/server.h"
 #include "mbq/util.h"
+#include "mbq/version.h"
 #include "mbq/banned.h"
 
 #define FAIL_IF(x)                                                                                 \
@@ -363,9 +365,40 @@ static int run_families(mbq_buf *b, const mbq_dash *d)
     return 0;
 }
 
+/* The build and the run-level families the textfile has (metrics.c): a
+ * run that stopped before any table is not in the journal (the journal may
+ * be what broke), so its streak comes from <state.dir>/run-failures as the
+ * sync keeps it (mbq/runfail.h); else the last run's exit code is 1 when a
+ * table failed, 0 when none did. */
+static int build_and_stop_families(mbq_buf *b, const mbq_dash *d)
+{
+    mbq_runfail rf;
+    mbq_runfail_read(&rf, d->state_dir);
+    int exit_code = rf.count > 0                                        ? rf.exit_code
+                    : d->have_last_run && d->last_run.tables_failed > 0 ? 1
+                                                                        : 0;
+    FAIL_IF(family(b, "mbq_build_info", "The running mbq's version and build commit (always 1).") ||
+            mbq_buf_puts(b, "mbq_build_info{version=\"") ||
+            mbq_buf_put_utf8(b, mbq_version(), label_subst) || mbq_buf_puts(b, "\",commit=\"") ||
+            mbq_buf_put_utf8(b, mbq_version_commit(), label_subst) ||
+            mbq_buf_puts(b, "\"} 1\n"));
+    if (!d->have_last_run && rf.count == 0)
+        return 0;
+    FAIL_IF(family(b, "mbq_run_exit_code", "Exit code of the last run (0 ok, 1 a table failed, "
+                                           "69, 70, 74, 75, 77: see the README).") ||
+            mbq_buf_printf(b, "mbq_run_exit_code %d\n", exit_code) ||
+            family(b, "mbq_run_stopped", "1 when the last run stopped before any table, else 0.") ||
+            mbq_buf_printf(b, "mbq_run_stopped %d\n", rf.count > 0 ? 1 : 0) ||
+            family(b, "mbq_run_consecutive_stopped",
+                   "Runs in a row that stopped before any table, the last run included.") ||
+            mbq_buf_printf(b, "mbq_run_consecutive_stopped %d\n", rf.count));
+    return 0;
+}
+
 int mbq_render_metrics(mbq_buf *out, const mbq_dash *d)
 {
-    FAIL_IF(table_families(out, d) || dashboard_families(out, d) || run_families(out, d));
+    FAIL_IF(table_families(out, d) || dashboard_families(out, d) || run_families(out, d) ||
+            build_and_stop_families(out, d));
     return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include "mbq/bq.h"
 #include "mbq/config.h"
+#include "mbq/runfail.h"
 #include "mbq/journal.h"
 #include "mbq/machine.h"
 #include "mbq/mysql_source.h"
@@ -161,18 +162,8 @@ int step_commit(sync_ctx *ctx, table_job *t, step_event *ev);
 /* sync.c: the schema of the BigQuery metadata table (bigquery.metadata_table). */
 const mbq_bq_schema *mbq_sync_metadata_schema(void);
 
-/* runfail.c: runs that stopped before any table (see there). The streak of
- * such runs, from <state.dir>/run-failures. */
-typedef struct mbq_runfail {
-    int exit_code; /* the last one's */
-    int count;     /* runs in a row; 0 = none */
-    int64_t first_ms;
-    int64_t last_ms;
-} mbq_runfail;
-
-/* Read the streak (zeroed when there is none or it cannot be read). */
-void mbq_runfail_read(mbq_runfail *out, const char *state_dir);
-
+/* runfail.c: runs that stopped before any table (see there and
+ * mbq/runfail.h). */
 /* End the streak: a run went through. */
 void mbq_runfail_clear(const char *state_dir);
 

@@ -16,9 +16,8 @@ table, copied over the target in one copy job at the end.
 - A full-mode table (no cursor) swaps its shadow in at once: killed before
   the copy, the target still holds the previous full refresh exactly.
 
-The emulator has no copy jobs (its jobs.insert knows load, query and
-extract): CopyJobs from test_limits.py, a pass-through proxy that answers
-copy jobs as BigQuery documents them, stands in for them."""
+Copy jobs run on the patched emulator (tools/emulator/patches/0013) and
+are counted from its own job list."""
 import os
 import random
 import re
@@ -30,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (Workspace, assert_target_equals_source, bq_query, bq_table, check, check_eq,
                      count_loss, expect_ok, mysql, private_emulator, require_services, run_cases)
-from test_limits import CopyJobs
+from test_limits import copy_jobs_into
 
 COLS = ["id", "k2", "val", "updated_at"]
 KEY = "id, k2"
@@ -46,9 +45,6 @@ CREATE TABLE items (
   PRIMARY KEY (id, k2)
 );
 """
-
-PROXY = None
-
 
 def make_ws(name, mode="incremental", rows=N_ROWS):
     ws = Workspace(name)
@@ -68,7 +64,7 @@ def make_ws(name, mode="incremental", rows=N_ROWS):
 
 
 def env(ws, **kw):
-    return ws.env(MBQ_E2E_BQ_ENDPOINT=PROXY.endpoint, **kw)
+    return ws.env(**kw)
 
 
 def chunk_lines(r):
@@ -77,12 +73,12 @@ def chunk_lines(r):
 
 def test_first_sync_in_chunks_on_two_connections_equals_source():
     ws = make_ws("bf_first")
-    n_copies = len(PROXY.copies)
+    n_copies = len(copy_jobs_into(ws.dataset))
     r = ws.sync("--jobs", "2", env=env(ws))
     expect_ok(r)
     check("backfill planned: 10 chunks" in r.stderr, "planned 10 chunks: %r" % r)
     check_eq(sorted(map(int, chunk_lines(r))), list(range(1, 11)), "each chunk once")
-    check_eq(len(PROXY.copies) - n_copies, 1, "one copy job")
+    check_eq(len(copy_jobs_into(ws.dataset)) - n_copies, 1, "one copy job")
     check_eq(assert_target_equals_source(ws, "items", COLS, KEY, ["updated_at"]), N_ROWS, "rows")
     check_eq(bq_table(ws.dataset, "items__mbq_backfill_1"), None, "shadow table dropped")
     t = ws.inspect("items")["tables"][0]
@@ -159,10 +155,10 @@ def test_full_mode_swaps_the_shadow_in_at_once():
     before = assert_target_equals_source(ws, "items", COLS, KEY, ["updated_at"])
     old = bq_query("SELECT id, k2, val FROM `%s.items` ORDER BY id, k2" % ws.dataset)
     mysql("UPDATE items SET val = CONCAT(val, '-2')", db=ws.db)
-    n_copies = len(PROXY.copies)
+    n_copies = len(copy_jobs_into(ws.dataset))
     r = ws.sync(env=env(ws, MBQ_FAULT="backfill.copy_submit", MBQ_FAULT_HIT=1))
     check(r.returncode in (137, -9), "killed before the copy: %r" % r)
-    check_eq(len(PROXY.copies), n_copies, "no copy ran")
+    check_eq(len(copy_jobs_into(ws.dataset)), n_copies, "no copy ran")
     # Every chunk is in the shadow; readers of the target still see the
     # previous refresh, whole.
     check_eq(bq_query("SELECT id, k2, val FROM `%s.items` ORDER BY id, k2" % ws.dataset), old,
@@ -170,7 +166,7 @@ def test_full_mode_swaps_the_shadow_in_at_once():
     check_eq(before, N_ROWS, "rows before")
     r = ws.sync(env=env(ws))
     expect_ok(r)
-    check_eq(len(PROXY.copies), n_copies + 1, "one copy")
+    check_eq(len(copy_jobs_into(ws.dataset)), n_copies + 1, "one copy")
     check_eq(assert_target_equals_source(ws, "items", COLS, KEY, ["updated_at"]), N_ROWS, "rows")
     check_eq(ws.inspect("items")["tables"][0]["cursor"], None, "full mode keeps no cursor")
     ws.cleanup()
@@ -251,7 +247,6 @@ def test_random_kills_under_writes_end_equal_to_the_source():
 if __name__ == "__main__":
     require_services()
     private_emulator()
-    PROXY = CopyJobs()
     run_cases([
         test_first_sync_in_chunks_on_two_connections_equals_source,
         test_kill_at_every_chunk_state_resumes_losing_at_most_one_chunk,
