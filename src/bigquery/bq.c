@@ -341,12 +341,12 @@ int bq_url(mbq_buf *out, const mbq_bq *bq, const char *prefix, const char *fmt, 
     return rc;
 }
 
-int json_put_str(mbq_buf *b, const char *s)
+int bq_json_put_str(mbq_buf *b, const char *s)
 {
     return mbq_buf_json_string(b, s, strlen(s));
 }
 
-int json_body(mbq_http_body *body, const mbq_buf *b)
+int bq_json_body(mbq_http_body *body, const mbq_buf *b)
 {
     memset(body, 0, sizeof(*body));
     body->pre = mbq_buf_cstr(b);

@@ -24,11 +24,11 @@ int mbq_bq_dry_run(mbq_bq *bq, long *http_status, const char *sql)
     if ((rc = bq_url(&url, bq, "/bigquery/v2", "/jobs")) < 0 || (rc = mbq_buf_putc(&b, '{')) < 0 ||
         (rc = job_reference(&b, bq, job_id, bq->location)) < 0 ||
         (rc = mbq_buf_puts(&b, ",\"configuration\":{\"dryRun\":true,\"query\":{\"query\":")) < 0 ||
-        (rc = json_put_str(&b, sql)) < 0 ||
+        (rc = bq_json_put_str(&b, sql)) < 0 ||
         (rc = mbq_buf_puts(&b, ",\"useLegacySql\":false}}}")) < 0)
         goto done;
     mbq_http_body hb;
-    json_body(&hb, &b);
+    bq_json_body(&hb, &b);
     bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, "dry-run query", true, false};
     rc = bq_call(bq, &resp, &r);
     *http_status = resp.status;
@@ -58,15 +58,15 @@ int mbq_bq_probe_table_write(mbq_bq *bq, long *http_status, const char *dataset)
     if ((rc = bq_url(&url, bq, "/bigquery/v2", "/datasets/%s/tables", dataset)) < 0 ||
         (rc = mbq_buf_printf(&what, "creating a scratch table in dataset '%s'", dataset)) < 0 ||
         (rc = mbq_buf_puts(&b, "{\"tableReference\":{\"projectId\":")) < 0 ||
-        (rc = json_put_str(&b, bq->project)) < 0 ||
-        (rc = mbq_buf_puts(&b, ",\"datasetId\":")) < 0 || (rc = json_put_str(&b, dataset)) < 0 ||
-        (rc = mbq_buf_puts(&b, ",\"tableId\":")) < 0 || (rc = json_put_str(&b, table)) < 0 ||
+        (rc = bq_json_put_str(&b, bq->project)) < 0 ||
+        (rc = mbq_buf_puts(&b, ",\"datasetId\":")) < 0 || (rc = bq_json_put_str(&b, dataset)) < 0 ||
+        (rc = mbq_buf_puts(&b, ",\"tableId\":")) < 0 || (rc = bq_json_put_str(&b, table)) < 0 ||
         (rc = mbq_buf_printf(&b, "},\"expirationTime\":\"%lld\",\"schema\":{\"fields\":"
                                  "[{\"name\":\"x\",\"type\":\"INT64\"}]}}",
                              (long long)(mbq_now_ms() + 3600 * 1000))) < 0)
         goto done;
     mbq_http_body hb;
-    json_body(&hb, &b);
+    bq_json_body(&hb, &b);
     bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, false};
     rc = bq_call(bq, &resp, &r);
     *http_status = resp.status;

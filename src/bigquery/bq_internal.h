@@ -58,8 +58,8 @@ typedef struct bq_req {
 /* Shared between the client files (defined in one, used in another). */
 int bq_call(mbq_bq *bq, mbq_http_response *resp, const bq_req *r);
 int bq_url(mbq_buf *out, const mbq_bq *bq, const char *prefix, const char *fmt, ...);
-int json_put_str(mbq_buf *b, const char *s);
-int json_body(mbq_http_body *body, const mbq_buf *b);
+int bq_json_put_str(mbq_buf *b, const char *s);
+int bq_json_body(mbq_http_body *body, const mbq_buf *b);
 void job_error_forget(mbq_bq *bq);
 int job_after_insert(mbq_bq_job **out, mbq_bq *bq, int rc, const mbq_http_response *resp,
                      const char *job_id, const char *location);

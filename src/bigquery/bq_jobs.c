@@ -185,9 +185,9 @@ int job_reference(mbq_buf *b, const mbq_bq *bq, const char *job_id, const char *
 {
     int rc;
     if ((rc = mbq_buf_puts(b, "\"jobReference\":{\"projectId\":")) < 0 ||
-        (rc = json_put_str(b, bq->project)) < 0 || (rc = mbq_buf_puts(b, ",\"jobId\":")) < 0 ||
-        (rc = json_put_str(b, job_id)) < 0 || (rc = mbq_buf_puts(b, ",\"location\":")) < 0 ||
-        (rc = json_put_str(b, location)) < 0)
+        (rc = bq_json_put_str(b, bq->project)) < 0 || (rc = mbq_buf_puts(b, ",\"jobId\":")) < 0 ||
+        (rc = bq_json_put_str(b, job_id)) < 0 || (rc = mbq_buf_puts(b, ",\"location\":")) < 0 ||
+        (rc = bq_json_put_str(b, location)) < 0)
         return rc;
     return mbq_buf_putc(b, '}');
 }
@@ -217,18 +217,18 @@ int mbq_bq_query(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *s
         (rc = mbq_buf_putc(&b, '{')) < 0 ||
         (rc = job_reference(&b, bq, job_id, location)) < 0 ||
         (rc = mbq_buf_puts(&b, ",\"configuration\":{\"query\":{\"query\":")) < 0 ||
-        (rc = json_put_str(&b, sql)) < 0 || (rc = mbq_buf_puts(&b, ",\"useLegacySql\":false")) < 0)
+        (rc = bq_json_put_str(&b, sql)) < 0 || (rc = mbq_buf_puts(&b, ",\"useLegacySql\":false")) < 0)
         goto done;
     if (opts->default_dataset &&
         ((rc = mbq_buf_puts(&b, ",\"defaultDataset\":{\"projectId\":")) < 0 ||
-         (rc = json_put_str(&b, bq->project)) < 0 ||
+         (rc = bq_json_put_str(&b, bq->project)) < 0 ||
          (rc = mbq_buf_puts(&b, ",\"datasetId\":")) < 0 ||
-         (rc = json_put_str(&b, opts->default_dataset)) < 0 || (rc = mbq_buf_putc(&b, '}')) < 0))
+         (rc = bq_json_put_str(&b, opts->default_dataset)) < 0 || (rc = mbq_buf_putc(&b, '}')) < 0))
         goto done;
     if ((rc = mbq_buf_puts(&b, "}}}")) < 0)
         goto done;
     mbq_http_body hb;
-    json_body(&hb, &b);
+    bq_json_body(&hb, &b);
     /* jobs.insert carries the job id, so a retry cannot run it twice: a
      * repeated id is refused as a duplicate and looked up. */
     bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, true};
@@ -530,9 +530,9 @@ done:
 static int table_reference(mbq_buf *b, const mbq_bq *bq, const char *dataset, const char *table)
 {
     int rc;
-    if ((rc = mbq_buf_puts(b, "{\"projectId\":")) < 0 || (rc = json_put_str(b, bq->project)) < 0 ||
-        (rc = mbq_buf_puts(b, ",\"datasetId\":")) < 0 || (rc = json_put_str(b, dataset)) < 0 ||
-        (rc = mbq_buf_puts(b, ",\"tableId\":")) < 0 || (rc = json_put_str(b, table)) < 0)
+    if ((rc = mbq_buf_puts(b, "{\"projectId\":")) < 0 || (rc = bq_json_put_str(b, bq->project)) < 0 ||
+        (rc = mbq_buf_puts(b, ",\"datasetId\":")) < 0 || (rc = bq_json_put_str(b, dataset)) < 0 ||
+        (rc = mbq_buf_puts(b, ",\"tableId\":")) < 0 || (rc = bq_json_put_str(b, table)) < 0)
         return rc;
     return mbq_buf_putc(b, '}');
 }
@@ -564,7 +564,7 @@ int mbq_bq_copy_table(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const ch
                              write_disp_name(wd))) < 0)
         goto done;
     mbq_http_body hb;
-    json_body(&hb, &b);
+    bq_json_body(&hb, &b);
     bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, true};
     rc = bq_call(bq, &resp, &r);
     rc = job_after_insert(out, bq, rc, &resp, job_id, location);

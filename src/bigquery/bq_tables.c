@@ -108,15 +108,15 @@ int mbq_bq_dataset_ensure(mbq_bq *bq, const char *dataset, const char *location)
     if ((rc = bq_url(&url, bq, "/bigquery/v2", "/datasets")) < 0 ||
         (rc = mbq_buf_printf(&what, "create dataset '%s'", dataset)) < 0 ||
         (rc = mbq_buf_puts(&body, "{\"datasetReference\":{\"projectId\":")) < 0 ||
-        (rc = json_put_str(&body, bq->project)) < 0 ||
+        (rc = bq_json_put_str(&body, bq->project)) < 0 ||
         (rc = mbq_buf_puts(&body, ",\"datasetId\":")) < 0 ||
-        (rc = json_put_str(&body, dataset)) < 0 ||
+        (rc = bq_json_put_str(&body, dataset)) < 0 ||
         (rc = mbq_buf_puts(&body, "},\"location\":")) < 0 ||
-        (rc = json_put_str(&body, location ? location : bq->location)) < 0 ||
+        (rc = bq_json_put_str(&body, location ? location : bq->location)) < 0 ||
         (rc = mbq_buf_putc(&body, '}')) < 0)
         goto done;
     mbq_http_body hb;
-    json_body(&hb, &body);
+    bq_json_body(&hb, &body);
     /* A repeated create answers 409 on BigQuery, so retrying is safe. */
     bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, false};
     rc = bq_call(bq, &resp, &r);
@@ -229,9 +229,9 @@ int mbq_bq_table_create(mbq_bq *bq, const char *dataset, const char *table,
     if ((rc = bq_url(&url, bq, "/bigquery/v2", "/datasets/%s/tables", dataset)) < 0 ||
         (rc = mbq_buf_printf(&what, "create table '%s.%s'", dataset, table)) < 0 ||
         (rc = mbq_buf_puts(&b, "{\"tableReference\":{\"projectId\":")) < 0 ||
-        (rc = json_put_str(&b, bq->project)) < 0 ||
-        (rc = mbq_buf_puts(&b, ",\"datasetId\":")) < 0 || (rc = json_put_str(&b, dataset)) < 0 ||
-        (rc = mbq_buf_puts(&b, ",\"tableId\":")) < 0 || (rc = json_put_str(&b, table)) < 0 ||
+        (rc = bq_json_put_str(&b, bq->project)) < 0 ||
+        (rc = mbq_buf_puts(&b, ",\"datasetId\":")) < 0 || (rc = bq_json_put_str(&b, dataset)) < 0 ||
+        (rc = mbq_buf_puts(&b, ",\"tableId\":")) < 0 || (rc = bq_json_put_str(&b, table)) < 0 ||
         (rc = mbq_buf_puts(&b, "},\"schema\":{\"fields\":")) < 0 ||
         (rc = mbq_bq_schema_to_json(&b, schema)) < 0 || (rc = mbq_buf_putc(&b, '}')) < 0)
         goto done;
@@ -241,10 +241,10 @@ int mbq_bq_table_create(mbq_bq *bq, const char *dataset, const char *table,
         goto done;
     if (opts->partition_type || opts->partition_field) {
         if ((rc = mbq_buf_puts(&b, ",\"timePartitioning\":{\"type\":")) < 0 ||
-            (rc = json_put_str(&b, opts->partition_type ? opts->partition_type : "DAY")) < 0)
+            (rc = bq_json_put_str(&b, opts->partition_type ? opts->partition_type : "DAY")) < 0)
             goto done;
         if (opts->partition_field && ((rc = mbq_buf_puts(&b, ",\"field\":")) < 0 ||
-                                      (rc = json_put_str(&b, opts->partition_field)) < 0))
+                                      (rc = bq_json_put_str(&b, opts->partition_field)) < 0))
             goto done;
         if ((rc = mbq_buf_putc(&b, '}')) < 0)
             goto done;
@@ -254,18 +254,18 @@ int mbq_bq_table_create(mbq_bq *bq, const char *dataset, const char *table,
             goto done;
         for (size_t i = 0; i < opts->n_clustering; i++)
             if ((i && (rc = mbq_buf_putc(&b, ',')) < 0) ||
-                (rc = json_put_str(&b, opts->clustering[i])) < 0)
+                (rc = bq_json_put_str(&b, opts->clustering[i])) < 0)
                 goto done;
         if ((rc = mbq_buf_puts(&b, "]}")) < 0)
             goto done;
     }
     if (opts->description && ((rc = mbq_buf_puts(&b, ",\"description\":")) < 0 ||
-                              (rc = json_put_str(&b, opts->description)) < 0))
+                              (rc = bq_json_put_str(&b, opts->description)) < 0))
         goto done;
     if ((rc = mbq_buf_putc(&b, '}')) < 0)
         goto done;
     mbq_http_body hb;
-    json_body(&hb, &b);
+    bq_json_body(&hb, &b);
     /* Retrying is safe: a table created by an earlier attempt gives 409,
      * which the caller sees as MBQ_EEXISTS. */
     bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, false};
@@ -367,7 +367,7 @@ int mbq_bq_table_add_columns(mbq_bq *bq, size_t *added, const char *dataset, con
             (rc = mbq_buf_printf(&what, "add columns to table '%s.%s'", dataset, table)) < 0)
             goto done;
         mbq_http_body hb;
-        json_body(&hb, &b);
+        bq_json_body(&hb, &b);
         /* Retrying is safe: the patch states the whole resulting schema, and
          * with If-Match a changed table gives 412 instead of a second change. */
         bq_req r = {"PATCH", url.ptr, "application/json", &hb, extra, what.ptr, true, false};

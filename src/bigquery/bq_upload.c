@@ -40,9 +40,9 @@ static int load_config(mbq_buf *b, const mbq_bq *bq, const char *job_id,
     if ((rc = mbq_buf_putc(b, '{')) < 0 || (rc = job_reference(b, bq, job_id, location)) < 0 ||
         (rc = mbq_buf_puts(b, ",\"configuration\":{\"load\":{\"destinationTable\":{"
                               "\"projectId\":")) < 0 ||
-        (rc = json_put_str(b, bq->project)) < 0 || (rc = mbq_buf_puts(b, ",\"datasetId\":")) < 0 ||
-        (rc = json_put_str(b, o->dataset)) < 0 || (rc = mbq_buf_puts(b, ",\"tableId\":")) < 0 ||
-        (rc = json_put_str(b, o->table)) < 0 ||
+        (rc = bq_json_put_str(b, bq->project)) < 0 || (rc = mbq_buf_puts(b, ",\"datasetId\":")) < 0 ||
+        (rc = bq_json_put_str(b, o->dataset)) < 0 || (rc = mbq_buf_puts(b, ",\"tableId\":")) < 0 ||
+        (rc = bq_json_put_str(b, o->table)) < 0 ||
         (rc = mbq_buf_puts(b, "},\"schema\":{\"fields\":")) < 0 ||
         (rc = mbq_bq_schema_to_json(b, o->schema)) < 0)
         return rc;
@@ -211,7 +211,7 @@ static int session_open(mbq_bq *bq, mbq_buf *uri, const char *job_id, const mbq_
         hdrs[1] = lenhdr.ptr;
     }
     mbq_http_body body;
-    json_body(&body, cfg);
+    bq_json_body(&body, cfg);
     /* Opening a session changes nothing until data is sent: retry-safe. */
     bq_req r = {"POST", url.ptr, "application/json; charset=UTF-8", &body, hdrs, what.ptr,
                 true, true};

@@ -63,10 +63,10 @@ static void register_secrets(cfg_ctx *c, yaml_node_t *root)
                 break;
             }
             section s = {n, ""};
-            n = find(c, &s, paths[i][j]);
+            n = cfg_find(c, &s, paths[i][j]);
         }
         char *val = NULL;
-        if (n && n->type == YAML_SCALAR_NODE && substitute(c, n, "secret", &val) == 0)
+        if (n && n->type == YAML_SCALAR_NODE && cfg_substitute(c, n, "secret", &val) == 0)
             mbq_secret_register(val);
         free(val);
     }
@@ -139,7 +139,7 @@ static int parse_with(mbq_config **out, const char *yaml, size_t len, const char
     }
     c.doc_loaded = true;
     yaml_node_t *root = yaml_document_get_root_node(&c.doc);
-    if (!root || is_null(root)) {
+    if (!root || cfg_is_null(root)) {
         rc = mbq_error_set(MBQ_ECONFIG, "cannot load config '%s': config is empty", name);
         goto done;
     }
@@ -171,7 +171,7 @@ static int parse_with(mbq_config **out, const char *yaml, size_t len, const char
     for (size_t i = 0; i < c.cfg->n_tables; i++) {
         if (strcasecmp(c.cfg->tables[i].target, c.cfg->bigquery.metadata_table) == 0) {
             yaml_node_t *n = yaml_document_get_node(
-                &c.doc, find(&c, &top, "tables")->data.sequence.items.start[i]);
+                &c.doc, cfg_find(&c, &top, "tables")->data.sequence.items.start[i]);
             rc = err_at(&c, n,
                         "'tables[%zu]' targets '%s', which is the metadata table "
                         "('bigquery.metadata_table'): choose another target",

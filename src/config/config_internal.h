@@ -62,15 +62,15 @@ int err_at(cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
 typedef int (*item_check_fn)(cfg_ctx *c, const yaml_node_t *n, const char *path, const char *v);
 
 /* Shared between the files named above (defined in one, used in another). */
-const char *esc(cfg_ctx *c, const char *s, size_t len);
+const char *cfg_esc(cfg_ctx *c, const char *s, size_t len);
 const char *esc_str(cfg_ctx *c, const char *s);
-bool is_null(const yaml_node_t *n);
+bool cfg_is_null(const yaml_node_t *n);
 const char *type_name(const yaml_node_t *n);
 int check_mapping(cfg_ctx *c, yaml_node_t *n, const char *path, const char *const *keys);
-yaml_node_t *find(cfg_ctx *c, const section *s, const char *key);
+yaml_node_t *cfg_find(cfg_ctx *c, const section *s, const char *key);
 int open_section(cfg_ctx *c, const section *s, const char *key, const char *const *keys,
                  mbq_buf *path, section *out, bool *present);
-int substitute(cfg_ctx *c, const yaml_node_t *n, const char *what, char **out);
+int cfg_substitute(cfg_ctx *c, const yaml_node_t *n, const char *what, char **out);
 int get_text(cfg_ctx *c, const section *s, const char *key, int flags, const char *what,
              char **out, yaml_node_t **at);
 int get_str(cfg_ctx *c, const section *s, const char *key, int flags, char **dst,

@@ -37,7 +37,7 @@ bool table_entry_is_pattern(cfg_ctx *c, yaml_node_t *item)
     if (!item || item->type != YAML_MAPPING_NODE)
         return false;
     section s = {item, ""};
-    return find(c, &s, "discover") != NULL || scalar_has_glob(find(c, &s, "name"));
+    return cfg_find(c, &s, "discover") != NULL || scalar_has_glob(cfg_find(c, &s, "name"));
 }
 
 /* An exclude glob: a MySQL name that may hold '*' and '?'. */
@@ -57,7 +57,7 @@ static int pattern_name(cfg_ctx *c, const section *s, const char *path, mbq_tabl
         (rc = get_str(c, s, "name", 0, &p->name, &at)) < 0)
         return rc;
     if (given && !discover)
-        return err_at(c, find(c, s, "discover"),
+        return err_at(c, cfg_find(c, s, "discover"),
                       "'%s.discover' is false: remove the entry, or name tables one by one", path);
     if (given && p->name)
         return err_at(c, at, "'%s' has both 'discover: true' and 'name': 'discover' takes every "
@@ -90,7 +90,7 @@ int parse_pattern(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_pattern *p)
         goto done;
     section s = {n, path.ptr};
     for (size_t k = 0; k < sizeof per_table_only / sizeof per_table_only[0]; k++) {
-        yaml_node_t *at = find(c, &s, per_table_only[k]);
+        yaml_node_t *at = cfg_find(c, &s, per_table_only[k]);
         if (at) {
             rc = err_at(c, at,
                         "'%s.%s' cannot be set on a pattern: mbq finds it per table (give the "

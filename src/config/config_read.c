@@ -50,7 +50,7 @@ int err_at(cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
 /* A printable, bounded copy of a value for a message: control characters
  * are escaped (a newline in a name must not forge a second log line) and
  * long values are cut. Valid until N_ESC more calls. */
-const char *esc(cfg_ctx *c, const char *s, size_t len)
+const char *cfg_esc(cfg_ctx *c, const char *s, size_t len)
 {
     mbq_buf *b = &c->esc[c->esc_next++ % N_ESC];
     mbq_buf_clear(b);
@@ -76,7 +76,7 @@ const char *esc(cfg_ctx *c, const char *s, size_t len)
 
 const char *esc_str(cfg_ctx *c, const char *s)
 {
-    return esc(c, s, strlen(s));
+    return cfg_esc(c, s, strlen(s));
 }
 
 static const char *scalar_str(const yaml_node_t *n)
@@ -86,7 +86,7 @@ static const char *scalar_str(const yaml_node_t *n)
 
 /* A plain empty scalar, `~` or `null` is YAML's null: the key is treated as
  * absent. A quoted "" is an empty string, not null. */
-bool is_null(const yaml_node_t *n)
+bool cfg_is_null(const yaml_node_t *n)
 {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
@@ -100,7 +100,7 @@ const char *type_name(const yaml_node_t *n)
     switch (n->type) {
     case YAML_MAPPING_NODE: return "a mapping";
     case YAML_SEQUENCE_NODE: return "a list";
-    default: return is_null(n) ? "nothing" : "a scalar";
+    default: return cfg_is_null(n) ? "nothing" : "a scalar";
     }
 }
 
@@ -167,7 +167,7 @@ int check_mapping(cfg_ctx *c, yaml_node_t *n, const char *path, const char *cons
             known = key_is(k, keys[i]);
         if (!known) {
             mbq_buf b = MBQ_BUF_INIT;
-            const char *word = esc(c, scalar_str(k), k->data.scalar.length);
+            const char *word = cfg_esc(c, scalar_str(k), k->data.scalar.length);
             int rc = mbq_buf_printf(&b, "unknown key '%s'", word);
             if (rc == 0 && *path)
                 rc = mbq_buf_printf(&b, " in '%s'", path);
@@ -182,7 +182,7 @@ int check_mapping(cfg_ctx *c, yaml_node_t *n, const char *path, const char *cons
             yaml_node_t *k2 = yaml_document_get_node(&c->doc, q->key);
             if (k2 && key_is(k2, scalar_str(k)))
                 return err_at(c, k, "duplicate key '%s'%s%s%s (first at line %zu)",
-                              esc(c, scalar_str(k), k->data.scalar.length), *path ? " in '" : "", path, *path ? "'" : "",
+                              cfg_esc(c, scalar_str(k), k->data.scalar.length), *path ? " in '" : "", path, *path ? "'" : "",
                               k2->start_mark.line + 1);
         }
     }
@@ -190,7 +190,7 @@ int check_mapping(cfg_ctx *c, yaml_node_t *n, const char *path, const char *cons
 }
 
 /* The value node of `key` in a checked mapping, or NULL. */
-yaml_node_t *find(cfg_ctx *c, const section *s, const char *key)
+yaml_node_t *cfg_find(cfg_ctx *c, const section *s, const char *key)
 {
     yaml_node_t *n = s->node;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
@@ -207,8 +207,8 @@ int open_section(cfg_ctx *c, const section *s, const char *key, const char *cons
                         mbq_buf *path, section *out, bool *present)
 {
     *present = false;
-    yaml_node_t *v = find(c, s, key);
-    if (!v || is_null(v))
+    yaml_node_t *v = cfg_find(c, s, key);
+    if (!v || cfg_is_null(v))
         return 0;
     int rc = mbq_buf_printf(path, "%s%s%s", KP(s, key));
     if (rc < 0)
@@ -234,7 +234,7 @@ static bool is_var_char(char ch, bool first)
  * unset or empty; the default is literal text up to the first '}'. A '$'
  * not followed by '{' or '$' stays as it is, so that a password written
  * inline with a '$' in it need not be escaped. `what` names the key. */
-int substitute(cfg_ctx *c, const yaml_node_t *n, const char *what, char **out)
+int cfg_substitute(cfg_ctx *c, const yaml_node_t *n, const char *what, char **out)
 {
     const char *s = scalar_str(n);
     size_t len = n->data.scalar.length, i = 0;
@@ -318,10 +318,10 @@ int get_text(cfg_ctx *c, const section *s, const char *key, int flags, const cha
     mbq_buf path = MBQ_BUF_INIT;
     char *val = NULL;
     *out = NULL;
-    yaml_node_t *v = find(c, s, key);
+    yaml_node_t *v = cfg_find(c, s, key);
     if (at)
         *at = v;
-    if (!v || (is_null(v) && !(flags & F_REQUIRED))) {
+    if (!v || (cfg_is_null(v) && !(flags & F_REQUIRED))) {
         if (flags & F_REQUIRED)
             rc = *s->path ? err_at(c, s->node, "missing required key '%s' in '%s'", key, s->path)
                           : err_at(c, s->node, "missing required key '%s'", key);
@@ -329,7 +329,7 @@ int get_text(cfg_ctx *c, const section *s, const char *key, int flags, const cha
     }
     if ((rc = mbq_buf_printf(&path, "%s%s%s", KP(s, key))) < 0)
         goto done;
-    if (is_null(v)) {
+    if (cfg_is_null(v)) {
         rc = err_at(c, v, "'%s' must not be empty", path.ptr);
         goto done;
     }
@@ -337,7 +337,7 @@ int get_text(cfg_ctx *c, const section *s, const char *key, int flags, const cha
         rc = err_at(c, v, "'%s' must be %s, got %s", path.ptr, what, type_name(v));
         goto done;
     }
-    if ((rc = substitute(c, v, path.ptr, &val)) < 0)
+    if ((rc = cfg_substitute(c, v, path.ptr, &val)) < 0)
         goto done;
     /* A double-quoted "\0" puts a NUL inside the scalar; C strings would cut
      * the value there silently. */
@@ -582,10 +582,10 @@ int get_list(cfg_ctx *c, const section *s, const char *key, int flags, size_t ma
     char **items = NULL;
     size_t n = 0;
     mbq_buf path = MBQ_BUF_INIT, ipath = MBQ_BUF_INIT;
-    yaml_node_t *v = find(c, s, key);
+    yaml_node_t *v = cfg_find(c, s, key);
     if (at_out)
         *at_out = v;
-    if (!v || is_null(v)) {
+    if (!v || cfg_is_null(v)) {
         if ((flags & F_REQUIRED) && v)
             rc = err_at(c, v, "'%s%s%s' must not be empty", KP(s, key));
         else if (flags & F_REQUIRED)
@@ -623,12 +623,12 @@ int get_list(cfg_ctx *c, const section *s, const char *key, int flags, size_t ma
                                               : mbq_buf_printf(&ipath, "%s[%zu]", path.ptr, i)) <
             0)
             goto done;
-        if (!item || item->type != YAML_SCALAR_NODE || is_null(item)) {
+        if (!item || item->type != YAML_SCALAR_NODE || cfg_is_null(item)) {
             rc = err_at(c, item ? item : v, "'%s' must be a name, got %s", ipath.ptr,
                         item ? type_name(item) : "nothing");
             goto done;
         }
-        if ((rc = substitute(c, item, ipath.ptr, &items[i])) < 0)
+        if ((rc = cfg_substitute(c, item, ipath.ptr, &items[i])) < 0)
             goto done;
         n = i + 1;
         if (strlen(items[i]) != item->data.scalar.length &&

@@ -134,7 +134,7 @@ static int parse_table_deletes(cfg_ctx *c, const section *s, const char *path,
         return rc;
     t->deletes = (mbq_delete_mode)deletes;
     if (t->deletes != MBQ_DELETES_OFF && t->mode == MBQ_MODE_FULL)
-        return err_at(c, find(c, s, "deletes"),
+        return err_at(c, cfg_find(c, s, "deletes"),
                       "'%s.deletes' is for incremental tables: a full refresh replaces the "
                       "whole target on every run, so rows deleted in MySQL leave BigQuery "
                       "anyway; remove 'deletes' (or set it to 'off')",
@@ -160,7 +160,7 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
 
     static const char *const pattern_only[] = {"exclude", "cursor_columns", "discover"};
     for (size_t k = 0; k < 3; k++)
-        if ((at = find(c, &s, pattern_only[k])) != NULL) {
+        if ((at = cfg_find(c, &s, pattern_only[k])) != NULL) {
             rc = err_at(c, at, "'%s.%s' is for a pattern ('name' with '*' or '?', or "
                                "'discover: true'); this entry names one table",
                         path.ptr, pattern_only[k]);
@@ -185,7 +185,7 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
     if ((rc = get_enum(c, &s, "mode", mode_names, false, &mode)) < 0)
         goto done;
     t->mode = (mbq_sync_mode)mode;
-    mode_at = find(c, &s, "mode");
+    mode_at = cfg_find(c, &s, "mode");
     if (t->mode == MBQ_MODE_INCREMENTAL && !t->updated_column) {
         rc = err_at(c, mode_at, "'%s.mode' is 'incremental' but no 'updated_column' is set: "
                                 "name the cursor column or use 'mode: full'", path.ptr);
@@ -236,8 +236,8 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
     int ptype = 0;
     if ((rc = get_enum(c, &s, "partition_type", partition_names, true, &ptype)) < 0)
         goto done;
-    at = find(c, &s, "partition_type");
-    if (at && !is_null(at) && !t->partition_by) {
+    at = cfg_find(c, &s, "partition_type");
+    if (at && !cfg_is_null(at) && !t->partition_by) {
         rc = err_at(c, at, "'%s.partition_type' needs 'partition_by'", path.ptr);
         goto done;
     }
@@ -270,7 +270,7 @@ int parse_tables(cfg_ctx *c, const section *top)
 {
     int rc = 0;
     mbq_config *cfg = c->cfg;
-    yaml_node_t *v = find(c, top, "tables");
+    yaml_node_t *v = cfg_find(c, top, "tables");
     if (!v)
         return err_at(c, top->node, "missing required key 'tables'");
     if (v->type != YAML_SEQUENCE_NODE)
@@ -301,7 +301,7 @@ int parse_tables(cfg_ctx *c, const section *top)
             const mbq_table_config *o = &cfg->tables[j];
             section is = {item, ""};
             if (strcmp(o->name, t->name) == 0)
-                return err_at(c, find(c, &is, "name"), "duplicate table '%s' (first at line %d)",
+                return err_at(c, cfg_find(c, &is, "name"), "duplicate table '%s' (first at line %d)",
                               esc_str(c, t->name), o->line);
             if (strcasecmp(o->target, t->target) == 0)
                 return err_at(c, item,
@@ -368,8 +368,8 @@ int parse_mysql(cfg_ctx *c, const section *top)
     /* ssl: true | false | {mode, ca, cert, key, verify_server_cert}. A
      * present ssl section means TLS with full verification unless it says
      * otherwise: the safe choice is the one made when nothing is said. */
-    yaml_node_t *sv = find(c, &s, "ssl");
-    if (sv && !is_null(sv) && sv->type == YAML_SCALAR_NODE) {
+    yaml_node_t *sv = cfg_find(c, &s, "ssl");
+    if (sv && !cfg_is_null(sv) && sv->type == YAML_SCALAR_NODE) {
         bool on = false;
         if ((rc = get_bool(c, &s, "ssl", &on, NULL)) < 0)
             goto done;
@@ -383,13 +383,13 @@ int parse_mysql(cfg_ctx *c, const section *top)
         if (present) {
             int mode = 2;
             bool verify = true, verify_given = false;
-            yaml_node_t *mode_at = find(c, &ssl, "mode");
+            yaml_node_t *mode_at = cfg_find(c, &ssl, "mode");
             if ((rc = get_enum(c, &ssl, "mode", ssl_mode_names, false, &mode)) < 0 ||
                 (rc = get_bool(c, &ssl, "verify_server_cert", &verify, &verify_given)) < 0)
                 goto done;
-            bool mode_given = mode_at && !is_null(mode_at);
+            bool mode_given = mode_at && !cfg_is_null(mode_at);
             if (mode_given && mode != 0 && verify_given && verify != (mode == 2)) {
-                rc = err_at(c, find(c, &ssl, "verify_server_cert"),
+                rc = err_at(c, cfg_find(c, &ssl, "verify_server_cert"),
                             "'mysql.ssl.verify_server_cert' contradicts 'mysql.ssl.mode': "
                             "set only one of them");
                 goto done;
@@ -456,13 +456,13 @@ static int parse_bq_auth(cfg_ctx *c, const section *s, mbq_bigquery_config *b)
               : mode == 1 ? MBQ_BIGQUERY_AUTH_NONE
                           : MBQ_BIGQUERY_AUTH_ADC;
     if (b->auth == MBQ_BIGQUERY_AUTH_NONE && b->impersonate_service_account)
-        return err_at(c, find(c, s, "auth"), "'bigquery.auth: none' contradicts "
+        return err_at(c, cfg_find(c, s, "auth"), "'bigquery.auth: none' contradicts "
                                              "'bigquery.impersonate_service_account'");
     if (b->auth == MBQ_BIGQUERY_AUTH_NONE && !b->endpoint)
-        return err_at(c, find(c, s, "auth"), "'bigquery.auth: none' needs 'bigquery.endpoint' "
+        return err_at(c, cfg_find(c, s, "auth"), "'bigquery.auth: none' needs 'bigquery.endpoint' "
                                              "(BigQuery refuses requests without a token)");
     if (b->auth == MBQ_BIGQUERY_AUTH_NONE && b->credentials)
-        return err_at(c, find(c, s, "auth"), "'bigquery.auth: none' contradicts "
+        return err_at(c, cfg_find(c, s, "auth"), "'bigquery.auth: none' contradicts "
                                              "'bigquery.credentials' (give one or the other)");
     return 0;
 }
@@ -554,8 +554,8 @@ int parse_bigquery(cfg_ctx *c, const section *top)
                        NULL)) < 0)
         goto done;
     /* compression: true/false, or gzip/none. */
-    yaml_node_t *cv = find(c, &s, "compression");
-    if (cv && cv->type == YAML_SCALAR_NODE && !is_null(cv)) {
+    yaml_node_t *cv = cfg_find(c, &s, "compression");
+    if (cv && cv->type == YAML_SCALAR_NODE && !cfg_is_null(cv)) {
         char *val = NULL;
         if ((rc = get_text(c, &s, "compression", 0, "gzip or none", &val, NULL)) < 0)
             goto done;

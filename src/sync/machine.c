@@ -1,7 +1,7 @@
 /* The per-table state machine (see mbq/machine.h for the diagram).
  *
  * Every state's step reads what the journal says, performs one side effect,
- * and reports an event; transition() looks the (state, event) pair up in the
+ * and reports an event; sync_transition() looks the (state, event) pair up in the
  * table below, checks the invariant of the state it enters, and commits the
  * table run to the journal BEFORE the caller goes on to the next side
  * effect. A process killed anywhere therefore resumes at a state whose side
@@ -165,7 +165,7 @@ static int check_invariant(const mbq_table_run *r, mbq_state s)
     return 0;
 }
 
-int set_str(char **field, const char *value)
+int sync_set_str(char **field, const char *value)
 {
     char *copy = NULL;
     if (value && !(copy = mbq_strdup(value)))
@@ -176,7 +176,7 @@ int set_str(char **field, const char *value)
 }
 
 /* Journal the move of `t` from its state on event `ev`. */
-int transition(sync_ctx *ctx, table_job *t, step_event ev)
+int sync_transition(sync_ctx *ctx, table_job *t, step_event ev)
 {
     mbq_state from = MBQ_ST_SCHEMA_CHECK, to = MBQ_ST_SCHEMA_CHECK;
     int rc;
@@ -189,10 +189,10 @@ int transition(sync_ctx *ctx, table_job *t, step_event ev)
     snprintf(fp, sizeof fp, "%s.done", mbq_state_name(from));
     if (ev != EV_RESTAGE && ev != EV_RESTART && !(from == MBQ_ST_MERGE && ev == EV_REEXTRACT))
         mbq_fault_point(fp);
-    if ((rc = set_str(&t->run.state, mbq_state_name(to))) < 0)
+    if ((rc = sync_set_str(&t->run.state, mbq_state_name(to))) < 0)
         return rc;
     t->run.updated_ms = mbq_now_ms();
-    if ((rc = set_str(&t->run.last_run_id, ctx->run_id)) < 0 ||
+    if ((rc = sync_set_str(&t->run.last_run_id, ctx->run_id)) < 0 ||
         (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0)
         return rc;
     mbq_log(MBQ_LOG_DEBUG, t->tc->name, mbq_state_name(to), "entered on '%s'", event_names[ev]);
@@ -413,7 +413,7 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
         /* Upload while extracting (pipeline.h). The job id is journaled
          * before the first byte leaves: a crash mid-stream resumes at
          * extract, whose attempt bump gives every job a new id. */
-        if ((rc = set_str(&t->run.load_mode, "replace")) < 0 ||
+        if ((rc = sync_set_str(&t->run.load_mode, "replace")) < 0 ||
             (rc = make_job_id(&t->run.load_job_id, "mbq_replace", t)) < 0 ||
             (rc = mbq_journal_table_run_save(ctx->j, &t->run)) < 0) {
             mbq_progress_free(prog);
@@ -460,11 +460,11 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
             res.rows, res.bytes, low ? low : "start", res.high ? res.high : "-", res.elapsed_ms);
     /* Zero dates and non-JSON documents were reported by the extract. */
 
-    if ((rc = set_str(&t->run.low, low)) < 0 || (rc = set_str(&t->run.high, res.high)) < 0 ||
-        (rc = set_str(&t->run.tail_low, res.tail_from)) < 0 ||
-        (rc = set_str(&t->run.tail_checksum, res.tail_checksum)) < 0 ||
-        (rc = set_str(&t->run.staged_checksum, res.checksum)) < 0 ||
-        (rc = set_str(&t->run.load_mode, replace ? "replace" : "merge")) < 0)
+    if ((rc = sync_set_str(&t->run.low, low)) < 0 || (rc = sync_set_str(&t->run.high, res.high)) < 0 ||
+        (rc = sync_set_str(&t->run.tail_low, res.tail_from)) < 0 ||
+        (rc = sync_set_str(&t->run.tail_checksum, res.tail_checksum)) < 0 ||
+        (rc = sync_set_str(&t->run.staged_checksum, res.checksum)) < 0 ||
+        (rc = sync_set_str(&t->run.load_mode, replace ? "replace" : "merge")) < 0)
         goto done;
     t->run.staged_rows = (int64_t)res.rows;
     t->run.staged_bytes = (int64_t)res.bytes;
@@ -504,7 +504,7 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
     t->run.merge_job_id = t->run.staging_table = NULL;
 
     if (res.rows == 0) {
-        if ((rc = set_str(&t->run.staged_path, NULL)) < 0)
+        if ((rc = sync_set_str(&t->run.staged_path, NULL)) < 0)
             goto done;
         *ev = EV_NO_ROWS;
         /* A full refresh of an empty source must still empty the target. */
@@ -521,14 +521,14 @@ static int step_extract(sync_ctx *ctx, table_job *t, step_event *ev)
          * rows are in BigQuery already. Costs no job (DESIGN.md: a table
          * with no changes runs no job). */
         unlink(path.ptr);
-        if ((rc = set_str(&t->run.staged_path, NULL)) < 0)
+        if ((rc = sync_set_str(&t->run.staged_path, NULL)) < 0)
             goto done;
         t->run.staged_rows = 0;
         t->unchanged = true;
         *ev = EV_UNCHANGED;
         goto done;
     }
-    if ((rc = set_str(&t->run.staged_path, res.rows > 0 ? path.ptr : NULL)) < 0)
+    if ((rc = sync_set_str(&t->run.staged_path, res.rows > 0 ? path.ptr : NULL)) < 0)
         goto done;
     if (!t->preloaded &&
         (rc = make_job_id(&t->run.load_job_id, replace ? "mbq_replace" : "mbq_load", t)) < 0)
@@ -576,7 +576,7 @@ int mbq_machine_restart_extract(sync_ctx *ctx, table_job *t)
     int rc = mbq_state_parse(&s, t->run.state);
     if (rc < 0 || s == MBQ_ST_SCHEMA_CHECK || s == MBQ_ST_EXTRACT)
         return rc;
-    return transition(ctx, t, EV_RESTART);
+    return sync_transition(ctx, t, EV_RESTART);
 }
 
 int mbq_machine_drive(sync_ctx *ctx, table_job *t)
@@ -595,7 +595,7 @@ int mbq_machine_drive(sync_ctx *ctx, table_job *t)
     if (rc < 0)
         return rc;
     if (s == MBQ_ST_SCHEMA_CHECK) {
-        if ((rc = transition(ctx, t, EV_OK)) < 0)
+        if ((rc = sync_transition(ctx, t, EV_OK)) < 0)
             return rc;
     } else if (t->schema_changed_since_extract && (s == MBQ_ST_STAGE || s == MBQ_ST_MERGE)) {
         mbq_log(MBQ_LOG_WARN, t->tc->name, t->run.state,
@@ -617,7 +617,7 @@ int mbq_machine_drive(sync_ctx *ctx, table_job *t)
             return rc;
         if (s == MBQ_ST_COMMIT)
             return 0; /* the commit journaled 'done' in its own transaction */
-        if ((rc = transition(ctx, t, ev)) < 0)
+        if ((rc = sync_transition(ctx, t, ev)) < 0)
             return rc;
     }
 }

@@ -252,7 +252,7 @@ failed_job:
         /* BigQuery refused these rows: the next run re-extracts (attempt
          * bumped by the extract) and loads under a new job id. */
         mbq_state back = MBQ_ST_EXTRACT;
-        set_str(&t->run.state, mbq_state_name(back));
+        sync_set_str(&t->run.state, mbq_state_name(back));
     }
 done:
     t->run.t_stage_ms += mbq_monotonic_ms() - t0;

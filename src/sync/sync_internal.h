@@ -148,8 +148,8 @@ typedef struct job_retry {
 } job_retry;
 
 /* Shared by machine.c and machine_steps.c (defined in one, used in the other). */
-int set_str(char **field, const char *value);
-int transition(sync_ctx *ctx, table_job *t, step_event ev);
+int sync_set_str(char **field, const char *value);
+int sync_transition(sync_ctx *ctx, table_job *t, step_event ev);
 int make_job_id(char **out, const char *kind, const table_job *t);
 void remove_staged_file(table_job *t);
 int check_loaded_rows(sync_ctx *ctx, table_job *t, mbq_bq_job *job, const char *table);
