@@ -21,6 +21,7 @@
 #include "mbq/log.h"
 #include "mbq/util.h"
 #include "test.h"
+#include "test_standin.h"
 
 #define USER_EMAIL "ada@example.com"
 #define CLIENT_ID "764086051850-test.apps.googleusercontent.com"
@@ -46,17 +47,7 @@ static void write_file(const char *name, const char *content, char *path_out, si
     chmod(path_out, 0600);
 }
 
-static void control(const char *json)
-{
-    mbq_buf url = MBQ_BUF_INIT;
-    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
-    mbq_buf_printf(&url, "%s/_control", base);
-    mbq_http_body body = {json, strlen(json), NULL, 0, 0, NULL, 0, false, NULL, NULL};
-    mbq_http_request req = {"POST", url.ptr, NULL, &body};
-    CHECK(mbq_http_do(ctl_http, &resp, &req) == 0 && resp.status == 200);
-    mbq_http_response_free(&resp);
-    mbq_buf_free(&url);
-}
+static void control(const char *json) { test_standin_control(ctl_http, base, json); }
 
 /* A counter of the stand-in's state: "requests" or "tokens", then a key. */
 static int64_t counter(const char *group, const char *key)
@@ -541,10 +532,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    const char *srcdir = getenv("MBQ_SOURCE_DIR");
-    char script[512], port_file[300], cfg[300], js[2048];
-    snprintf(script, sizeof script, "%s/tests/standins/google_auth_standin.py",
-             srcdir ? srcdir : ".");
+    char port_file[300], cfg[300], js[2048];
     snprintf(port_file, sizeof port_file, "%s/port", tmpdir);
     snprintf(js, sizeof js,
              "{\"users\": [{\"client_id\": \"%s\", \"client_secret\": \"%s\", "
@@ -557,19 +545,11 @@ int main(void)
              SA_TARGET, SA_DELEGATE, SA_DELEGATE, USER_EMAIL, MD_EMAIL, MD_PROJECT);
     snprintf(cfg, sizeof cfg, "%s/standin.json", tmpdir);
     mbq_file_write_atomic(cfg, js, strlen(js));
-    standin_pid = fork();
-    if (standin_pid == 0) {
-        execlp("python3", "python3", script, port_file, cfg, (char *)NULL);
-        _exit(127);
-    }
-    int port = test_wait_port_file(port_file);
-    if (!port) {
-        fprintf(stderr, "the stand-in did not start\n");
-        kill(standin_pid, SIGTERM);
+    const char *args[] = {cfg, NULL};
+    standin_pid = test_standin_start(base, sizeof base, "google_auth_standin.py", port_file, args);
+    if (standin_pid < 0)
         return 1;
-    }
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
-    snprintf(hostport, sizeof hostport, "127.0.0.1:%d", port);
+    snprintf(hostport, sizeof hostport, "%s", base + strlen("http://"));
     mbq_http_new(&ctl_http, NULL);
 
     RUN(test_auth_rfc3339_expire_time);
@@ -586,8 +566,7 @@ int main(void)
     RUN(test_auth_lookup_order_env_then_gcloud_file_then_metadata);
 
     mbq_http_free(ctl_http);
-    kill(standin_pid, SIGTERM);
-    waitpid(standin_pid, NULL, 0);
+    test_standin_stop(standin_pid);
     test_remove_tree(tmpdir);
     return test_summary();
 }

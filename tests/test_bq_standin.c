@@ -19,6 +19,7 @@
 #include "mbq/log.h"
 #include "mbq/util.h"
 #include "test.h"
+#include "test_standin.h"
 
 static char tmpdir[] = "/tmp/mbq_bqstandin_XXXXXX";
 static char endpoint[64];
@@ -33,17 +34,7 @@ static int sh(const char *fmt, const char *a, const char *b)
     return system(cmd);
 }
 
-static void control(const char *json)
-{
-    mbq_buf url = MBQ_BUF_INIT;
-    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
-    mbq_buf_printf(&url, "%s/_control", endpoint);
-    mbq_http_body body = {json, strlen(json), NULL, 0, 0, NULL, 0, false, NULL, NULL};
-    mbq_http_request req = {"POST", url.ptr, NULL, &body};
-    CHECK(mbq_http_do(ctl_http, &resp, &req) == 0 && resp.status == 200);
-    mbq_http_response_free(&resp);
-    mbq_buf_free(&url);
-}
+static void control(const char *json) { test_standin_control(ctl_http, endpoint, json); }
 
 /* The stand-in's counters; the caller puts the result. */
 static json_object *standin_state(void)
@@ -485,6 +476,29 @@ static void test_standin_location_is_the_datasets_for_every_job_and_poll(void)
     control("{\"dataset_location\": \"US\", \"insert_done\": true}");
 }
 
+/* `mbq check` settles the location and then warns about the dataset's
+ * default expirations: both come from one datasets.get. */
+static void test_standin_dataset_is_read_once_for_location_and_expirations(void)
+{
+    mbq_bq *bq = client(MBQ_BQ_AUTH_NONE, 0, 1 << 20);
+    bool exists = false;
+    int64_t table_ms = -1, partition_ms = -1;
+    control("{\"dataset_table_expiration_ms\": 5184000000}");
+    int64_t gets = state_int("datasets_get");
+    CHECK_INT(mbq_bq_location_resolve(bq, &exists, "d"), 0);
+    CHECK(exists);
+    CHECK_INT(mbq_bq_dataset_expirations(bq, &table_ms, &partition_ms, "d"), 0);
+    CHECK(table_ms == 5184000000LL);
+    CHECK(partition_ms == 0);
+    CHECK_INT(state_int("datasets_get") - gets, 1);
+    /* Another dataset is read for itself. */
+    CHECK_INT(mbq_bq_dataset_expirations(bq, &table_ms, &partition_ms, "other"), 0);
+    CHECK(table_ms == 5184000000LL);
+    CHECK_INT(state_int("datasets_get") - gets, 2);
+    control("{\"dataset_table_expiration_ms\": null}");
+    mbq_bq_free(bq);
+}
+
 /* ---- job-level failures -------------------------------------------------- */
 
 /* A job that BigQuery ran and failed reports its errorResult.reason, and
@@ -667,9 +681,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    const char *src = getenv("MBQ_SOURCE_DIR");
-    char script[512], port_file[300], pub[300], key[300];
-    snprintf(script, sizeof script, "%s/tests/standins/bq_standin.py", src ? src : ".");
+    char port_file[300], pub[300], key[300];
     snprintf(port_file, sizeof port_file, "%s/port", tmpdir);
     snprintf(key, sizeof key, "%s/key.pem", tmpdir);
     snprintf(pub, sizeof pub, "%s/pub.pem", tmpdir);
@@ -684,19 +696,10 @@ int main(void)
         fprintf(stderr, "cannot generate a key pair with openssl\n");
         return 1;
     }
-    standin_pid = fork();
-    if (standin_pid == 0) {
-        execlp("python3", "python3", script, port_file, tmpdir, pub,
-               "mbq-test@standin.iam.gserviceaccount.com", (char *)NULL);
-        _exit(127);
-    }
-    int port = test_wait_port_file(port_file);
-    if (!port) {
-        fprintf(stderr, "the stand-in did not start\n");
-        kill(standin_pid, SIGTERM);
+    const char *args[] = {tmpdir, pub, "mbq-test@standin.iam.gserviceaccount.com", NULL};
+    standin_pid = test_standin_start(endpoint, sizeof endpoint, "bq_standin.py", port_file, args);
+    if (standin_pid < 0)
         return 1;
-    }
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", port);
     /* The key file names the stand-in's token endpoint. */
     mbq_buf pem = MBQ_BUF_INIT, js = MBQ_BUF_INIT;
     mbq_file_read_all(&pem, key);
@@ -721,13 +724,13 @@ int main(void)
     RUN(test_standin_copy_job_replaces_target_once);
     RUN(test_standin_token_exchange_reuse_expiry_and_401);
     RUN(test_standin_location_is_the_datasets_for_every_job_and_poll);
+    RUN(test_standin_dataset_is_read_once_for_location_and_expirations);
     RUN(test_standin_failed_job_reason_is_told_transient_or_not);
     RUN(test_standin_404_right_after_insert_or_409_is_asked_again);
     RUN(test_standin_stream_load_goes_by_resumable_pieces);
 
     mbq_http_free(ctl_http);
-    kill(standin_pid, SIGTERM);
-    waitpid(standin_pid, NULL, 0);
+    test_standin_stop(standin_pid);
     test_remove_tree(tmpdir);
     return test_summary();
 }

@@ -245,8 +245,9 @@ bool mbq_bq_location_configured(const mbq_bq *bq);
 /* Delete a dataset and (with delete_contents) its tables. 404 is success. */
 int mbq_bq_dataset_delete(mbq_bq *bq, const char *dataset, bool delete_contents);
 
-/* datasets.get: the dataset's defaultTableExpirationMs and
- * defaultPartitionExpirationMs (0 when not set). Tables created in the
+/* The dataset's defaultTableExpirationMs and defaultPartitionExpirationMs
+ * (0 when not set): as mbq_bq_location_resolve read them for this dataset,
+ * else from a datasets.get of its own. Tables created in the
  * dataset are deleted that long after their creation, and partitions that
  * long after their partition time, unless the table says otherwise.
  * MBQ_ENOTFOUND when the dataset does not exist. */

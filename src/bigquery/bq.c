@@ -181,6 +181,7 @@ void mbq_bq_free(mbq_bq *bq)
     mbq_cred_free(bq->cred);
     free(bq->project);
     free(bq->location);
+    free(bq->ds_name);
     free(bq->endpoint);
     free(bq->job_error_reason);
     free(bq);

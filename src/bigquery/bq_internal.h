@@ -36,6 +36,10 @@ struct mbq_bq {
     char *project;
     char *location;
     bool location_configured; /* given by the caller, not read from the dataset */
+    /* The dataset mbq_bq_location_resolve read (datasets.get), kept so
+     * mbq_bq_dataset_expirations needs no second request for it. */
+    char *ds_name;            /* NULL = none read */
+    int64_t ds_table_exp_ms, ds_partition_exp_ms;
     char *endpoint; /* scheme://authority, no trailing slash */
     mbq_http *http;
     mbq_cred *cred; /* NULL = no token sent */

@@ -192,12 +192,35 @@ int job_reference(mbq_buf *b, const mbq_bq *bq, const char *job_id, const char *
     return mbq_buf_putc(b, '}');
 }
 
+/* jobs.insert of `body` (a Job resource naming `job_id`), then what the
+ * answer means (job_after_insert: a 409 is looked up, a done job checked).
+ * jobs.insert carries the job id, so a retry cannot run it twice: a
+ * repeated id is refused as a duplicate and looked up. */
+static int job_insert(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *location,
+                      mbq_buf *body)
+{
+    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT;
+    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    int rc;
+    if ((rc = bq_url(&url, bq, "/bigquery/v2", "/jobs")) == 0 &&
+        (rc = mbq_buf_printf(&what, "job '%s' failed", job_id)) == 0) {
+        mbq_http_body hb;
+        bq_json_body(&hb, body);
+        bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, true};
+        rc = bq_call(bq, &resp, &r);
+        rc = job_after_insert(out, bq, rc, &resp, job_id, location);
+    }
+    mbq_http_response_free(&resp);
+    mbq_buf_free(&url);
+    mbq_buf_free(&what);
+    return rc;
+}
+
 int mbq_bq_query(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *sql,
                  const mbq_bq_query_options *opts)
 {
     int rc;
-    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT, b = MBQ_BUF_INIT;
-    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    mbq_buf b = MBQ_BUF_INIT;
     mbq_bq_query_options def = MBQ_BQ_QUERY_OPTIONS_INIT;
     if (!opts)
         opts = &def;
@@ -212,10 +235,7 @@ int mbq_bq_query(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *s
     if (rc != MBQ_ENOTFOUND)
         goto done;
 
-    if ((rc = bq_url(&url, bq, "/bigquery/v2", "/jobs")) < 0 ||
-        (rc = mbq_buf_printf(&what, "job '%s' failed", job_id)) < 0 ||
-        (rc = mbq_buf_putc(&b, '{')) < 0 ||
-        (rc = job_reference(&b, bq, job_id, location)) < 0 ||
+    if ((rc = mbq_buf_putc(&b, '{')) < 0 || (rc = job_reference(&b, bq, job_id, location)) < 0 ||
         (rc = mbq_buf_puts(&b, ",\"configuration\":{\"query\":{\"query\":")) < 0 ||
         (rc = bq_json_put_str(&b, sql)) < 0 || (rc = mbq_buf_puts(&b, ",\"useLegacySql\":false")) < 0)
         goto done;
@@ -227,17 +247,8 @@ int mbq_bq_query(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const char *s
         goto done;
     if ((rc = mbq_buf_puts(&b, "}}}")) < 0)
         goto done;
-    mbq_http_body hb;
-    bq_json_body(&hb, &b);
-    /* jobs.insert carries the job id, so a retry cannot run it twice: a
-     * repeated id is refused as a duplicate and looked up. */
-    bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, true};
-    rc = bq_call(bq, &resp, &r);
-    rc = job_after_insert(out, bq, rc, &resp, job_id, location);
+    rc = job_insert(out, bq, job_id, location, &b);
 done:
-    mbq_http_response_free(&resp);
-    mbq_buf_free(&url);
-    mbq_buf_free(&what);
     mbq_buf_free(&b);
     return rc;
 }
@@ -541,8 +552,7 @@ int mbq_bq_copy_table(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const ch
                       const char *src, const char *dst, mbq_bq_write_disposition wd)
 {
     int rc;
-    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT, b = MBQ_BUF_INIT;
-    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
+    mbq_buf b = MBQ_BUF_INIT;
     const char *location = bq->location;
     *out = NULL;
 
@@ -551,10 +561,7 @@ int mbq_bq_copy_table(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const ch
         goto done;
     /* JobConfigurationTableCopy: sourceTable, destinationTable,
      * writeDisposition, createDisposition (REST reference, Job). */
-    if ((rc = bq_url(&url, bq, "/bigquery/v2", "/jobs")) < 0 ||
-        (rc = mbq_buf_printf(&what, "job '%s' failed", job_id)) < 0 ||
-        (rc = mbq_buf_putc(&b, '{')) < 0 ||
-        (rc = job_reference(&b, bq, job_id, location)) < 0 ||
+    if ((rc = mbq_buf_putc(&b, '{')) < 0 || (rc = job_reference(&b, bq, job_id, location)) < 0 ||
         (rc = mbq_buf_puts(&b, ",\"configuration\":{\"copy\":{\"sourceTable\":")) < 0 ||
         (rc = table_reference(&b, bq, dataset, src)) < 0 ||
         (rc = mbq_buf_puts(&b, ",\"destinationTable\":")) < 0 ||
@@ -563,15 +570,8 @@ int mbq_bq_copy_table(mbq_bq_job **out, mbq_bq *bq, const char *job_id, const ch
                                  "\"createDisposition\":\"CREATE_NEVER\"}}}",
                              write_disp_name(wd))) < 0)
         goto done;
-    mbq_http_body hb;
-    bq_json_body(&hb, &b);
-    bq_req r = {"POST", url.ptr, "application/json", &hb, NULL, what.ptr, true, true};
-    rc = bq_call(bq, &resp, &r);
-    rc = job_after_insert(out, bq, rc, &resp, job_id, location);
+    rc = job_insert(out, bq, job_id, location, &b);
 done:
-    mbq_http_response_free(&resp);
-    mbq_buf_free(&url);
-    mbq_buf_free(&what);
     mbq_buf_free(&b);
     return rc;
 }

@@ -22,7 +22,10 @@
 
 /* ---- datasets ------------------------------------------------------------ */
 
-int mbq_bq_dataset_get(mbq_bq *bq, mbq_buf *location_out, const char *dataset)
+/* datasets.get: 0 when the dataset exists (with its location and default
+ * expirations in *info when info is not NULL), MBQ_ENOTFOUND when not. */
+static int dataset_read(mbq_bq *bq, mbq_buf *location_out, int64_t *table_ms,
+                        int64_t *partition_ms, const char *dataset)
 {
     int rc;
     mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT;
@@ -34,14 +37,19 @@ int mbq_bq_dataset_get(mbq_bq *bq, mbq_buf *location_out, const char *dataset)
     bq_req r = {"GET", url.ptr, NULL, NULL, NULL, what.ptr, true, false};
     if ((rc = bq_call(bq, &resp, &r)) < 0)
         goto done;
-    if (location_out) {
-        if ((rc = mbq_bq_json_parse(&root, resp.body.ptr, resp.body.len)) < 0) {
-            mbq_error_wrap(rc, "bigquery: dataset '%s': ", dataset);
-            goto done;
-        }
-        const char *loc = mbq_bq_jstr(root, "location");
-        if (loc && (rc = mbq_buf_puts(location_out, loc)) < 0)
-            goto done;
+    if (!location_out && !table_ms)
+        goto done;
+    if ((rc = mbq_bq_json_parse(&root, resp.body.ptr, resp.body.len)) < 0) {
+        mbq_error_wrap(rc, "bigquery: dataset '%s': ", dataset);
+        goto done;
+    }
+    const char *loc = mbq_bq_jstr(root, "location");
+    if (location_out && loc && (rc = mbq_buf_puts(location_out, loc)) < 0)
+        goto done;
+    /* Both are int64 sent as JSON strings (REST reference, Dataset). */
+    if (table_ms) {
+        *table_ms = mbq_bq_jint64(root, "defaultTableExpirationMs", 0);
+        *partition_ms = mbq_bq_jint64(root, "defaultPartitionExpirationMs", 0);
     }
 done:
     json_object_put(root);
@@ -49,6 +57,11 @@ done:
     mbq_buf_free(&url);
     mbq_buf_free(&what);
     return rc;
+}
+
+int mbq_bq_dataset_get(mbq_bq *bq, mbq_buf *location_out, const char *dataset)
+{
+    return dataset_read(bq, location_out, NULL, NULL, dataset);
 }
 
 const char *mbq_bq_location(const mbq_bq *bq) { return bq->location; }
@@ -59,8 +72,20 @@ int mbq_bq_location_resolve(mbq_bq *bq, bool *dataset_exists, const char *datase
     int rc;
     mbq_buf loc = MBQ_BUF_INIT;
     char *copy = NULL;
+    int64_t table_ms = 0, partition_ms = 0;
     *dataset_exists = false;
-    rc = mbq_bq_dataset_get(bq, &loc, dataset);
+    rc = dataset_read(bq, &loc, &table_ms, &partition_ms, dataset);
+    if (rc == 0) {
+        char *name = mbq_strdup(dataset);
+        if (!name) {
+            rc = MBQ_ENOMEM;
+            goto done;
+        }
+        free(bq->ds_name);
+        bq->ds_name = name;
+        bq->ds_table_exp_ms = table_ms;
+        bq->ds_partition_exp_ms = partition_ms;
+    }
     if (rc == MBQ_ENOTFOUND) {
         /* Not created yet: it will be created where the config says (or
          * in US), and its jobs run there. */
@@ -157,30 +182,13 @@ done:
 int mbq_bq_dataset_expirations(mbq_bq *bq, int64_t *table_ms, int64_t *partition_ms,
                                const char *dataset)
 {
-    int rc;
-    mbq_buf url = MBQ_BUF_INIT, what = MBQ_BUF_INIT;
-    mbq_http_response resp = MBQ_HTTP_RESPONSE_INIT;
-    json_object *root = NULL;
     *table_ms = *partition_ms = 0;
-    if ((rc = bq_url(&url, bq, "/bigquery/v2", "/datasets/%s", dataset)) < 0 ||
-        (rc = mbq_buf_printf(&what, "dataset '%s'", dataset)) < 0)
-        goto done;
-    bq_req r = {"GET", url.ptr, NULL, NULL, NULL, what.ptr, true, false};
-    if ((rc = bq_call(bq, &resp, &r)) < 0)
-        goto done;
-    if ((rc = mbq_bq_json_parse(&root, resp.body.ptr, resp.body.len)) < 0) {
-        mbq_error_wrap(rc, "bigquery: dataset '%s': ", dataset);
-        goto done;
+    if (bq->ds_name && strcmp(bq->ds_name, dataset) == 0) {
+        *table_ms = bq->ds_table_exp_ms;
+        *partition_ms = bq->ds_partition_exp_ms;
+        return 0;
     }
-    /* Both are int64 sent as JSON strings (REST reference, Dataset). */
-    *table_ms = mbq_bq_jint64(root, "defaultTableExpirationMs", 0);
-    *partition_ms = mbq_bq_jint64(root, "defaultPartitionExpirationMs", 0);
-done:
-    json_object_put(root);
-    mbq_http_response_free(&resp);
-    mbq_buf_free(&url);
-    mbq_buf_free(&what);
-    return rc;
+    return dataset_read(bq, NULL, table_ms, partition_ms, dataset);
 }
 
 /* ---- tables -------------------------------------------------------------- */

@@ -59,6 +59,7 @@ ctl = {
     "cut_insert_answer": 0,   # this many created jobs are answered with half a body that
                               # ends with the connection (no Content-Length)
     "dataset_location": "US",  # where every dataset lives
+    "dataset_table_expiration_ms": None,  # the datasets' defaultTableExpirationMs (None: unset)
     "job_errors": {},         # job id -> errorResult.reason: RUNNING at insert, then DONE
                               # with that error on jobs.get
     "notfound_gets": 0,       # answer 404 to this many jobs.get of existing jobs
@@ -66,7 +67,7 @@ ctl = {
                               # emulator does (a client must not take that for success)
 }
 state = {"requests": 0, "tokens": 0, "token_errors": [], "puts": [], "status_queries": 0,
-         "inserts": 0, "tokens_seen": [], "upload_content_types": [], "jobs_get": 0,
+         "inserts": 0, "tokens_seen": [], "upload_content_types": [], "jobs_get": 0, "datasets_get": 0,
          "cut_answers": 0, "job_locations": [], "chunked_multipart": 0}
 jobs = {}        # job id -> Job resource
 sessions = {}    # upload id -> {"config":..., "data": bytearray}
@@ -201,9 +202,14 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         # /bigquery/v2/projects/P/datasets/D
         if method == "GET" and len(parts) == 6 and parts[4] == "datasets":
-            return self.reply(200, {"datasetReference": {"projectId": parts[3],
-                                                         "datasetId": parts[5]},
-                                    "location": ctl["dataset_location"]})
+            with lock:
+                state["datasets_get"] += 1
+            ds = {"datasetReference": {"projectId": parts[3], "datasetId": parts[5]},
+                  "location": ctl["dataset_location"]}
+            if ctl["dataset_table_expiration_ms"] is not None:
+                # int64 as a JSON string, as BigQuery sends it (REST reference, Dataset)
+                ds["defaultTableExpirationMs"] = str(ctl["dataset_table_expiration_ms"])
+            return self.reply(200, ds)
         if method == "POST" and path.endswith("/jobs") and parts[0] == "bigquery":
             return self.insert(json.loads(self.read_body()))
         if method == "GET" and len(parts) == 6 and parts[4] in ("jobs", "queries"):

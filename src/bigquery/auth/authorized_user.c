@@ -66,13 +66,10 @@ static int user_fetch(mbq_cred *c, char **token, int64_t *expiry_ms, bool *retry
         goto done;
     rc = cred_post(&root, &status, retry, c, "cannot refresh the user credentials", u->token_uri,
                    headers, form.ptr, form.len);
-    if (rc < 0) {
-        /* invalid_grant: the refresh token was revoked or expired (the user
-         * changed password, or a Workspace session policy ended it). */
-        if (rc == MBQ_EAUTH)
-            mbq_error_wrap(rc, "%s: ", c->source);
+    /* invalid_grant (MBQ_EAUTH): the refresh token was revoked or expired
+     * (the user changed password, or a Workspace session policy ended it). */
+    if (rc < 0)
         goto done;
-    }
     if ((rc = cred_oauth_token(token, expiry_ms, root, start, "user credentials")) < 0)
         goto done;
     /* gcloud's login asks for the openid and email scopes: the refresh

@@ -258,6 +258,10 @@ int cred_post(json_object **root, long *status, bool *retry, mbq_cred *c, const 
             rc = mbq_error_set(MBQ_ERR, "%s: the answer is not a JSON object", what);
         }
     }
+    /* A refusal names the credential it was for: with several sources
+     * (impersonation over ADC) the user must know which one to fix. */
+    if (rc == MBQ_EAUTH)
+        mbq_error_wrap(rc, "%s: ", c->source);
     if (resp.body.ptr)
         OPENSSL_cleanse(resp.body.ptr, resp.body.len);
     mbq_http_response_free(&resp);

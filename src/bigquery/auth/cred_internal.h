@@ -58,7 +58,8 @@ json_object *cred_json_parse(const char *data, size_t len);
  * caller puts it) for HTTP 200; otherwise MBQ_EAUTH for 400/401/403 (the
  * OAuth error and error_description, or Google's error.message, quoted),
  * MBQ_ERR for other statuses, the transfer's code when no answer came; the
- * message starts with `what`. *status gets the HTTP status (0 none), *retry
+ * message starts with `what` (a refusal with the credential's source before
+ * it: "authorized_user credentials from ...: what: ..."). *status gets the HTTP status (0 none), *retry
  * whether a retry may help. The request and response bodies are wiped. */
 int cred_post(json_object **root, long *status, bool *retry, mbq_cred *c, const char *what,
               const char *url, const char *const *headers, const char *body, size_t body_len);

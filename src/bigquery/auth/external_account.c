@@ -200,11 +200,8 @@ static int ext_fetch(mbq_cred *c, char **token, int64_t *expiry_ms, bool *retry)
     }
     rc = cred_post(&root, &status, retry, c, "cannot exchange the subject token", x->token_url,
                    headers, form.ptr, form.len);
-    if (rc < 0) {
-        if (rc == MBQ_EAUTH)
-            mbq_error_wrap(rc, "%s: ", c->source);
+    if (rc < 0)
         goto done;
-    }
     rc = cred_oauth_token(token, expiry_ms, root, start, "the STS token exchange");
 done:
     if (subject.ptr)
