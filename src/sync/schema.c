@@ -34,6 +34,7 @@
 #include "mbq/fault.h"
 #include "mbq/journal.h"
 #include "mbq/log.h"
+#include "mbq/reconcile.h"
 #include "mbq/util.h"
 #include "sync_internal.h"
 #include "mbq/banned.h"
@@ -480,6 +481,26 @@ static int target_lost(sync_ctx *ctx, table_job *t)
     return 0;
 }
 
+/* Soft deletes add _mbq_deleted and _mbq_deleted_at to the target: a MySQL
+ * column that maps to either name would be overwritten by the flag (or the
+ * flag by it), so such a table is refused before anything runs. */
+static int check_soft_delete_names(const table_job *t)
+{
+    if (t->tc->deletes != MBQ_DELETES_SOFT)
+        return 0;
+    for (size_t i = 0; i < t->src->n_columns; i++) {
+        const mbq_column *c = &t->src->columns[i];
+        const char *bq = c->bq_name ? c->bq_name : c->name;
+        if (strcasecmp(bq, MBQ_DELETED_COLUMN) == 0 || strcasecmp(bq, MBQ_DELETED_AT_COLUMN) == 0)
+            return mbq_error_set(MBQ_ESCHEMA,
+                                 "table '%s': column '%s' has the BigQuery name '%s', which "
+                                 "'deletes: soft' adds to the target for its flag: rename the "
+                                 "column, or use 'deletes: hard'",
+                                 t->tc->name, c->name, bq);
+    }
+    return 0;
+}
+
 int mbq_schema_check(sync_ctx *ctx, table_job *t)
 {
     int rc;
@@ -526,7 +547,8 @@ int mbq_schema_check(sync_ctx *ctx, table_job *t)
         goto done;
     }
     if ((rc = mbq_mysql_check_table(&t->kind, t->src, (const char *const *)tc->primary_key,
-                                    tc->n_primary_key, cursor)) < 0)
+                                    tc->n_primary_key, cursor)) < 0 ||
+        (rc = check_soft_delete_names(t)) < 0)
         goto done;
     /* Only an upsert needs a unique key; a full refresh copies the rows as
      * they are, duplicates included. */

@@ -233,6 +233,25 @@ def test_dry_run_counts_without_deleting():
     ws.cleanup()
 
 
+def test_soft_mode_refuses_a_mysql_column_named_like_its_flag():
+    ws = Workspace("del_flagname")
+    mysql("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, `_MBQ_Deleted` TINYINT, "
+          "updated_at DATETIME(6) NOT NULL)", db=ws.db)
+    mysql("INSERT INTO items VALUES (1, 0, '2024-01-01')", db=ws.db)
+    ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at",
+                      "deletes": "soft"}])
+    r = ws.sync()
+    check_eq(r.returncode, 1, "the table fails: %r" % r)
+    check("column '_MBQ_Deleted' has the BigQuery name '_MBQ_Deleted', which 'deletes: soft' "
+          "adds to the target" in r.stderr + r.stdout, "the clash is named: %r" % r)
+    check_no_sanitizer(r)
+    ws.write_config([{"name": "items", "primary_key": "id", "updated_column": "updated_at",
+                      "deletes": "hard"}])
+    expect_ok(ws.sync(), "hard mode adds no column")
+    check_eq(target_ids(ws), [1], "synced")
+    ws.cleanup()
+
+
 def test_reconcile_every_spaces_reconciliations():
     ws = items_ws("del_every", reconcile_every="1h")
     expect_ok(ws.sync())
@@ -380,6 +399,7 @@ CASES = [
     test_integer_cursor_bounds_by_the_highest_id,
     test_guard_refuses_to_wipe_the_target_then_the_override_applies,
     test_dry_run_counts_without_deleting,
+    test_soft_mode_refuses_a_mysql_column_named_like_its_flag,
     test_reconcile_every_spaces_reconciliations,
     test_kill_while_reading_the_first_chunk,
     test_kill_before_and_after_the_first_load,
