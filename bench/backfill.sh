@@ -34,8 +34,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=bench/table.sh
 source "$ROOT/bench/table.sh"
-BUILD="${BUILD:-$ROOT/build-bench}"
-MBQ="$BUILD/mbq"
 ROWS="${BENCH_ROWS:-10000000}"
 SROWS="${BENCH_SYNC_ROWS:-1000000}"
 CHUNK="${CHUNK:-500000}"
@@ -43,7 +41,8 @@ SCHUNK="${SYNC_CHUNK:-100000}"
 ROUNDS="${ROUNDS:-3}"
 PARTS=" ${BENCH_PARTS:-A B C} "
 WORK="$(mktemp -d /tmp/mbq-bench-backfill.XXXXXX)"
-SVC="$WORK/svc"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 PROXY_PID=""
 WRITER_PID=""
 
@@ -51,39 +50,15 @@ note() { echo "bench/backfill: $*" >&2; }
 cleanup() {
     [ -n "$WRITER_PID" ] && kill -- -"$WRITER_PID" 2>/dev/null || true
     [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null || true
-    bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then note "logs kept in $WORK"; else rm -rf "$WORK"; fi
+    bench_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 command -v mydumper >/dev/null || { note "mydumper is missing (tools/install-deps.sh)"; exit 1; }
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMBQ_TESTS=OFF -DMBQ_SANITIZE=OFF >&2
-cmake --build "$BUILD" >&2
-
-MBQ_MYSQL_BUFFER_POOL="${BUFFER_POOL:-3G}" bash tools/services.sh start "$SVC" >&2
-# shellcheck disable=SC1091
-source "$SVC/env"
-export MYSQL_PWD="$MBQ_TEST_MYSQL_PASSWORD"
-M=(mariadb --no-defaults -h 127.0.0.1 -P "$MBQ_TEST_MYSQL_PORT" -u root)
-BQ="http://$BIGQUERY_EMULATOR_HOST/bigquery/v2/projects/$MBQ_TEST_BQ_PROJECT"
-UP="http://$BIGQUERY_EMULATOR_HOST/upload/bigquery/v2/projects/$MBQ_TEST_BQ_PROJECT"
+bench_build
+MBQ_MYSQL_BUFFER_POOL="${BUFFER_POOL:-3G}" bench_services svc
 "${M[@]}" -e "CREATE DATABASE bench"
-
-# measure NAME CMD...: GNU time -> NAME_wall NAME_cpu NAME_rss (KiB)
-measure() {
-    local name=$1
-    shift
-    sync
-    if ! /usr/bin/time -f "%e %U %S %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"; then
-        note "$name failed:"
-        tail -n 30 "$WORK/$name.err" >&2
-        exit 1
-    fi
-    local w u s r
-    read -r w u s r <"$WORK/$name.time"
-    eval "${name}_wall=$w ${name}_cpu=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}') ${name}_rss=$r"
-}
 
 write_config() { # FILE TABLE CHUNK_ROWS ENDPOINT
     cat >"$1" <<YAML
@@ -113,7 +88,6 @@ log:
 YAML
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 if [[ "$PARTS" == *" A "* ]]; then
 # ---- A. extraction ---------------------------------------------------------
@@ -209,9 +183,7 @@ if [[ "$PARTS" == *" C "* ]]; then
 # ---- C. first sync, floor, kill at half -----------------------------------
 
 fresh_emulator() {
-    bash tools/services.sh stop-bq "$SVC" >&2
-    rm -f "$SVC/bq/emulator.db"
-    bash tools/services.sh start-bq "$SVC" >&2
+    bench_fresh_emulator
 }
 start_proxy() {
     [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null || true

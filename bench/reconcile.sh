@@ -28,30 +28,17 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-BUILD="$ROOT/build-bench"
-MBQ="$BUILD/mbq"
 KEYS="${BENCH_KEYS:-1000000}"
 TARGET="${BENCH_TARGET:-1000}"
 CHUNK="${BENCH_CHUNK:-1000000}"
 WORK="$(mktemp -d /tmp/mbq-bench-rec.XXXXXX)"
-SVC="$WORK/svc"
-
-cleanup() {
-    bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMBQ_TESTS=OFF -DMBQ_SANITIZE=OFF >&2
-cmake --build "$BUILD" --parallel "$(nproc)" >&2
-
-unset MYSQL_PWD
-bash tools/services.sh start "$SVC" >&2
-# shellcheck disable=SC1091
-source "$SVC/env"
-export MYSQL_PWD="$MBQ_TEST_MYSQL_PASSWORD"
-M=(mariadb -h 127.0.0.1 -P "$MBQ_TEST_MYSQL_PORT" -u root)
+bench_build
+bench_services svc
 
 "${M[@]}" -e "CREATE DATABASE bench; CREATE TABLE bench.rk (id BIGINT NOT NULL PRIMARY KEY,
   val VARCHAR(20), updated_at DATETIME(6) NOT NULL)"

@@ -45,46 +45,26 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=bench/table.sh
 source "$ROOT/bench/table.sh"
-BUILD="$ROOT/build-bench"
-MBQ="$BUILD/mbq"
 ROWS="${BENCH_ROWS:-1000000}"
 XROWS="${BENCH_EXTRACT_ROWS:-5000000}"
 WORK="$(mktemp -d /tmp/mbq-bench.XXXXXX)"
-SVC=""
-
-cleanup() {
-    [ -n "$SVC" ] && bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 note() { echo "bench: $*" >&2; }
 
 bash tools/install-deps.sh >&2
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMBQ_TESTS=OFF -DMBQ_SANITIZE=OFF >&2
-cmake --build "$BUILD" --parallel "$(nproc)" >&2
+bench_build
 
 # ---- helpers -------------------------------------------------------------
 
 start_services() { # NAME: fresh MariaDB + emulator under $WORK/NAME
-    [ -n "$SVC" ] && bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
-    SVC="$WORK/$1"
-    unset MYSQL_PWD # services.sh sets the root password up itself
-    bash tools/services.sh start "$SVC" >&2
-    # shellcheck disable=SC1091
-    source "$SVC/env"
-    export MYSQL_PWD="$MBQ_TEST_MYSQL_PASSWORD"
-    BQ="http://$BIGQUERY_EMULATOR_HOST/bigquery/v2/projects/$MBQ_TEST_BQ_PROJECT"
-    UP="http://$BIGQUERY_EMULATOR_HOST/upload/bigquery/v2/projects/$MBQ_TEST_BQ_PROJECT"
-    M=(mariadb -h 127.0.0.1 -P "$MBQ_TEST_MYSQL_PORT" -u root)
+    bench_services "$1"
     "${M[@]}" -e "CREATE DATABASE IF NOT EXISTS bench"
 }
 
-fresh_emulator() { # a new, empty emulator on the same ports
-    bash tools/services.sh stop-bq "$SVC" >&2
-    rm -f "$SVC/bq/emulator.db"
-    bash tools/services.sh start-bq "$SVC" >&2
-}
+fresh_emulator() { bench_fresh_emulator; }
 
 write_config() { # FILE TABLE...
     local f=$1
@@ -114,21 +94,6 @@ log:
   level: warn
 YAML
     } >"$f"
-}
-
-# measure NAME CMD...: GNU time -> NAME_wall NAME_cpu (user+sys) NAME_rss (KiB)
-measure() {
-    local name=$1
-    shift
-    sync
-    if ! /usr/bin/time -f "%e %U %S %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"; then
-        echo "bench: $name failed:" >&2
-        tail -n 30 "$WORK/$name.err" >&2
-        exit 1
-    fi
-    local w u s r
-    read -r w u s r <"$WORK/$name.time"
-    eval "${name}_wall=$w ${name}_cpu=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}') ${name}_rss=$r"
 }
 
 add() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a+b}'; }
