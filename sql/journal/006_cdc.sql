@@ -19,6 +19,9 @@ CREATE TABLE cdc_stream (
     event_ms    INTEGER,            -- source timestamp of the last event applied
     heartbeat_ms INTEGER,           -- last time the source was heard (event or heartbeat)
     caught_up_ms INTEGER,           -- last time the reader had read everything the source had
+    lag_ms      INTEGER,            -- how far BigQuery is behind the source, as of updated_ms:
+                                    -- 0 when caught up, else now - source time of the oldest
+                                    -- change not yet applied
     pid         INTEGER,            -- the process following the binlog (NULL when none)
     status      TEXT NOT NULL DEFAULT 'stopped'
                 CHECK (status IN ('running', 'stopped', 'reconnecting', 'failed')),
