@@ -20,15 +20,20 @@ enum {
     OM_ENUM_AND_SET_DEFAULT_CHARSET, OM_ENUM_AND_SET_COLUMN_CHARSET,
 };
 
+/* The columns the SIGNEDNESS bitmap has a bit for. MariaDB counts YEAR
+ * too (MySQL does not): a table (INT, YEAR, INT, INT UNSIGNED) gets 0x50
+ * from MariaDB 10.11, four bits. */
 static bool is_numeric(uint8_t t)
 {
-    return t == BT_TINY || t == BT_SHORT || t == BT_INT24 || t == BT_LONG || t == BT_LONGLONG ||
+    return t == BT_YEAR || t == BT_TINY || t == BT_SHORT || t == BT_INT24 || t == BT_LONG || t == BT_LONGLONG ||
            t == BT_NEWDECIMAL || t == BT_FLOAT || t == BT_DOUBLE;
 }
 
+/* The columns the charset fields count. GEOMETRY is one (its base class
+ * is BLOB): MariaDB 10.11 writes collation 63 for it in COLUMN_CHARSET. */
 static bool is_character(uint8_t t)
 {
-    return t == BT_STRING || t == BT_VAR_STRING || t == BT_VARCHAR || t == BT_BLOB ||
+    return t == BT_GEOMETRY || t == BT_STRING || t == BT_VAR_STRING || t == BT_VARCHAR || t == BT_BLOB ||
            t == BT_TINY_BLOB || t == BT_MEDIUM_BLOB || t == BT_LONG_BLOB;
 }
 
@@ -199,9 +204,6 @@ static int members_to_utf8(bl_table *t, bl_charsets *cs)
 
 static int parse_optional(bl_table *t, const uint8_t *p, const uint8_t *end, const bl_charsets *cs)
 {
-    size_t nnum = 0;
-    for (size_t i = 0; i < t->n; i++)
-        nnum += is_numeric(t->cols[i].type);
     while (p < end) {
         uint8_t ft = *p++;
         uint64_t flen;
@@ -221,7 +223,6 @@ static int parse_optional(bl_table *t, const uint8_t *p, const uint8_t *end, con
                 t->cols[i].is_unsigned = (f[k / 8] >> (7 - k % 8)) & 1;
                 k++;
             }
-            (void)nnum;
             break;
         }
         case OM_DEFAULT_CHARSET:

@@ -215,7 +215,7 @@ int bl_text_time2(mbq_buf *out, const uint8_t *p, int fsp)
     int64_t intpart = (int64_t)bl_be(p, 3) - 0x800000;
     switch ((fsp + 1) / 2) {
     case 1: {
-        int64_t frac = (int8_t)p[3];
+        int64_t frac = p[3]; /* unsigned: negatives store 0x100 - frac */
         if (intpart < 0 && frac) {
             intpart++;
             frac -= 0x100;
@@ -224,7 +224,7 @@ int bl_text_time2(mbq_buf *out, const uint8_t *p, int fsp)
         break;
     }
     case 2: {
-        int64_t frac = (int16_t)bl_be(p + 3, 2);
+        int64_t frac = (int64_t)bl_be(p + 3, 2);
         if (intpart < 0 && frac) {
             intpart++;
             frac -= 0x10000;
