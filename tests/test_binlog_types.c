@@ -137,6 +137,9 @@ static const struct col cols[] = {
     {"mls", "MULTILINESTRING", {"ST_GeomFromText('MULTILINESTRING((0 0,1 1),(2 2,3 3))')", "ST_GeomFromText('MULTILINESTRING((0 0,1 1))')", NULL, "ST_GeomFromText('MULTILINESTRING((0 0,1 1))')", "ST_GeomFromText('MULTILINESTRING((0 0,1 1))')", "ST_GeomFromText('MULTILINESTRING((0 0,1 1))')", "ST_GeomFromText('MULTILINESTRING((0 0,1 1))')", "ST_GeomFromText('MULTILINESTRING((0 0,1 1))')"}},
     {"mpg", "MULTIPOLYGON", {"ST_GeomFromText('MULTIPOLYGON(((0 0,1 0,1 1,0 0)),((5 5,6 5,6 6,5 5)))')", "ST_GeomFromText('MULTIPOLYGON(((0 0,1 0,1 1,0 0)))')", NULL, "ST_GeomFromText('MULTIPOLYGON(((0 0,1 0,1 1,0 0)))')", "ST_GeomFromText('MULTIPOLYGON(((0 0,1 0,1 1,0 0)))')", "ST_GeomFromText('MULTIPOLYGON(((0 0,1 0,1 1,0 0)))')", "ST_GeomFromText('MULTIPOLYGON(((0 0,1 0,1 1,0 0)))')", "ST_GeomFromText('MULTIPOLYGON(((0 0,1 0,1 1,0 0)))')"}},
     {"gc", "GEOMETRYCOLLECTION", {GC, "ST_GeomFromText('GEOMETRYCOLLECTION(POINT(0 0))')", NULL, "ST_GeomFromText('GEOMETRYCOLLECTION EMPTY')", GC, GC, GC, GC}},
+    {"ip6", "INET6", {"'2001:db8::ff00:42:8329'", "'::'", NULL, "'::1'", "'::ffff:192.0.2.1'", "'::1.2.3.4'", "'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'", "'1::'"}},
+    {"ip4", "INET4", {"'255.255.255.255'", "'0.0.0.0'", NULL, "'192.0.2.1'", "'10.0.0.1'", "'1.2.3.4'", "'127.0.0.1'", "'8.8.8.8'"}},
+    {"uu", "UUID", {"'123e4567-e89b-12d3-a456-426655440000'", "'00000000-0000-0000-0000-000000000000'", NULL, "'ffffffff-ffff-ffff-ffff-ffffffffffff'", "'6ccd780c-baba-1026-9564-5b8c656024db'", "'6ccd780c-baba-1026-9564-5b8c656024dc'", "'00000000-0000-0000-0000-000000000001'", "'10000000-0000-0000-0000-000000000000'"}},
     /* after the spatial columns: the charset fields count those too */
     {"vlat2", "VARCHAR(20) CHARACTER SET latin1",
      {"_latin1 x'E9'", "''", NULL, "'a'", "_latin1 x'FF'", "'c'", "'d'", "'e'"}},

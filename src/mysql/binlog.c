@@ -44,6 +44,8 @@
 
 struct mbq_binlog {
     mbq_mysql *c;
+    mbq_mysql *meta;        /* a second connection for catalog lookups (binlog_ext.c) */
+    bl_ext_cache ext;
     MARIADB_RPL *rpl;
     mbq_binlog_pos cur;     /* position of the next event */
     bool checksum;          /* events end with a CRC32 */
@@ -94,6 +96,10 @@ static int on_table_map(mbq_binlog *b, const uint8_t *body, size_t len)
     if (rc < 0)
         return rc;
     t.wanted = wanted(b, t.database, t.table);
+    if (t.wanted && (rc = bl_ext_resolve(&b->ext, b->meta, &t)) < 0) {
+        bl_table_free(&t);
+        return rc;
+    }
     for (size_t i = 0; i < b->n_tmaps; i++)
         if (b->tmaps[i].id == t.id) {
             bl_table_free(&b->tmaps[i]);
@@ -211,7 +217,8 @@ int mbq_binlog_open(mbq_binlog **out, const mbq_binlog_options *opts)
      * (and at least 10 s) means the connection is gone. */
     mbq_mysql_config cfg = *opts->mysql;
     cfg.read_timeout_s = (hb * 3 + 999) / 1000 < 10 ? 10 : (hb * 3 + 999) / 1000;
-    if ((rc = mbq_mysql_connect(&b->c, &cfg)) < 0)
+    if ((rc = mbq_mysql_connect(&b->c, &cfg)) < 0 ||
+        (rc = mbq_mysql_connect(&b->meta, opts->mysql)) < 0)
         goto done;
     b->tls = opts->mysql->ssl;
     if ((rc = copy_filter(b, opts)) < 0 || (rc = mbq_binlog_check(b->c)) < 0 ||
@@ -232,6 +239,8 @@ void mbq_binlog_close(mbq_binlog *b)
     if (b->rpl)
         mariadb_rpl_close(b->rpl);
     mbq_mysql_close(b->c);
+    mbq_mysql_close(b->meta);
+    bl_ext_clear(&b->ext);
     tmaps_clear(b);
     free(b->tmaps);
     bl_charsets_free(&b->cs);
@@ -336,6 +345,7 @@ static int on_query(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *p, size_
     if (mbq_buf_append(&b->stmt, q, ql) < 0 || mbq_buf_append(&b->db, db, dbl) < 0 ||
         mbq_buf_grow(&b->stmt, 1) < 0 || mbq_buf_grow(&b->db, 1) < 0)
         return MBQ_ENOMEM;
+    bl_ext_clear(&b->ext); /* column types may have changed */
     fill_common(b, ev, MBQ_BINLOG_DDL, ts);
     ev->statement = b->stmt.ptr;
     ev->database = b->db.ptr;

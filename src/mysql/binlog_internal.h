@@ -35,6 +35,10 @@ typedef enum bl_cs {
     CS_ICONV,     /* another charset, through iconv */
 } bl_cs;
 
+/* MariaDB's INET4, INET6 and UUID reach the binlog as BINARY(4)/(16):
+ * only information_schema tells them apart (binlog.c resolves them). */
+enum { BL_EXT_NONE = 0, BL_EXT_INET4, BL_EXT_INET6, BL_EXT_UUID };
+
 typedef struct bl_column {
     uint8_t type;        /* the binlog type, with STRING's real type (ENUM/SET) resolved */
     uint16_t meta;       /* type metadata (length, precision/scale, fsp, ...) */
@@ -42,6 +46,7 @@ typedef struct bl_column {
     bl_cs cs;
     int iconv_idx;       /* for CS_ICONV: index into the reader's converters */
     char *name;
+    uint8_t ext;         /* BL_EXT_*: a MariaDB type the TABLE_MAP shows as BINARY(n) */
     char **members;      /* ENUM/SET member text (UTF-8), in order */
     size_t n_members;
 } bl_column;
@@ -96,10 +101,29 @@ int bl_text_datetime2(mbq_buf *out, const uint8_t *p, int fsp);
 int bl_text_timestamp2(mbq_buf *out, const uint8_t *p, int fsp);
 int bl_text_time2(mbq_buf *out, const uint8_t *p, int fsp);
 int bl_text_date(mbq_buf *out, uint32_t v);
+int bl_text_ext(mbq_buf *out, int ext, const uint8_t *p, size_t len);
 int bl_text_latin1(mbq_buf *out, const uint8_t *p, size_t len);
 int bl_text_iconv(mbq_buf *out, bl_charsets *cs, int idx, const uint8_t *p, size_t len);
 int bl_charsets_load(bl_charsets *cs, void *mysql);
 void bl_charsets_free(bl_charsets *cs);
+
+/* ---- binlog_ext.c ---- */
+typedef struct bl_ext_entry {
+    char *key;           /* "db\ntable" */
+    char *column;        /* NULL: the table has none (a resolved table with no such column) */
+    uint8_t ext;
+} bl_ext_entry;
+
+typedef struct bl_ext_cache {
+    bl_ext_entry *e;
+    size_t n;
+} bl_ext_cache;
+
+struct mbq_mysql;
+/* Mark t's INET4/INET6/UUID columns (by name, from information_schema on
+ * `meta`, once per table until bl_ext_clear). */
+int bl_ext_resolve(bl_ext_cache *cache, struct mbq_mysql *meta, bl_table *t);
+void bl_ext_clear(bl_ext_cache *cache);
 
 /* ---- binlog_wkb.c ---- */
 /* WKB (after MySQL's 4-byte SRID) -> WKT as ST_AsText prints it. */

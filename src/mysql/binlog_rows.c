@@ -224,6 +224,13 @@ static int decode_value(mbq_buf *b, const bl_column *c, bl_charsets *cs, const u
         if (c->type == BT_STRING && c->cs == CS_BINARY) {
             /* BINARY(n): the image drops the trailing 0x00 padding, the
              * server sends it (Field_string::pack with binary's pad char). */
+            uint8_t full[256];
+            if (c->ext && len <= c->meta && c->meta <= sizeof full) {
+                memcpy(full, q, len);
+                memset(full + len, 0, c->meta - len);
+                rc = bl_text_ext(b, c->ext, full, c->meta);
+                break;
+            }
             rc = mbq_buf_append(b, q, len);
             for (size_t i = len; rc == 0 && i < c->meta; i++)
                 rc = mbq_buf_putc(b, '\0');

@@ -6,6 +6,7 @@
  * forms are what MariaDB sends in the text protocol, checked value for value
  * against the snapshot path by tests/test_binlog_types.c. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <iconv.h>
 #include <stdio.h>
@@ -245,6 +246,34 @@ int bl_text_time2(mbq_buf *out, const uint8_t *p, int fsp)
     int rc = mbq_buf_printf(out, "%s%02d:%02d:%02d", neg ? "-" : "", (int)((hms >> 12) % 1024),
                             (int)((hms >> 6) % 64), (int)(hms % 64));
     return rc ? rc : put_frac(out, usec, fsp);
+}
+
+/* ---- INET4, INET6, UUID -------------------------------------------------- */
+
+/* The text MariaDB sends for them: dotted quad; RFC 5952-style IPv6 with
+ * the IPv4-mapped and -compatible forms (its Inet6::to_string and glibc's
+ * inet_ntop agree: both follow BIND's inet_ntop6); UUID as 8-4-4-4-12
+ * lowercase hex of the bytes in order. */
+int bl_text_ext(mbq_buf *out, int ext, const uint8_t *p, size_t len)
+{
+    char buf[64];
+    if (ext == BL_EXT_INET4 && len == 4 && inet_ntop(AF_INET, p, buf, sizeof buf))
+        return mbq_buf_puts(out, buf);
+    if (ext == BL_EXT_INET6 && len == 16 && inet_ntop(AF_INET6, p, buf, sizeof buf))
+        return mbq_buf_puts(out, buf);
+    if (ext == BL_EXT_UUID && len == 16) {
+        static const char hex[] = "0123456789abcdef";
+        char *o = buf;
+        for (size_t i = 0; i < 16; i++) {
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                *o++ = '-';
+            *o++ = hex[p[i] >> 4];
+            *o++ = hex[p[i] & 15];
+        }
+        return mbq_buf_append(out, buf, (size_t)(o - buf));
+    }
+    return mbq_error_set(MBQ_EDATA, "a %zu-byte value for an %s column", len,
+                         ext == BL_EXT_UUID ? "UUID" : ext == BL_EXT_INET6 ? "INET6" : "INET4");
 }
 
 /* ---- character sets ------------------------------------------------------ */
