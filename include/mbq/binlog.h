@@ -117,7 +117,9 @@ typedef struct mbq_binlog_event {
     const char *const *column_names;  /* from the TABLE_MAP's metadata, in table order */
     size_t n_rows;
     const mbq_binlog_row *rows;
-    /* DDL: the statement text, as the source logged it. */
+    /* DDL: the statement text, as the source logged it; `database` is then
+     * the session's default database when it ran ("" when none): the
+     * statement may name another one (ALTER TABLE db2.t ...). */
     const char *statement;
 } mbq_binlog_event;
 
@@ -136,5 +138,9 @@ int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms);
 
 /* Close and free; NULL is fine. */
 void mbq_binlog_close(mbq_binlog *b);
+
+/* The server's id of the reader's streaming connection (the "Binlog Dump"
+ * thread of SHOW PROCESSLIST), for logs and for KILL in tests. */
+unsigned long mbq_binlog_thread_id(const mbq_binlog *b);
 
 #endif

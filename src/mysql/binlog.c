@@ -232,6 +232,11 @@ done:
     return rc;
 }
 
+unsigned long mbq_binlog_thread_id(const mbq_binlog *b)
+{
+    return mbq_mysql_thread_id(b->c);
+}
+
 void mbq_binlog_close(mbq_binlog *b)
 {
     if (!b)
