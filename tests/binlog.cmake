@@ -5,3 +5,8 @@ mbq_add_test(NAME binlog SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_binlog.c
              LABELS mysql SERVICES TIMEOUT 300)
 mbq_add_test(NAME binlog_types SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_binlog_types.c
              LABELS mysql SERVICES TIMEOUT 300)
+# Changes the server for every test (SET GLOBAL, PURGE BINARY LOGS, a
+# restart): alone.
+mbq_add_test(NAME binlog_admin SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_binlog_admin.c
+             LABELS mysql SERVICES TIMEOUT 300)
+set_tests_properties(binlog_admin PROPERTIES RUN_SERIAL TRUE)
