@@ -10,3 +10,6 @@ mbq_add_test(NAME binlog_types SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_binlog_t
 mbq_add_test(NAME binlog_admin SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_binlog_admin.c
              LABELS mysql SERVICES TIMEOUT 300)
 set_tests_properties(binlog_admin PROPERTIES RUN_SERIAL TRUE)
+# Client CPU per row: binlog decode + encode against the snapshot path's extract.
+mbq_add_test(NAME binlog_speed SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_binlog_speed.c
+             LABELS mysql SERVICES TIMEOUT 600)
