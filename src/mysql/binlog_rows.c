@@ -235,8 +235,11 @@ static int decode_value(mbq_buf *b, const bl_column *c, bl_charsets *cs, const u
             for (size_t i = len; rc == 0 && i < c->meta; i++)
                 rc = mbq_buf_putc(b, '\0');
         } else if (c->type == BT_STRING) {
-            /* CHAR: the server sends it without trailing spaces. */
-            while (len && q[len - 1] == ' ')
+            /* CHAR: the server sends it without trailing spaces, and the
+             * image holds it so already (Field_string::pack, lengthsp);
+             * stripping bytes again would cut a UCS-2/UTF-16 character
+             * ending in 0x20, so only the single-byte-space charsets are. */
+            while ((c->cs == CS_UTF8 || c->cs == CS_LATIN1) && len && q[len - 1] == ' ')
                 len--;
             rc = put_text(b, c, cs, q, len);
         } else {
