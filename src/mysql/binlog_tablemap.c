@@ -59,6 +59,35 @@ void bl_table_free(bl_table *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Metadata the decoders can trust: anything else is a malformed event
+ * (the decoders index tables and size fields by these). */
+static bool meta_ok(const bl_column *c)
+{
+    switch (c->type) {
+    case BT_NEWDECIMAL: {
+        int p = c->meta >> 8, s = c->meta & 0xFF;
+        return p >= 1 && p <= 65 && s <= 38 && s <= p;
+    }
+    case BT_TIMESTAMP2: case BT_DATETIME2: case BT_TIME2:
+        return c->meta <= 6;
+    case BT_BLOB: case BT_TINY_BLOB: case BT_MEDIUM_BLOB: case BT_LONG_BLOB: case BT_GEOMETRY:
+    case BT_JSON:
+        return c->meta >= 1 && c->meta <= 4;
+    case BT_ENUM:
+        return c->meta == 1 || c->meta == 2;
+    case BT_SET:
+        return c->meta >= 1 && c->meta <= 8;
+    case BT_BIT:
+        return (c->meta >> 8) <= 8 && (c->meta & 0xFF) < 8 && c->meta != 0;
+    case BT_FLOAT:
+        return c->meta == 4;
+    case BT_DOUBLE:
+        return c->meta == 8;
+    default:
+        return true;
+    }
+}
+
 /* Read each column's type metadata (the per-type bytes of the metadata
  * block) into cols[i].meta, resolving STRING's real type. */
 static int parse_type_meta(bl_table *t, const uint8_t *types, const uint8_t *m, size_t mlen)
@@ -104,6 +133,8 @@ static int parse_type_meta(bl_table *t, const uint8_t *types, const uint8_t *m, 
             c->type = rt;
         }
         m += need;
+        if (!meta_ok(c))
+            return -1;
     }
     return 0;
 }
