@@ -89,12 +89,26 @@ static void tmaps_clear(mbq_binlog *b)
     b->n_tmaps = 0;
 }
 
+/* Every transaction sends its tables' TABLE_MAPs again: one byte for byte
+ * equal to the cached map of its table id is not parsed again (with small
+ * transactions the parse would cost more than the rows). */
 static int on_table_map(mbq_binlog *b, const uint8_t *body, size_t len)
 {
     bl_table t;
+    uint64_t id = len >= 6 ? bl_le48(body) : 0;
+    for (size_t i = 0; i < b->n_tmaps; i++)
+        if (b->tmaps[i].id == id && b->tmaps[i].raw_len == len &&
+            memcmp(b->tmaps[i].raw, body, len) == 0)
+            return 0;
     int rc = bl_table_parse(&t, body, len, &b->cs);
     if (rc < 0)
         return rc;
+    if (!(t.raw = malloc(len ? len : 1))) {
+        bl_table_free(&t);
+        return mbq_error_set(MBQ_ENOMEM, "out of memory");
+    }
+    memcpy(t.raw, body, len);
+    t.raw_len = len;
     t.wanted = wanted(b, t.database, t.table);
     if (t.wanted && (rc = bl_ext_resolve(&b->ext, b->meta, &t)) < 0) {
         bl_table_free(&t);
@@ -350,7 +364,10 @@ static int on_query(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *p, size_
     if (mbq_buf_append(&b->stmt, q, ql) < 0 || mbq_buf_append(&b->db, db, dbl) < 0 ||
         mbq_buf_grow(&b->stmt, 1) < 0 || mbq_buf_grow(&b->db, 1) < 0)
         return MBQ_ENOMEM;
-    bl_ext_clear(&b->ext); /* column types may have changed */
+    /* Column types may have changed without changing the TABLE_MAP (a
+     * BINARY(16) made a UUID): forget both caches. */
+    bl_ext_clear(&b->ext);
+    tmaps_clear(b);
     fill_common(b, ev, MBQ_BINLOG_DDL, ts);
     ev->statement = b->stmt.ptr;
     ev->database = b->db.ptr;

@@ -54,6 +54,7 @@ void bl_table_free(bl_table *t)
     }
     free(t->cols);
     free(t->names);
+    free(t->raw);
     free(t->database);
     free(t->table);
     memset(t, 0, sizeof *t);
