@@ -350,11 +350,13 @@ static int on_query(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *p, size_
                              (unsigned long long)b->cur.pos);
     const char *db = (const char *)p + 13 + stl, *q = db + dbl + 1;
     size_t ql = len - (13 + stl + dbl + 1);
-    if ((ql == 5 && strncasecmp(q, "BEGIN", 5) == 0) || (ql >= 3 && strncasecmp(q, "XA ", 3) == 0) ||
+    if ((ql == 5 && strncasecmp(q, "BEGIN", 5) == 0) ||
+        (ql >= 3 && strncasecmp(q, "XA ", 3) == 0) ||
         (ql >= 10 && strncasecmp(q, "SAVEPOINT ", 10) == 0) ||
         (ql >= 12 && strncasecmp(q, "ROLLBACK TO ", 12) == 0))
         return 0;
-    if ((ql == 6 && strncasecmp(q, "COMMIT", 6) == 0) || (ql == 8 && strncasecmp(q, "ROLLBACK", 8) == 0)) {
+    if ((ql == 6 && strncasecmp(q, "COMMIT", 6) == 0) ||
+        (ql == 8 && strncasecmp(q, "ROLLBACK", 8) == 0)) {
         fill_common(b, ev, MBQ_BINLOG_COMMIT, ts);
         b->have_gtid = false;
         return 1;
@@ -482,7 +484,8 @@ int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms)
         if (timeout_ms > 0) {
             struct timespec t1;
             clock_gettime(CLOCK_MONOTONIC, &t1);
-            int64_t spent = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+            int64_t spent = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 +
+                            (t1.tv_nsec - t0.tv_nsec) / 1000000;
             if (spent >= timeout_ms)
                 return MBQ_ETIMEOUT;
             left = (int)(timeout_ms - spent);
@@ -504,7 +507,8 @@ int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms)
         const uint8_t *e = pkt + 1;
         size_t elen = len - 1;
         if (bl_le32(e + 9) != elen)
-            return mbq_error_set(MBQ_EDATA, "binlog event of %zu bytes says %u at '%s' position %llu",
+            return mbq_error_set(MBQ_EDATA,
+                                 "binlog event of %zu bytes says %u at '%s' position %llu",
                                  elen, bl_le32(e + 9), b->cur.file, (unsigned long long)b->cur.pos);
         if (b->checksum) {
             if (elen < HEADER_LEN + 4 ||

@@ -25,7 +25,8 @@ enum {
  * from MariaDB 10.11, four bits. */
 static bool is_numeric(uint8_t t)
 {
-    return t == BT_YEAR || t == BT_TINY || t == BT_SHORT || t == BT_INT24 || t == BT_LONG || t == BT_LONGLONG ||
+    return t == BT_YEAR || t == BT_TINY || t == BT_SHORT || t == BT_INT24 || t == BT_LONG ||
+           t == BT_LONGLONG ||
            t == BT_NEWDECIMAL || t == BT_FLOAT || t == BT_DOUBLE;
 }
 
@@ -33,7 +34,8 @@ static bool is_numeric(uint8_t t)
  * is BLOB): MariaDB 10.11 writes collation 63 for it in COLUMN_CHARSET. */
 static bool is_character(uint8_t t)
 {
-    return t == BT_GEOMETRY || t == BT_STRING || t == BT_VAR_STRING || t == BT_VARCHAR || t == BT_BLOB ||
+    return t == BT_GEOMETRY || t == BT_STRING || t == BT_VAR_STRING || t == BT_VARCHAR ||
+           t == BT_BLOB ||
            t == BT_TINY_BLOB || t == BT_MEDIUM_BLOB || t == BT_LONG_BLOB;
 }
 
@@ -201,7 +203,8 @@ static int parse_members(bl_table *t, const uint8_t *p, const uint8_t *end, uint
         if (c->type != type)
             continue;
         uint64_t n, len;
-        if (bl_packed(&n, &p, end) < 0 || n > (uint64_t)(end - p) || !(c->members = calloc(n + 1, sizeof(char *))))
+        if (bl_packed(&n, &p, end) < 0 || n > (uint64_t)(end - p) ||
+            !(c->members = calloc(n + 1, sizeof(char *))))
             return -1;
         for (c->n_members = 0; c->n_members < n; c->n_members++) {
             if (bl_packed(&len, &p, end) < 0 || len > (uint64_t)(end - p) ||
@@ -221,8 +224,9 @@ static int members_to_utf8(bl_table *t, bl_charsets *cs)
         for (size_t k = 0; c->cs != CS_UTF8 && c->cs != CS_BINARY && k < c->n_members; k++) {
             mbq_buf b = MBQ_BUF_INIT;
             const uint8_t *s = (const uint8_t *)c->members[k];
-            int rc = c->cs == CS_LATIN1 ? bl_text_latin1(&b, s, strlen(c->members[k]))
-                                        : bl_text_iconv(&b, cs, c->iconv_idx, s, strlen(c->members[k]));
+            size_t len = strlen(c->members[k]);
+            int rc = c->cs == CS_LATIN1 ? bl_text_latin1(&b, s, len)
+                                        : bl_text_iconv(&b, cs, c->iconv_idx, s, len);
             if (rc < 0 || !b.ptr) {
                 mbq_buf_free(&b);
                 return rc < 0 ? rc : 0;
@@ -313,7 +317,8 @@ int bl_table_parse(bl_table *t, const uint8_t *p, size_t len, const bl_charsets 
     t->n = (size_t)n;
     const uint8_t *types = p;
     p += n;
-    if (!(t->cols = calloc(t->n, sizeof *t->cols)) || !(t->names = calloc(t->n, sizeof *t->names))) {
+    if (!(t->cols = calloc(t->n, sizeof *t->cols)) ||
+        !(t->names = calloc(t->n, sizeof *t->names))) {
         rc = MBQ_ENOMEM;
         goto fail;
     }

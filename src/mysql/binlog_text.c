@@ -408,7 +408,8 @@ int bl_charsets_load(bl_charsets *cs, void *mysql)
         goto done;
     }
     size_t n = (size_t)mysql_num_rows(res);
-    if (!(cs->ids = calloc(n + 1, sizeof *cs->ids)) || !(cs->kind = calloc(n + 1, sizeof *cs->kind)) ||
+    if (!(cs->ids = calloc(n + 1, sizeof *cs->ids)) ||
+        !(cs->kind = calloc(n + 1, sizeof *cs->kind)) ||
         !(cs->iconv_idx = calloc(n + 1, sizeof *cs->iconv_idx))) {
         rc = mbq_error_set(MBQ_ENOMEM, "out of memory");
         goto done;
