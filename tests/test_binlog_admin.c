@@ -162,6 +162,37 @@ static void test_server_stopped_mid_read_is_enet(void)
     admin = tmy_admin();
 }
 
+/* A source that writes no checksums (binlog_checksum=NONE) is read too,
+ * and when it turns them on (a new file) the reader follows. */
+static void test_source_without_checksums_is_read(void)
+{
+    tmy_exec(admin, "CREATE TABLE " DB ".nc (id INT PRIMARY KEY, s VARCHAR(10))");
+    tmy_exec(admin, "SET GLOBAL binlog_checksum = 'NONE'"); /* rotates the binlog */
+    mbq_binlog_pos start = tbl_current();
+    tmy_exec(admin, "INSERT INTO " DB ".nc VALUES (1, 'x')");
+    mbq_binlog *b = tbl_open(start, DB, "nc", 1000);
+    tmy_exec(admin, "SET GLOBAL binlog_checksum = 'CRC32'");
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    mbq_binlog_event ev;
+    CHECK_INT(tbl_next_data(b, &ev), 0);
+    CHECK_INT(ev.kind, MBQ_BINLOG_ROWS);
+    if (ev.kind == MBQ_BINLOG_ROWS)
+        CHECK_VAL(&ev.rows[0].after[1], "x");
+    CHECK_INT(tbl_next_data(b, &ev), 0);
+    CHECK_INT(ev.kind, MBQ_BINLOG_COMMIT);
+    /* checksums on again: the next file's events carry them */
+    tmy_exec(admin, "INSERT INTO " DB ".nc VALUES (2, 'y')");
+    CHECK_INT(tbl_next_data(b, &ev), 0);
+    CHECK_INT(ev.kind, MBQ_BINLOG_ROWS);
+    if (ev.kind == MBQ_BINLOG_ROWS)
+        CHECK_VAL(&ev.rows[0].after[1], "y");
+    CHECK_INT(tbl_next_data(b, &ev), 0);
+    CHECK_INT(ev.kind, MBQ_BINLOG_COMMIT);
+    mbq_binlog_close(b);
+}
+
 /* A row larger than one protocol packet (16 MiB): the event arrives in
  * several packets and decodes whole. */
 static void test_event_larger_than_a_packet_decodes_whole(void)
@@ -199,6 +230,7 @@ int main(void)
     tmy_begin(&admin, &dir, DB);
     RUN(test_check_names_the_wrong_setting);
     RUN(test_check_names_the_missing_privilege);
+    RUN(test_source_without_checksums_is_read);
     RUN(test_event_larger_than_a_packet_decodes_whole);
     RUN(test_purged_start_file_is_enotfound);
     RUN(test_server_stopped_mid_read_is_enet);

@@ -161,6 +161,7 @@ static int setup_session(mbq_binlog *b, int heartbeat_ms)
     if (mysql_query(my, "SELECT @@global.binlog_checksum") != 0 || !(res = mysql_store_result(my)))
         return my_error(b->c, "cannot read binlog_checksum");
     row = mysql_fetch_row(res);
+    /* until the first FORMAT_DESCRIPTION event says it for its file */
     b->checksum = row && row[0] && strcasecmp(row[0], "NONE") != 0;
     mysql_free_result(res);
     return rc;
@@ -475,6 +476,37 @@ static int on_event(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *e, size_
     }
 }
 
+static bool crc_ok(const uint8_t *e, size_t elen)
+{
+    return elen >= HEADER_LEN + 4 && crc32(0L, e, (uInt)(elen - 4)) == bl_le32(e + elen - 4);
+}
+
+/* Verify and drop an event's CRC32. Whether events carry one is a property
+ * of each binlog file, told by its FORMAT_DESCRIPTION event (its checksum
+ * algorithm byte): binlog_checksum can change, and the change starts a new
+ * file. That event, and the ROTATE the source sends before it, are read by
+ * whether their last four bytes are their CRC32 (a chance of 2^-32 to
+ * mistake a checksum-less one). */
+static int strip_checksum(mbq_binlog *b, const uint8_t *e, size_t *elen)
+{
+    uint8_t type = e[4];
+    if (type == FORMAT_DESCRIPTION_EVENT || type == ROTATE_EVENT) {
+        bool has = crc_ok(e, *elen);
+        if (type == FORMAT_DESCRIPTION_EVENT)
+            b->checksum = has;
+        if (has)
+            *elen -= 4;
+        return 0;
+    }
+    if (!b->checksum)
+        return 0;
+    if (!crc_ok(e, *elen))
+        return mbq_error_set(MBQ_EDATA, "binlog event with a wrong CRC32 at '%s' position %llu",
+                             b->cur.file, (unsigned long long)b->cur.pos);
+    *elen -= 4;
+    return 0;
+}
+
 int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms)
 {
     struct timespec t0;
@@ -510,14 +542,8 @@ int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms)
             return mbq_error_set(MBQ_EDATA,
                                  "binlog event of %zu bytes says %u at '%s' position %llu",
                                  elen, bl_le32(e + 9), b->cur.file, (unsigned long long)b->cur.pos);
-        if (b->checksum) {
-            if (elen < HEADER_LEN + 4 ||
-                crc32(0L, e, (uInt)(elen - 4)) != bl_le32(e + elen - 4))
-                return mbq_error_set(MBQ_EDATA, "binlog event with a wrong CRC32 at '%s' position "
-                                                "%llu",
-                                     b->cur.file, (unsigned long long)b->cur.pos);
-            elen -= 4;
-        }
+        if ((rc = strip_checksum(b, e, &elen)) < 0)
+            return rc;
         rc = on_event(b, ev, e, elen);
         if (rc != 0)
             return rc < 0 ? rc : 0;
