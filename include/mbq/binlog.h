@@ -104,8 +104,13 @@ typedef enum mbq_binlog_kind {
     MBQ_BINLOG_COMMIT,     /* a transaction ended (XID / COMMIT): a safe resume point */
     MBQ_BINLOG_DDL,        /* a statement that is not BEGIN/COMMIT (ALTER, DROP, RENAME,
                               TRUNCATE, CREATE ...): its own transaction, a resume point */
-    MBQ_BINLOG_HEARTBEAT,  /* nothing new; the source is idle at `pos` */
-    MBQ_BINLOG_ROTATE,     /* the source moved to a new file; `pos` is in it */
+    MBQ_BINLOG_HEARTBEAT,  /* nothing new; the source is idle at `pos`, which is then its
+                              end of binlog: a reader that stops at an end position read
+                              before sees a COMMIT/DDL at or past it, or a HEARTBEAT at it
+                              (events that are not handed out, such as a new file's
+                              format event, can sit between the last COMMIT and the end) */
+    MBQ_BINLOG_ROTATE,     /* the source moved to a new file; `pos` is in it. The first
+                              event after open is a ROTATE to the start position. */
 } mbq_binlog_kind;
 
 /* One column value in the snapshot path's text form (see the top). */
