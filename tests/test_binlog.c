@@ -282,6 +282,43 @@ static void test_lost_connection_is_enet(void)
     mbq_binlog_close(b);
 }
 
+/* XA transactions log their rows at PREPARE and may still roll back: on a
+ * followed table that is an error, not rows handed out as committed; on
+ * another table they are passed over. */
+static void test_xa_transaction_on_a_followed_table_is_an_error(void)
+{
+    tmy_exec(admin, "CREATE TABLE " DB ".xa (id INT PRIMARY KEY)");
+    tmy_exec(admin, "CREATE TABLE " DB ".xo (id INT PRIMARY KEY)");
+    mbq_binlog_pos start = tbl_current();
+    tmy_exec(admin, "XA START 'mbq1'");
+    tmy_exec(admin, "INSERT INTO " DB ".xa VALUES (1)");
+    tmy_exec(admin, "XA END 'mbq1'");
+    tmy_exec(admin, "XA PREPARE 'mbq1'");
+    tmy_exec(admin, "XA ROLLBACK 'mbq1'");
+    tmy_exec(admin, "INSERT INTO " DB ".xo VALUES (2)");
+    mbq_binlog_event ev;
+    mbq_binlog *b = tbl_open(start, DB, "xa", 1000);
+    CHECK(b != NULL);
+    if (b) {
+        CHECK_INT(tbl_next_data(b, &ev), MBQ_EDATA);
+        CHECK_CONTAINS(mbq_error_last(), "does not follow XA transactions");
+        mbq_binlog_close(b);
+    }
+    b = tbl_open(start, DB, "xo", 1000);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    int rc;
+    while ((rc = tbl_next_data(b, &ev)) == 0 && ev.kind != MBQ_BINLOG_ROWS)
+        ;
+    CHECK_INT(rc, 0);
+    if (rc == 0) {
+        CHECK_STR(ev.table, "xo");
+        CHECK_VAL(&ev.rows[0].after[0], "2");
+    }
+    mbq_binlog_close(b);
+}
+
 /* The hand-off: a writer commits rows one by one while a consistent
  * snapshot is taken; every row is either in the snapshot or in the binlog
  * after the snapshot's position, never both, never neither. */
@@ -375,6 +412,7 @@ int main(void)
     RUN(test_idle_source_sends_heartbeats_and_waits_time_out);
     RUN(test_table_filter_passes_only_the_named_tables);
     RUN(test_lost_connection_is_enet);
+    RUN(test_xa_transaction_on_a_followed_table_is_an_error);
     RUN(test_snapshot_position_hands_off_without_gap_or_overlap);
     tmy_end(admin, dir, DB);
     return test_summary();

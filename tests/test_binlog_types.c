@@ -197,9 +197,11 @@ static char *line_of(const char *text, int id)
 {
     char key[32];
     int kl = snprintf(key, sizeof key, "{\"id\":%d", id);
-    for (const char *p = text; p && *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p + 1) : strlen(p);
+    const char *end = text ? text + strlen(text) : NULL;
+    for (const char *p = text; p && p < end;) {
+        /* memchr: ASan's strict_string_checks makes strchr scan to the end */
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p + 1) : (size_t)(end - p);
         if (strncmp(p, key, (size_t)kl) == 0 && (p[kl] == ',' || p[kl] == '}')) {
             char *out = malloc(n + 1);
             memcpy(out, p, n);

@@ -20,8 +20,9 @@
  * Sources: MariaDB (10.5 or later: the TABLE_MAP metadata, 10.11 tested).
  * MySQL's binary JSON column format and its GTID-only snapshot position are
  * not read; a MySQL JSON column fails with MBQ_EDATA naming it. XA
- * transactions are not supported (their PREPARE/COMMIT are not turned into
- * COMMIT events).
+ * transactions are not followed: their rows are logged at PREPARE and may
+ * still roll back, so rows of one on a followed table fail with MBQ_EDATA
+ * (on other tables they are passed over).
  *
  * Every event's CRC32 is verified when the source writes checksums. Events
  * are parsed from the stream here (libmariadb only sends the dump request):

@@ -59,6 +59,7 @@ struct mbq_binlog {
     bl_rows rows;
     char gtid[80];          /* the current transaction's GTID */
     bool have_gtid;
+    bool in_xa;             /* the current group is an XA PREPARE */
     mbq_buf stmt, db;       /* a DDL event's statement and database */
 };
 
@@ -390,6 +391,12 @@ static int on_rows(mbq_binlog *b, mbq_binlog_event *ev, int type, const uint8_t 
                              b->cur.file, (unsigned long long)b->cur.pos);
     if (!t->wanted)
         return 0;
+    if (b->in_xa)
+        return mbq_error_set(MBQ_EDATA, "an XA transaction (GTID %s) changes '%s.%s' at '%s' "
+                                        "position %llu: change data capture does not follow XA "
+                                        "transactions",
+                             b->gtid, t->database, t->table, b->cur.file,
+                             (unsigned long long)b->cur.pos);
     int rc = bl_rows_decode(&b->rows, t, type, p, len, &b->cs);
     if (rc < 0)
         return mbq_error_wrap(rc, "table '%s.%s', binlog '%s' position %llu: ", t->database,
@@ -444,6 +451,11 @@ static int on_event(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *e, size_
         snprintf(b->gtid, sizeof b->gtid, "%u-%u-%llu", bl_le32(p + 8), bl_le32(e + 5),
                  (unsigned long long)bl_le64(p));
         b->have_gtid = true;
+        /* An XA transaction's rows are logged at its PREPARE and it may
+         * still roll back (XA ROLLBACK in a later group): handing them out
+         * as committed could put rows in the target that the source never
+         * kept. */
+        b->in_xa = (p[12] & FL_PREPARED_XA) != 0;
         return 0;
     case XID_EVENT:
         fill_common(b, ev, MBQ_BINLOG_COMMIT, ts);
