@@ -153,12 +153,21 @@ mysql_spawn() {
     [ "$(id -u)" = 0 ] && user_opt=(--user=root)
     # Small buffers: many engineers and CI run this on 2-core machines.
     # utf8mb4 as server default, as most production servers are configured.
-    # No binlog, no performance schema: tests need neither and start faster.
+    # The binlog as change data capture needs it (ROW, full images, full
+    # metadata), as production servers with replicas run; MBQ_MYSQL_BINLOG=0
+    # turns it off. MBQ_MYSQL_BINLOG_SIZE makes files rotate sooner (tests).
+    # No performance schema: tests do not need it and start faster.
+    local binlog_opt=(--skip-log-bin)
+    if [ "${MBQ_MYSQL_BINLOG:-1}" != 0 ]; then
+        binlog_opt=(--log-bin="$d/data/mysql-bin" --server-id=1 --binlog-format=ROW
+            --binlog-row-image=FULL --binlog-row-metadata=FULL --sync-binlog=0
+            --max-binlog-size="${MBQ_MYSQL_BINLOG_SIZE:-1073741824}")
+    fi
     spawn "$d/mariadbd.out" "$d/pid" mariadbd --no-defaults "${user_opt[@]}" \
         --datadir="$d/data" --tmpdir="$d/tmp" \
         --socket="$d/mysql.sock" --port="$port" --bind-address=127.0.0.1 \
         --pid-file="$d/mariadbd.pid" --log-error="$d/error.log" \
-        --skip-name-resolve --performance-schema=OFF --skip-log-bin \
+        --skip-name-resolve --performance-schema=OFF "${binlog_opt[@]}" \
         --innodb-buffer-pool-size="${MBQ_MYSQL_BUFFER_POOL:-64M}" --innodb-log-file-size=32M \
         --innodb-flush-log-at-trx-commit=2 --max-connections=200 \
         --key-buffer-size=4M --table-open-cache=400 \

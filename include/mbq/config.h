@@ -53,6 +53,8 @@
 typedef enum mbq_sync_mode {
     MBQ_MODE_INCREMENTAL = 0,
     MBQ_MODE_FULL = 1,
+    MBQ_MODE_CDC = 2,      /* followed through the binlog by `mbq cdc` (mbq/binlog.h);
+                              `mbq sync` leaves it alone */
 } mbq_sync_mode;
 
 typedef enum mbq_change_policy {
@@ -209,6 +211,18 @@ typedef struct mbq_telegram_config {
     mbq_alert_on on;
 } mbq_telegram_config;
 
+/* cdc: the binlog follower's settings (`mbq cdc`; docs/cdc.md). */
+typedef struct mbq_cdc_config {
+    uint32_t server_id;         /* the replica id announced to the source; 0 = not set
+                                   (derived: see docs/cdc.md) */
+    int64_t max_batch_rows;     /* a batch is applied at this many row changes; default 100,000 */
+    int64_t max_batch_delay_ms; /* ... or when its first event is this old; default 5 s */
+    int64_t heartbeat_ms;       /* the source's heartbeat period when idle; default 5 s */
+    int64_t lag_alert_ms;       /* alert when the applied position lags the source by more;
+                                   default 5 min; 0 = never */
+    int64_t reconnect_max_ms;   /* reconnect backoff cap; default 60 s */
+} mbq_cdc_config;
+
 typedef struct mbq_config {
     char *path;            /* the file it came from */
     mbq_table_config *tables;  /* the tables named one by one */
@@ -219,6 +233,7 @@ typedef struct mbq_config {
     mbq_bigquery_config bigquery;
     mbq_email_config email;
     mbq_telegram_config telegram;
+    mbq_cdc_config cdc;
     char *state_dir;       /* default "./.mbq-state" relative to the config file's directory */
     char *log_level;       /* NULL = info */
     char *log_format;      /* NULL = text */
