@@ -314,8 +314,9 @@ static int insert_batch_table(mbq_journal *j, int64_t batch_id, const mbq_cdc_ba
     sqlite3_stmt *st = NULL;
     int rc = prepare(j, &st, "INSERT INTO cdc_batch_tables (batch_id, table_name, state, path, "
                              "checksum, bytes, rows, attempt, staging_table, load_job_id, "
-                             "merge_job_id, updated_ms) "
-                             "VALUES (?1, ?2, 'closed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+                             "merge_job_id, updated_ms, rows_inserted, rows_updated, "
+                             "rows_deleted) VALUES (?1, ?2, 'closed', ?3, ?4, ?5, ?6, ?7, ?8, "
+                             "?9, ?10, ?11, ?12, ?13, ?14)");
     if (rc < 0)
         return rc;
     int b = sqlite3_bind_int64(st, 1, batch_id) | bind_s(st, 2, t->table_name) |
@@ -323,7 +324,9 @@ static int insert_batch_table(mbq_journal *j, int64_t batch_id, const mbq_cdc_ba
             sqlite3_bind_int64(st, 5, t->bytes) | sqlite3_bind_int64(st, 6, t->rows) |
             sqlite3_bind_int(st, 7, t->attempt) | bind_s(st, 8, t->staging_table) |
             bind_s(st, 9, t->load_job_id) | bind_s(st, 10, t->merge_job_id) |
-            sqlite3_bind_int64(st, 11, now_ms);
+            sqlite3_bind_int64(st, 11, now_ms) | sqlite3_bind_int64(st, 12, t->rows_inserted) |
+            sqlite3_bind_int64(st, 13, t->rows_updated) |
+            sqlite3_bind_int64(st, 14, t->rows_deleted);
     return run(j, st, b, "cannot journal a cdc batch's table");
 }
 

@@ -140,7 +140,7 @@ static int merge_part(cdc_ctx *c, cdc_table *t, int64_t batch_id, mbq_cdc_batch_
     job = NULL;
     mbq_buf_clear(&sql);
     if ((rc = cdc_sql_merge(&sql, tgt.ptr, last.ptr, key, t->tc.n_primary_key, cols, n_cols,
-                            t->soft_deletes)) < 0 ||
+                            t->tc.deletes)) < 0 ||
         (rc = mbq_bq_query(&job, c->s.bq, bt->merge_job_id, sql.ptr, NULL)) < 0)
         goto done;
     if ((rc = sync_set_str(&bt->state, "merged")) < 0 ||

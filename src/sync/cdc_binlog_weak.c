@@ -1,6 +1,9 @@
 /* Weak stand-ins for the binlog reader (mbq/binlog.h, src/mysql/binlog*.c)
  * while it is built on its own branch: every call fails with a clear
  * error. The reader's definitions replace these at link time. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "mbq/binlog.h"
 #include "mbq/error.h"
 #include "mbq/banned.h"
@@ -12,11 +15,21 @@ static int missing(void)
     return mbq_error_set(MBQ_ECONFIG, "this mbq is built without the binlog reader");
 }
 
+/* By the file's numeric suffix, then the offset (mbq/binlog.h). */
+static unsigned long long file_seq(const char *f)
+{
+    const char *dot = strrchr(f, '.');
+    return dot ? strtoull(dot + 1, NULL, 10) : 0;
+}
+
 WEAK int mbq_binlog_pos_cmp(const mbq_binlog_pos *a, const mbq_binlog_pos *b)
 {
-    (void)a;
-    (void)b;
-    return 0;
+    if (!a->file[0] || !b->file[0])
+        return (a->file[0] != 0) - (b->file[0] != 0);
+    unsigned long long sa = file_seq(a->file), sb = file_seq(b->file);
+    if (sa != sb)
+        return sa < sb ? -1 : 1;
+    return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 WEAK int mbq_binlog_check(mbq_mysql *c)
 {

@@ -85,10 +85,10 @@ int cdc_snapshot(cdc_ctx *c, cdc_table *t);
  * ROW_NUMBER() OVER (PARTITION BY key ORDER BY _mbq_seq DESC) = 1 */
 int cdc_sql_last(mbq_buf *b, const char *staging_ref, const char *last_ref,
                  const char *const *key, size_t n_key);
-/* The MERGE of the last changes into the target: 'D' deletes (or flags,
- * soft), others update `cols` or insert. */
+/* The MERGE of the last changes into the target: 'D' deletes (hard),
+ * flags the row (soft) or leaves it (off); others update `cols` or insert. */
 int cdc_sql_merge(mbq_buf *b, const char *target_ref, const char *last_ref,
                   const char *const *key, size_t n_key, const char *const *cols, size_t n_cols,
-                  bool soft);
+                  mbq_delete_mode deletes);
 
 #endif

@@ -63,12 +63,18 @@ static int put_update_set(mbq_buf *b, const char *const *cols, size_t n, bool so
             (rc = mbq_buf_quote_bq_ident(b, cols[i])) == 0 && (rc = mbq_buf_puts(b, " = S.")) == 0)
             rc = mbq_buf_quote_bq_ident(b, cols[i]);
     }
-    /* A row deleted (flagged) and then inserted again is live again. */
+    /* Soft deletes in the same clause: a delete's row image is the row's
+     * last content, and a row deleted (flagged) then inserted again is
+     * live again. One WHEN MATCHED clause rather than a second one for
+     * 'D': the local emulator applies the wrong one of two WHEN MATCHED
+     * ... UPDATE clauses (seen: the flag stayed FALSE). */
     if (rc == 0 && soft && (rc = mbq_buf_puts(b, ", ")) == 0 &&
         (rc = mbq_buf_quote_bq_ident(b, MBQ_DELETED_COLUMN)) == 0 &&
-        (rc = mbq_buf_puts(b, " = FALSE, ")) == 0 &&
-        (rc = mbq_buf_quote_bq_ident(b, MBQ_DELETED_AT_COLUMN)) == 0)
-        rc = mbq_buf_puts(b, " = NULL");
+        (rc = mbq_buf_puts(b, " = (")) == 0 && (rc = put_is_delete(b, true)) == 0 &&
+        (rc = mbq_buf_puts(b, "), ")) == 0 &&
+        (rc = mbq_buf_quote_bq_ident(b, MBQ_DELETED_AT_COLUMN)) == 0 &&
+        (rc = mbq_buf_puts(b, " = IF(")) == 0 && (rc = put_is_delete(b, true)) == 0)
+        rc = mbq_buf_puts(b, ", CURRENT_TIMESTAMP(), NULL)");
     return rc;
 }
 
@@ -87,8 +93,9 @@ static int put_insert(mbq_buf *b, const char *const *cols, size_t n, bool soft)
 
 int cdc_sql_merge(mbq_buf *b, const char *target_ref, const char *last_ref,
                   const char *const *key, size_t n_key, const char *const *cols, size_t n_cols,
-                  bool soft)
+                  mbq_delete_mode deletes)
 {
+    bool soft = deletes == MBQ_DELETES_SOFT;
     int rc;
     if (n_key == 0 || n_cols == 0)
         return mbq_error_set(MBQ_ECONFIG, "a cdc MERGE needs a key and columns");
@@ -100,21 +107,14 @@ int cdc_sql_merge(mbq_buf *b, const char *target_ref, const char *last_ref,
             (rc = mbq_buf_quote_bq_ident(b, key[i])) < 0)
             return rc;
     }
-    /* Clauses are tried in order; the first whose condition holds acts
-     * (MERGE reference: "If there are multiple WHEN MATCHED clauses, the
-     * first one whose search_condition is true is executed"). */
-    if ((rc = mbq_buf_puts(b, " WHEN MATCHED AND ")) < 0 || (rc = put_is_delete(b, true)) < 0)
+    /* Hard deletes: the first WHEN MATCHED clause whose condition holds
+     * acts (MERGE reference: "If there are multiple WHEN MATCHED clauses,
+     * the first one whose search_condition is true is executed"). With
+     * deletes: off a delete's row image (the row's last content) only
+     * updates the row, which stays. */
+    if (deletes == MBQ_DELETES_HARD && ((rc = mbq_buf_puts(b, " WHEN MATCHED AND ")) < 0 ||
+                  (rc = put_is_delete(b, true)) < 0 || (rc = mbq_buf_puts(b, " THEN DELETE")) < 0))
         return rc;
-    if (soft) {
-        if ((rc = mbq_buf_puts(b, " THEN UPDATE SET ")) < 0 ||
-            (rc = mbq_buf_quote_bq_ident(b, MBQ_DELETED_COLUMN)) < 0 ||
-            (rc = mbq_buf_puts(b, " = TRUE, ")) < 0 ||
-            (rc = mbq_buf_quote_bq_ident(b, MBQ_DELETED_AT_COLUMN)) < 0 ||
-            (rc = mbq_buf_puts(b, " = CURRENT_TIMESTAMP()")) < 0)
-            return rc;
-    } else if ((rc = mbq_buf_puts(b, " THEN DELETE")) < 0) {
-        return rc;
-    }
     if ((rc = mbq_buf_puts(b, " WHEN MATCHED")) < 0 ||
         (rc = put_update_set(b, cols, n_cols, soft)) < 0 ||
         (rc = mbq_buf_puts(b, " WHEN NOT MATCHED AND ")) < 0 ||
