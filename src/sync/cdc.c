@@ -307,9 +307,16 @@ static int on_event(follower *f, const mbq_binlog_event *ev, bool *done)
         f->moved_pending = true;
         break;
     case MBQ_BINLOG_HEARTBEAT:
-        heard(f, true);
-        break;
     case MBQ_BINLOG_ROTATE:
+        /* Resume points too (mbq/binlog.h): an idle source's position, or
+         * the start of the next file, which --once's end position may be
+         * in (FLUSH BINARY LOGS) with no transaction after it. */
+        if (!c->in_tx) {
+            c->boundary = ev->pos;
+            f->moved_pending = true;
+        }
+        if (ev->kind == MBQ_BINLOG_HEARTBEAT)
+            heard(f, true);
         break;
     }
     if (ev->kind == MBQ_BINLOG_DDL) {
