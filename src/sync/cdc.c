@@ -159,6 +159,31 @@ static int tables_init(follower *f)
     return 0;
 }
 
+/* With --table, the cdc tables left out must not be streaming: the stream
+ * (one position for all) would move past their changes. */
+static int check_left_out(follower *f)
+{
+    const mbq_config *cfg = f->c.s.cfg;
+    int rc = 0;
+    for (size_t i = 0; f->opts->tables && i < cfg->n_tables && rc == 0; i++) {
+        const mbq_table_config *tc = &cfg->tables[i];
+        if (tc->mode != MBQ_MODE_CDC || selected(f->opts, tc->name))
+            continue;
+        mbq_cdc_table ct;
+        if ((rc = mbq_journal_cdc_table_get(f->c.s.j, &ct, tc->name)) < 0)
+            break;
+        if (mbq_streq(ct.state, "streaming"))
+            rc = mbq_error_set(MBQ_ECONFIG,
+                               "cdc table '%s' is streaming too and the binlog position is "
+                               "shared: follow it as well (leave out --table), or stop following "
+                               "it (mode other than cdc, and 'mbq-state reset %s --full --yes' "
+                               "before it comes back)",
+                               tc->name, tc->name);
+        mbq_cdc_table_clear(&ct);
+    }
+    return rc;
+}
+
 /* A table that failed: journaled 'failed' with its error; the others go
  * on. The stream moves on without its changes, so its next start takes a
  * new snapshot (cdc_snapshot): resuming it from the stream's position would
@@ -457,6 +482,10 @@ static int follow(follower *f)
             return rc;
         if ((rc = on_event(f, &ev, &done)) < 0)
             return rc;
+        /* A busy source sends no heartbeat: the journal still hears it
+         * (status and lag stay fresh for mbq_cdc_up and the lag alert). */
+        if (mbq_monotonic_ms() - f->heard_ms >= cc->heartbeat_ms)
+            heard(f, false);
     }
     return 0;
 }
@@ -561,7 +590,7 @@ int mbq_cdc_run(const mbq_config *cfg, const mbq_cdc_options *opts)
 
     mbq_buf sd = MBQ_BUF_INIT;
     if ((rc = take_lock(&lock_fd, cfg->state_dir)) < 0 || (rc = tables_init(&f)) < 0 ||
-        (rc = open_journal(&f.c.s.j, cfg->state_dir)) < 0 ||
+        (rc = open_journal(&f.c.s.j, cfg->state_dir)) < 0 || (rc = check_left_out(&f)) < 0 ||
         (rc = mbq_buf_printf(&sd, "%s/staging", cfg->state_dir)) < 0 ||
         (rc = mbq_mkdir_p(sd.ptr)) < 0)
         goto done;
