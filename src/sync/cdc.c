@@ -12,6 +12,7 @@
  * The lock is its own (<state.dir>/cdc.lock), not the sync lock: cron's
  * `mbq sync` of other tables runs beside the follower; both write the
  * journal through SQLite's WAL with a busy timeout (journal.c). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -543,11 +544,33 @@ static int start_tables(follower *f, int *failed)
     return 0;
 }
 
+/* Once the snapshots and a batch left closed are done, no file of the
+ * staging directory is needed: what a killed follower left is removed. The
+ * directory is cdc's own (`mbq sync` removes the files of its own that no
+ * table run refers to, which would take a batch's too). */
+static void remove_leftovers(follower *f)
+{
+    DIR *d = opendir(f->c.s.staging_dir);
+    struct dirent *e;
+    mbq_buf p = MBQ_BUF_INIT;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        mbq_buf_clear(&p);
+        if (mbq_buf_printf(&p, "%s/%s", f->c.s.staging_dir, e->d_name) == 0 && unlink(p.ptr) == 0)
+            mbq_log(MBQ_LOG_DEBUG, NULL, "cdc", "removed leftover file '%s'", p.ptr);
+    }
+    if (d)
+        closedir(d);
+    mbq_buf_free(&p);
+}
+
 static int run_follower(follower *f, int *failed)
 {
     int rc;
     if ((rc = start_tables(f, failed)) < 0 || (rc = resume_closed(f)) < 0)
         return rc;
+    remove_leftovers(f);
     if (f->opts->once && (rc = mbq_binlog_current_pos(&f->end, f->c.s.my)) < 0)
         return rc;
     if ((rc = mbq_journal_cdc_stream_status(f->c.s.j, "running", (int64_t)getpid(), NULL,
@@ -591,7 +614,7 @@ int mbq_cdc_run(const mbq_config *cfg, const mbq_cdc_options *opts)
     mbq_buf sd = MBQ_BUF_INIT;
     if ((rc = take_lock(&lock_fd, cfg->state_dir)) < 0 || (rc = tables_init(&f)) < 0 ||
         (rc = open_journal(&f.c.s.j, cfg->state_dir)) < 0 || (rc = check_left_out(&f)) < 0 ||
-        (rc = mbq_buf_printf(&sd, "%s/staging", cfg->state_dir)) < 0 ||
+        (rc = mbq_buf_printf(&sd, "%s/cdc-staging", cfg->state_dir)) < 0 ||
         (rc = mbq_mkdir_p(sd.ptr)) < 0)
         goto done;
     f.c.s.staging_dir = mbq_buf_detach(&sd);

@@ -157,6 +157,28 @@ static int part_flush(cdc_table *t)
     return 0;
 }
 
+/* `"_mbq_op":"I","_mbq_seq":N}\n` without printf (the per-row hot path). */
+static int put_op_seq(mbq_buf *b, char op, int64_t seq)
+{
+    static const char head[] = "\"" CDC_OP_COLUMN "\":\"";
+    static const char mid[] = "\",\"" CDC_SEQ_COLUMN "\":";
+    char num[24];
+    size_t n = 0;
+    uint64_t v = (uint64_t)seq;
+    do {
+        num[sizeof num - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < sizeof num);
+    int rc = mbq_buf_append(b, head, sizeof head - 1);
+    if (rc == 0)
+        rc = mbq_buf_putc(b, op);
+    if (rc == 0)
+        rc = mbq_buf_append(b, mid, sizeof mid - 1);
+    if (rc == 0)
+        rc = mbq_buf_append(b, num + sizeof num - n, n);
+    return rc ? rc : mbq_buf_append(b, "}\n", 2);
+}
+
 /* One line: the row image's values by column name (map[i]: the schema
  * column of the event's column i, -1 when the table has it no more), then
  * op and seq. */
@@ -194,9 +216,7 @@ static int put_line(cdc_ctx *c, cdc_table *t, const mbq_binlog_event *ev, const 
             break;
     }
     if (rc == 0)
-        rc = mbq_buf_printf(b, "\"" CDC_OP_COLUMN "\":\"%c\",\"" CDC_SEQ_COLUMN "\":%" PRId64
-                               "}\n",
-                            op, c->seq);
+        rc = put_op_seq(b, op, c->seq);
     if (rc < 0) {
         b->len = start;
         if (b->ptr)
@@ -345,6 +365,11 @@ int cdc_batch_close(cdc_ctx *c, mbq_cdc_batch *b)
     if (rc == 0 && (rc = mbq_fsync_parent_dir(b->tables[0].path)) == 0)
         rc = mbq_journal_cdc_batch_close(c->s.j, b, mbq_now_ms());
     if (rc == 0) {
+        mbq_log(MBQ_LOG_INFO, NULL, "cdc",
+                "batch %" PRId64 " closed: %" PRId64 " row changes of %d table(s) in %" PRId64
+                " transaction(s), read and encoded in %.3f s",
+                b->batch_id, b->rows, b->n_tables, b->transactions,
+                (double)(mbq_now_ms() - c->opened_ms) / 1000.0);
         mbq_fault_point("cdc.batch_closed");
         if (!(b->state = mbq_strdup("closed")))
             rc = MBQ_ENOMEM;
