@@ -50,7 +50,33 @@ typedef struct follower {
     int64_t moved_ms;         /* last time an empty stretch moved the stream (monotonic) */
     bool moved_pending;       /* boundaries read past the committed position, no batch */
     char **names;             /* the tables the reader decodes */
+    bool lag_alerted;         /* the lag is above cdc.lag_alert (alerted once) */
+    bool lost_alerted;        /* the source is lost past LOST_ALERT_MS (alerted once) */
 } follower;
+
+/* The source unreachable this long in follow mode is alerted (once). */
+#define LOST_ALERT_MS (5 * 60 * 1000)
+
+/* Alert once when the lag crosses cdc.lag_alert, once when it recovers. */
+static void check_lag(follower *f, int64_t lag_ms)
+{
+    int64_t limit = f->c.s.cfg->cdc.lag_alert_ms;
+    if (limit <= 0)
+        return;
+    if (lag_ms > limit && !f->lag_alerted) {
+        mbq_buf why = MBQ_BUF_INIT;
+        mbq_buf_printf(&why, "BigQuery is %.1f s behind the source, above cdc.lag_alert (%.1f s)",
+                       (double)lag_ms / 1000.0, (double)limit / 1000.0);
+        mbq_log(MBQ_LOG_WARN, NULL, "cdc", "%s", mbq_buf_cstr(&why));
+        cdc_alert(&f->c, "cdc lag", true, mbq_buf_cstr(&why));
+        mbq_buf_free(&why);
+        f->lag_alerted = true;
+    } else if (lag_ms <= limit && f->lag_alerted) {
+        mbq_log(MBQ_LOG_INFO, NULL, "cdc", "lag back under cdc.lag_alert");
+        cdc_alert(&f->c, "cdc lag", false, NULL);
+        f->lag_alerted = false;
+    }
+}
 
 static int take_lock(int *fd, const char *dir)
 {
@@ -133,6 +159,31 @@ static int tables_init(follower *f)
     return 0;
 }
 
+/* With --table, the cdc tables left out must not be streaming: the stream
+ * (one position for all) would move past their changes. */
+static int check_left_out(follower *f)
+{
+    const mbq_config *cfg = f->c.s.cfg;
+    int rc = 0;
+    for (size_t i = 0; f->opts->tables && i < cfg->n_tables && rc == 0; i++) {
+        const mbq_table_config *tc = &cfg->tables[i];
+        if (tc->mode != MBQ_MODE_CDC || selected(f->opts, tc->name))
+            continue;
+        mbq_cdc_table ct;
+        if ((rc = mbq_journal_cdc_table_get(f->c.s.j, &ct, tc->name)) < 0)
+            break;
+        if (mbq_streq(ct.state, "streaming"))
+            rc = mbq_error_set(MBQ_ECONFIG,
+                               "cdc table '%s' is streaming too and the binlog position is "
+                               "shared: follow it as well (leave out --table), or stop following "
+                               "it (mode other than cdc, and 'mbq-state reset %s --full --yes' "
+                               "before it comes back)",
+                               tc->name, tc->name);
+        mbq_cdc_table_clear(&ct);
+    }
+    return rc;
+}
+
 /* A table that failed: journaled 'failed' with its error; the others go
  * on. The stream moves on without its changes, so its next start takes a
  * new snapshot (cdc_snapshot): resuming it from the stream's position would
@@ -147,6 +198,10 @@ static void table_fail(follower *f, cdc_table *t, int rc)
                                      mbq_now_ms()) < 0)
         mbq_log(MBQ_LOG_ERROR, t->tc.name, "cdc", "cannot journal the failure: %s",
                 mbq_error_last());
+    mbq_buf why = MBQ_BUF_INIT;
+    mbq_buf_puts(&why, mbq_error_last());
+    cdc_alert(&f->c, t->tc.name, true, mbq_buf_cstr(&why));
+    mbq_buf_free(&why);
 }
 
 /* Where to read from: the committed position, or a later one when every
@@ -202,6 +257,14 @@ static int flush_batch(follower *f)
     rc = cdc_apply(c, &b, &abandoned);
     if (rc == 0 && !abandoned)
         c->from = c->boundary;
+    if (rc == 0 && abandoned) {
+        /* Its files went away under us: read it again from the committed
+         * position (the reader reopens there). */
+        mbq_binlog_close(f->b);
+        f->b = NULL;
+    }
+    if (rc == 0 && b.last_event_ms > 0)
+        check_lag(f, mbq_now_ms() - b.last_event_ms);
     f->moved_pending = false;
     f->moved_ms = mbq_monotonic_ms();
     mbq_cdc_batch_clear(&b);
@@ -275,6 +338,7 @@ static void heard(follower *f, bool caught_up)
     const cdc_ctx *c = &f->c;
     int64_t now = mbq_now_ms();
     int64_t lag = c->rows > 0 && c->first_event_ms > 0 ? now - c->first_event_ms : 0;
+    check_lag(f, lag < 0 ? 0 : lag);
     if (mbq_journal_cdc_stream_heard(c->s.j, caught_up, lag < 0 ? 0 : lag, now) < 0) {
         mbq_log(MBQ_LOG_WARN, NULL, "cdc", "cannot journal the heartbeat: %s", mbq_error_last());
         mbq_error_clear();
@@ -370,6 +434,10 @@ static int follow(follower *f)
                     lost_since = mbq_monotonic_ms();
                 if (f->opts->once && mbq_monotonic_ms() - lost_since > cc->reconnect_max_ms)
                     return rc;
+                if (!f->lost_alerted && mbq_monotonic_ms() - lost_since > LOST_ALERT_MS) {
+                    cdc_alert(&f->c, "binlog stream", true, mbq_error_last());
+                    f->lost_alerted = true;
+                }
                 mbq_log(MBQ_LOG_WARN, NULL, "cdc", "%s: reconnecting in %" PRId64 " ms",
                         mbq_error_last(), backoff_ms);
                 mbq_journal_cdc_stream_status(f->c.s.j, "reconnecting", (int64_t)getpid(),
@@ -384,6 +452,9 @@ static int follow(follower *f)
             if (lost_since)
                 mbq_journal_cdc_stream_status(f->c.s.j, "running", (int64_t)getpid(), NULL,
                                               mbq_now_ms());
+            if (f->lost_alerted)
+                cdc_alert(&f->c, "binlog stream", false, NULL);
+            f->lost_alerted = false;
             lost_since = 0;
             backoff_ms = 1000;
         }
@@ -411,6 +482,10 @@ static int follow(follower *f)
             return rc;
         if ((rc = on_event(f, &ev, &done)) < 0)
             return rc;
+        /* A busy source sends no heartbeat: the journal still hears it
+         * (status and lag stay fresh for mbq_cdc_up and the lag alert). */
+        if (mbq_monotonic_ms() - f->heard_ms >= cc->heartbeat_ms)
+            heard(f, false);
     }
     return 0;
 }
@@ -515,7 +590,7 @@ int mbq_cdc_run(const mbq_config *cfg, const mbq_cdc_options *opts)
 
     mbq_buf sd = MBQ_BUF_INIT;
     if ((rc = take_lock(&lock_fd, cfg->state_dir)) < 0 || (rc = tables_init(&f)) < 0 ||
-        (rc = open_journal(&f.c.s.j, cfg->state_dir)) < 0 ||
+        (rc = open_journal(&f.c.s.j, cfg->state_dir)) < 0 || (rc = check_left_out(&f)) < 0 ||
         (rc = mbq_buf_printf(&sd, "%s/staging", cfg->state_dir)) < 0 ||
         (rc = mbq_mkdir_p(sd.ptr)) < 0)
         goto done;
@@ -529,6 +604,13 @@ int mbq_cdc_run(const mbq_config *cfg, const mbq_cdc_options *opts)
      * journaled with the error; the exit says a table (all of them) failed. */
     mbq_log(MBQ_LOG_ERROR, NULL, "cdc", "%s", mbq_error_last());
     mbq_journal_cdc_stream_status(f.c.s.j, "failed", -1, mbq_error_last(), mbq_now_ms());
+    {
+        mbq_buf why = MBQ_BUF_INIT;
+        mbq_buf_puts(&why, mbq_error_last());
+        cdc_alert(&f.c, "binlog stream", true, mbq_buf_cstr(&why));
+        mbq_error_set(rc, "%s", mbq_buf_cstr(&why));
+        mbq_buf_free(&why);
+    }
     if (rc != MBQ_ENET && rc != MBQ_ETIMEOUT && rc != MBQ_ELOCKED)
         failed++;
 done:

@@ -157,8 +157,10 @@ static int part_flush(cdc_table *t)
     return 0;
 }
 
-/* One line: the row image's values by column name, then op and seq. */
-static int put_line(cdc_ctx *c, cdc_table *t, const mbq_binlog_event *ev,
+/* One line: the row image's values by column name (map[i]: the schema
+ * column of the event's column i, -1 when the table has it no more), then
+ * op and seq. */
+static int put_line(cdc_ctx *c, cdc_table *t, const mbq_binlog_event *ev, const long *map,
                     const mbq_binlog_value *v, char op)
 {
     const mbq_table_schema *s = t->job.src;
@@ -166,12 +168,11 @@ static int put_line(cdc_ctx *c, cdc_table *t, const mbq_binlog_event *ev,
     size_t start = b->len;
     int rc = mbq_buf_putc(b, '{');
     for (size_t i = 0; rc == 0 && i < ev->n_columns; i++) {
-        if (!v[i].data)
-            continue; /* NULL: the key is left out, as the snapshot path does */
-        const mbq_column *col = mbq_table_schema_column(s, ev->column_names[i]);
-        if (!col)
-            continue; /* dropped since: not in BigQuery's stage schema */
-        size_t ci = (size_t)(col - s->columns);
+        if (!v[i].data || map[i] < 0)
+            continue; /* NULL: the key is left out, as the snapshot path does; a column
+                         dropped since is not in BigQuery's stage schema */
+        size_t ci = (size_t)map[i];
+        const mbq_column *col = &s->columns[ci];
         size_t mark = b->len;
         if ((rc = mbq_buf_append(b, t->keys[ci], t->keylen[ci])) < 0)
             break;
@@ -249,17 +250,26 @@ int cdc_batch_add(cdc_ctx *c, cdc_table *t, const mbq_binlog_event *ev)
         c->first_event_ms = ev->event_ms;
     }
     c->last_event_ms = ev->event_ms;
+    /* Columns by name once per event, not per row. */
+    long *map = mbq_calloc(ev->n_columns ? ev->n_columns : 1, sizeof *map);
+    if (!map)
+        return MBQ_ENOMEM;
+    for (size_t i = 0; i < ev->n_columns; i++) {
+        const mbq_column *col = mbq_table_schema_column(t->job.src, ev->column_names[i]);
+        map[i] = col ? (long)(col - t->job.src->columns) : -1;
+    }
     for (size_t i = 0; rc == 0 && i < ev->n_rows; i++) {
         const mbq_binlog_row *r = &ev->rows[i];
         if (r->op == 'I')
-            rc = put_line(c, t, ev, r->after, 'I');
+            rc = put_line(c, t, ev, map, r->after, 'I');
         else if (r->op == 'D')
-            rc = put_line(c, t, ev, r->before, 'D');
-        else if (key_changed(t, ev, r) && (rc = put_line(c, t, ev, r->before, 'D')) == 0)
-            rc = put_line(c, t, ev, r->after, 'I');
+            rc = put_line(c, t, ev, map, r->before, 'D');
+        else if (key_changed(t, ev, r) && (rc = put_line(c, t, ev, map, r->before, 'D')) == 0)
+            rc = put_line(c, t, ev, map, r->after, 'I');
         else if (rc == 0)
-            rc = put_line(c, t, ev, r->after, 'U');
+            rc = put_line(c, t, ev, map, r->after, 'U');
     }
+    free(map);
     if (rc == 0 && t->out.len >= FLUSH_BYTES)
         rc = part_flush(t);
     return rc;

@@ -80,6 +80,10 @@ int cdc_apply(cdc_ctx *c, mbq_cdc_batch *b, bool *abandoned);
 int cdc_schema_check(cdc_ctx *c, cdc_table *t);
 int cdc_snapshot(cdc_ctx *c, cdc_table *t);
 
+/* cdc_alert.c: alert `name` (a table, "binlog stream", "lag") failing or
+ * recovered, through the channels of the config; never fails. */
+void cdc_alert(const cdc_ctx *c, const char *name, bool failed, const char *error);
+
 /* cdc_sql.c: the statements. */
 /* CREATE OR REPLACE TABLE last AS SELECT * FROM staging QUALIFY
  * ROW_NUMBER() OVER (PARTITION BY key ORDER BY _mbq_seq DESC) = 1 */

@@ -12,6 +12,8 @@ the kill and the resume; ADD COLUMN mid-stream; binlog rotation inside a
 batch; a purged binlog (a clear failure naming the reset, exit 1); SIGTERM
 (exit 0, nothing lost); `mbq sync` of another table beside a running
 follower (separate locks) and a second follower refused (exit 75)."""
+import glob
+import json
 import os
 import random
 import signal
@@ -36,14 +38,19 @@ class CdcWs(Workspace):
     """A workspace whose tables are followed through the binlog (as root:
     the replication privileges), with short batch delays and heartbeats."""
 
-    def __init__(self, name, tables=None, deletes=None):
+    def __init__(self, name, tables=None, deletes=None, rcpt=None):
         Workspace.__init__(self, "cdc_" + name)
         SERVER_ID[0] += 1
         t = {"name": "t", "primary_key": "id", "mode": "cdc"}
         if deletes:
             t["deletes"] = deletes
-        self.write_config(tables or [t], extra="cdc:\n  server_id: %d\n  max_batch_delay: 1s\n"
-                          "  heartbeat: 1s\n  reconnect_max: 4s" % SERVER_ID[0])
+        extra = ("cdc:\n  server_id: %d\n  max_batch_delay: 1s\n  heartbeat: 1s\n"
+                 "  reconnect_max: 4s" % SERVER_ID[0])
+        if rcpt:
+            extra += ("\nalerting:\n  email:\n    host: 127.0.0.1\n    port: %s\n    tls: none\n"
+                      "    from: mbq@alerts.test\n    to: [%s]\n    on: failure"
+                      % (os.environ["MBQ_TEST_SMTP_PORT"], rcpt))
+        self.write_config(tables or [t], extra=extra)
         with open(self.config) as f:
             text = f.read().replace("user: %s" % os.environ["MBQ_TEST_MYSQL_RO_USER"],
                                     "user: %s" % os.environ["MBQ_TEST_MYSQL_USER"])
@@ -370,7 +377,8 @@ def test_sync_beside_a_running_follower():
 
 def test_purged_binlog_fails_clearly():
     """Last: it purges the server's old binlog files."""
-    ws = CdcWs("purge")
+    rcpt = "cdc-purge-%d@alerts.test" % os.getpid()
+    ws = CdcWs("purge", rcpt=rcpt if os.environ.get("MBQ_TEST_SMTP_PORT") else None)
     create_table(ws, rows=5)
     ws.once()
     mysql("FLUSH BINARY LOGS")
@@ -382,6 +390,13 @@ def test_purged_binlog_fails_clearly():
     check_clean_failure(r, (1,), ["mbq-state reset", "--full"], "purged binlog")
     st = ws.journal("SELECT status, error FROM cdc_stream")[0]
     check_eq(st[0], "failed", "stream status")
+    if os.environ.get("MBQ_TEST_SMTP_PORT"):
+        mails = []
+        for meta in glob.glob(os.path.join(os.environ["MBQ_TEST_SMTP_MAILDIR"], "*.json")):
+            if rcpt in json.load(open(meta))["rcpt_tos"]:
+                mails.append(open(meta[:-5] + ".eml", "rb").read().decode(errors="replace"))
+        check_eq(len(mails), 1, "alert mails for the failed stream")
+        check(mails and "mbq-state reset" in mails[0], "the alert names the reset")
     ws.cleanup()
 
 
