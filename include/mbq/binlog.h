@@ -14,9 +14,23 @@
  * binlog_format=ROW, binlog_row_image=FULL and binlog_row_metadata=FULL (the
  * TABLE_MAP event then names the columns: rows decode correctly even while
  * the reader is behind a DDL), and a user with REPLICATION SLAVE and
- * BINLOG MONITOR (MariaDB; REPLICATION CLIENT on MySQL).
+ * BINLOG MONITOR (MariaDB; REPLICATION CLIENT on MySQL), and
+ * log_bin_compress=OFF (compressed events are not decoded).
  *
- * Thread use: one reader per thread; a reader owns its own connection. */
+ * Sources: MariaDB (10.5 or later: the TABLE_MAP metadata, 10.11 tested).
+ * MySQL's binary JSON column format and its GTID-only snapshot position are
+ * not read; a MySQL JSON column fails with MBQ_EDATA naming it. XA
+ * transactions are not followed: their rows are logged at PREPARE and may
+ * still roll back, so rows of one on a followed table fail with MBQ_EDATA
+ * (on other tables they are passed over).
+ *
+ * Every event's CRC32 is verified when the source writes checksums. Events
+ * are parsed from the stream here (libmariadb only sends the dump request):
+ * see src/mysql/binlog.c for why.
+ *
+ * Thread use: one reader per thread; a reader owns its own connections (the
+ * stream, and a second one for catalog lookups of INET4/INET6/UUID
+ * columns, which the TABLE_MAP shows as BINARY(n)). */
 #ifndef MBQ_BINLOG_H
 #define MBQ_BINLOG_H
 
@@ -70,12 +84,17 @@ typedef struct mbq_binlog_options {
     const mbq_mysql_config *mysql; /* connection settings (same as the snapshot path) */
     uint32_t server_id;            /* the replica id the reader announces; unique among the
                                       source's replicas */
-    mbq_binlog_pos start;          /* first event to read: a transaction boundary */
+    mbq_binlog_pos start;          /* first event to read: a transaction boundary;
+                                      file "" = the source's current end */
     int heartbeat_ms;              /* the source sends a heartbeat when idle this long
                                       (0 = 5000) */
-    /* Only row events of these tables (database.table pairs, exact names)
-     * are decoded; others are passed over without decoding (their
-     * transactions still produce COMMIT events). NULL = all. */
+    /* Only row events of these tables are decoded; others are passed over
+     * without decoding (their transactions still produce COMMIT events).
+     * An entry "db.table" names both; an entry "table" is a table of
+     * `database` (of any database when that is NULL). tables NULL = every
+     * table of `database` (of every database when that is NULL too). Exact,
+     * case-sensitive names, as the TABLE_MAP carries them. DDL events are
+     * never filtered. The strings are copied at open. */
     const char *database;
     const char *const *tables;
     size_t n_tables;
@@ -86,8 +105,13 @@ typedef enum mbq_binlog_kind {
     MBQ_BINLOG_COMMIT,     /* a transaction ended (XID / COMMIT): a safe resume point */
     MBQ_BINLOG_DDL,        /* a statement that is not BEGIN/COMMIT (ALTER, DROP, RENAME,
                               TRUNCATE, CREATE ...): its own transaction, a resume point */
-    MBQ_BINLOG_HEARTBEAT,  /* nothing new; the source is idle at `pos` */
-    MBQ_BINLOG_ROTATE,     /* the source moved to a new file; `pos` is in it */
+    MBQ_BINLOG_HEARTBEAT,  /* nothing new; the source is idle at `pos`, which is then its
+                              end of binlog: a reader that stops at an end position read
+                              before sees a COMMIT/DDL at or past it, or a HEARTBEAT at it
+                              (events that are not handed out, such as a new file's
+                              format event, can sit between the last COMMIT and the end) */
+    MBQ_BINLOG_ROTATE,     /* the source moved to a new file; `pos` is in it. The first
+                              event after open is a ROTATE to the start position. */
 } mbq_binlog_kind;
 
 /* One column value in the snapshot path's text form (see the top). */
@@ -117,7 +141,9 @@ typedef struct mbq_binlog_event {
     const char *const *column_names;  /* from the TABLE_MAP's metadata, in table order */
     size_t n_rows;
     const mbq_binlog_row *rows;
-    /* DDL: the statement text, as the source logged it. */
+    /* DDL: the statement text, as the source logged it; `database` is then
+     * the session's default database when it ran ("" when none): the
+     * statement may name another one (ALTER TABLE db2.t ...). */
     const char *statement;
 } mbq_binlog_event;
 
@@ -127,7 +153,9 @@ typedef struct mbq_binlog_event {
  * mbq-state reset TABLE --full"), MBQ_ECONFIG (mbq_binlog_check). */
 int mbq_binlog_open(mbq_binlog **out, const mbq_binlog_options *opts);
 
-/* Wait for the next event (at most timeout_ms; 0 = block). 0 with *ev
+/* Wait for the next event (at most timeout_ms; 0 = block). With TLS the
+ * wait can last until the next event or heartbeat (OpenSSL's buffer is not
+ * visible to poll). 0 with *ev
  * filled (valid until the next call or close), MBQ_ETIMEOUT when the wait
  * timed out (no event; *ev untouched), MBQ_ENET when the connection was lost (close and
  * open again from the last resume point), MBQ_EDATA for an event that
@@ -136,5 +164,9 @@ int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms);
 
 /* Close and free; NULL is fine. */
 void mbq_binlog_close(mbq_binlog *b);
+
+/* The server's id of the reader's streaming connection (the "Binlog Dump"
+ * thread of SHOW PROCESSLIST), for logs and for KILL in tests. */
+unsigned long mbq_binlog_thread_id(const mbq_binlog *b);
 
 #endif

@@ -59,6 +59,7 @@ struct mbq_binlog {
     bl_rows rows;
     char gtid[80];          /* the current transaction's GTID */
     bool have_gtid;
+    bool in_xa;             /* the current group is an XA PREPARE */
     mbq_buf stmt, db;       /* a DDL event's statement and database */
 };
 
@@ -89,12 +90,26 @@ static void tmaps_clear(mbq_binlog *b)
     b->n_tmaps = 0;
 }
 
+/* Every transaction sends its tables' TABLE_MAPs again: one byte for byte
+ * equal to the cached map of its table id is not parsed again (with small
+ * transactions the parse would cost more than the rows). */
 static int on_table_map(mbq_binlog *b, const uint8_t *body, size_t len)
 {
     bl_table t;
+    uint64_t id = len >= 6 ? bl_le48(body) : 0;
+    for (size_t i = 0; i < b->n_tmaps; i++)
+        if (b->tmaps[i].id == id && b->tmaps[i].raw_len == len &&
+            memcmp(b->tmaps[i].raw, body, len) == 0)
+            return 0;
     int rc = bl_table_parse(&t, body, len, &b->cs);
     if (rc < 0)
         return rc;
+    if (!(t.raw = malloc(len ? len : 1))) {
+        bl_table_free(&t);
+        return mbq_error_set(MBQ_ENOMEM, "out of memory");
+    }
+    memcpy(t.raw, body, len);
+    t.raw_len = len;
     t.wanted = wanted(b, t.database, t.table);
     if (t.wanted && (rc = bl_ext_resolve(&b->ext, b->meta, &t)) < 0) {
         bl_table_free(&t);
@@ -147,6 +162,7 @@ static int setup_session(mbq_binlog *b, int heartbeat_ms)
     if (mysql_query(my, "SELECT @@global.binlog_checksum") != 0 || !(res = mysql_store_result(my)))
         return my_error(b->c, "cannot read binlog_checksum");
     row = mysql_fetch_row(res);
+    /* until the first FORMAT_DESCRIPTION event says it for its file */
     b->checksum = row && row[0] && strcasecmp(row[0], "NONE") != 0;
     mysql_free_result(res);
     return rc;
@@ -230,6 +246,11 @@ int mbq_binlog_open(mbq_binlog **out, const mbq_binlog_options *opts)
 done:
     mbq_binlog_close(b);
     return rc;
+}
+
+unsigned long mbq_binlog_thread_id(const mbq_binlog *b)
+{
+    return mbq_mysql_thread_id(b->c);
 }
 
 void mbq_binlog_close(mbq_binlog *b)
@@ -331,11 +352,13 @@ static int on_query(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *p, size_
                              (unsigned long long)b->cur.pos);
     const char *db = (const char *)p + 13 + stl, *q = db + dbl + 1;
     size_t ql = len - (13 + stl + dbl + 1);
-    if ((ql == 5 && strncasecmp(q, "BEGIN", 5) == 0) || (ql >= 3 && strncasecmp(q, "XA ", 3) == 0) ||
+    if ((ql == 5 && strncasecmp(q, "BEGIN", 5) == 0) ||
+        (ql >= 3 && strncasecmp(q, "XA ", 3) == 0) ||
         (ql >= 10 && strncasecmp(q, "SAVEPOINT ", 10) == 0) ||
         (ql >= 12 && strncasecmp(q, "ROLLBACK TO ", 12) == 0))
         return 0;
-    if ((ql == 6 && strncasecmp(q, "COMMIT", 6) == 0) || (ql == 8 && strncasecmp(q, "ROLLBACK", 8) == 0)) {
+    if ((ql == 6 && strncasecmp(q, "COMMIT", 6) == 0) ||
+        (ql == 8 && strncasecmp(q, "ROLLBACK", 8) == 0)) {
         fill_common(b, ev, MBQ_BINLOG_COMMIT, ts);
         b->have_gtid = false;
         return 1;
@@ -345,7 +368,10 @@ static int on_query(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *p, size_
     if (mbq_buf_append(&b->stmt, q, ql) < 0 || mbq_buf_append(&b->db, db, dbl) < 0 ||
         mbq_buf_grow(&b->stmt, 1) < 0 || mbq_buf_grow(&b->db, 1) < 0)
         return MBQ_ENOMEM;
-    bl_ext_clear(&b->ext); /* column types may have changed */
+    /* Column types may have changed without changing the TABLE_MAP (a
+     * BINARY(16) made a UUID): forget both caches. */
+    bl_ext_clear(&b->ext);
+    tmaps_clear(b);
     fill_common(b, ev, MBQ_BINLOG_DDL, ts);
     ev->statement = b->stmt.ptr;
     ev->database = b->db.ptr;
@@ -365,6 +391,12 @@ static int on_rows(mbq_binlog *b, mbq_binlog_event *ev, int type, const uint8_t 
                              b->cur.file, (unsigned long long)b->cur.pos);
     if (!t->wanted)
         return 0;
+    if (b->in_xa)
+        return mbq_error_set(MBQ_EDATA, "an XA transaction (GTID %s) changes '%s.%s' at '%s' "
+                                        "position %llu: change data capture does not follow XA "
+                                        "transactions",
+                             b->gtid, t->database, t->table, b->cur.file,
+                             (unsigned long long)b->cur.pos);
     int rc = bl_rows_decode(&b->rows, t, type, p, len, &b->cs);
     if (rc < 0)
         return mbq_error_wrap(rc, "table '%s.%s', binlog '%s' position %llu: ", t->database,
@@ -419,6 +451,11 @@ static int on_event(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *e, size_
         snprintf(b->gtid, sizeof b->gtid, "%u-%u-%llu", bl_le32(p + 8), bl_le32(e + 5),
                  (unsigned long long)bl_le64(p));
         b->have_gtid = true;
+        /* An XA transaction's rows are logged at its PREPARE and it may
+         * still roll back (XA ROLLBACK in a later group): handing them out
+         * as committed could put rows in the target that the source never
+         * kept. */
+        b->in_xa = (p[12] & FL_PREPARED_XA) != 0;
         return 0;
     case XID_EVENT:
         fill_common(b, ev, MBQ_BINLOG_COMMIT, ts);
@@ -451,6 +488,37 @@ static int on_event(mbq_binlog *b, mbq_binlog_event *ev, const uint8_t *e, size_
     }
 }
 
+static bool crc_ok(const uint8_t *e, size_t elen)
+{
+    return elen >= HEADER_LEN + 4 && crc32(0L, e, (uInt)(elen - 4)) == bl_le32(e + elen - 4);
+}
+
+/* Verify and drop an event's CRC32. Whether events carry one is a property
+ * of each binlog file, told by its FORMAT_DESCRIPTION event (its checksum
+ * algorithm byte): binlog_checksum can change, and the change starts a new
+ * file. That event, and the ROTATE the source sends before it, are read by
+ * whether their last four bytes are their CRC32 (a chance of 2^-32 to
+ * mistake a checksum-less one). */
+static int strip_checksum(mbq_binlog *b, const uint8_t *e, size_t *elen)
+{
+    uint8_t type = e[4];
+    if (type == FORMAT_DESCRIPTION_EVENT || type == ROTATE_EVENT) {
+        bool has = crc_ok(e, *elen);
+        if (type == FORMAT_DESCRIPTION_EVENT)
+            b->checksum = has;
+        if (has)
+            *elen -= 4;
+        return 0;
+    }
+    if (!b->checksum)
+        return 0;
+    if (!crc_ok(e, *elen))
+        return mbq_error_set(MBQ_EDATA, "binlog event with a wrong CRC32 at '%s' position %llu",
+                             b->cur.file, (unsigned long long)b->cur.pos);
+    *elen -= 4;
+    return 0;
+}
+
 int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms)
 {
     struct timespec t0;
@@ -460,7 +528,8 @@ int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms)
         if (timeout_ms > 0) {
             struct timespec t1;
             clock_gettime(CLOCK_MONOTONIC, &t1);
-            int64_t spent = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+            int64_t spent = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 +
+                            (t1.tv_nsec - t0.tv_nsec) / 1000000;
             if (spent >= timeout_ms)
                 return MBQ_ETIMEOUT;
             left = (int)(timeout_ms - spent);
@@ -482,16 +551,11 @@ int mbq_binlog_next(mbq_binlog *b, mbq_binlog_event *ev, int timeout_ms)
         const uint8_t *e = pkt + 1;
         size_t elen = len - 1;
         if (bl_le32(e + 9) != elen)
-            return mbq_error_set(MBQ_EDATA, "binlog event of %zu bytes says %u at '%s' position %llu",
+            return mbq_error_set(MBQ_EDATA,
+                                 "binlog event of %zu bytes says %u at '%s' position %llu",
                                  elen, bl_le32(e + 9), b->cur.file, (unsigned long long)b->cur.pos);
-        if (b->checksum) {
-            if (elen < HEADER_LEN + 4 ||
-                crc32(0L, e, (uInt)(elen - 4)) != bl_le32(e + elen - 4))
-                return mbq_error_set(MBQ_EDATA, "binlog event with a wrong CRC32 at '%s' position "
-                                                "%llu",
-                                     b->cur.file, (unsigned long long)b->cur.pos);
-            elen -= 4;
-        }
+        if ((rc = strip_checksum(b, e, &elen)) < 0)
+            return rc;
         rc = on_event(b, ev, e, elen);
         if (rc != 0)
             return rc < 0 ? rc : 0;

@@ -58,6 +58,8 @@ typedef struct bl_table {
     size_t n;
     bl_column *cols;
     const char **names;  /* cols[i].name, for the event */
+    uint8_t *raw;        /* the TABLE_MAP body it was parsed from (binlog.c's cache) */
+    size_t raw_len;
 } bl_table;
 
 /* Collation id -> how its charset converts (from information_schema at

@@ -95,179 +95,176 @@ static int prefixed(size_t *len, const uint8_t **p, const uint8_t *end, size_t l
     return 0;
 }
 
-/* One value: text into `b`, *p advanced past its bytes. -1 when the
+/* The bytes a fixed-size value takes in the image; 0 for the types whose
+ * values carry a length (strings, blobs, spatial). */
+static size_t fixed_size(const bl_column *c)
+{
+    switch (c->type) {
+    case BT_TINY: case BT_YEAR: return 1;
+    case BT_SHORT: return 2;
+    case BT_INT24: case BT_DATE: case BT_NEWDATE: case BT_TIME: return 3;
+    case BT_LONG: case BT_FLOAT: case BT_TIMESTAMP: return 4;
+    case BT_LONGLONG: case BT_DOUBLE: case BT_DATETIME: return 8;
+    case BT_NEWDECIMAL: return bl_decimal_size(c->meta >> 8, c->meta & 0xFF);
+    case BT_DATETIME2: return 5 + (c->meta + 1) / 2u;
+    case BT_TIMESTAMP2: return 4 + (c->meta + 1) / 2u;
+    case BT_TIME2: return 3 + (c->meta + 1) / 2u;
+    case BT_BIT: return (c->meta >> 8) + ((c->meta & 0xFF) ? 1u : 0u);
+    case BT_ENUM: case BT_SET: return c->meta;
+    default: return 0;
+    }
+}
+
+static int decode_int(mbq_buf *b, const bl_column *c, const uint8_t *p)
+{
+    switch (c->type) {
+    case BT_TINY:
+        return c->is_unsigned ? put_u64(b, p[0]) : put_i64(b, (int8_t)p[0]);
+    case BT_SHORT:
+        return c->is_unsigned ? put_u64(b, bl_le16(p)) : put_i64(b, (int16_t)bl_le16(p));
+    case BT_INT24:
+        return c->is_unsigned ? put_u64(b, bl_le24(p))
+                              : put_i64(b, ((int32_t)(bl_le24(p) << 8)) >> 8);
+    case BT_LONG:
+        return c->is_unsigned ? put_u64(b, bl_le32(p)) : put_i64(b, (int32_t)bl_le32(p));
+    default: /* BT_LONGLONG */
+        return c->is_unsigned ? put_u64(b, bl_le64(p)) : put_i64(b, (int64_t)bl_le64(p));
+    }
+}
+
+/* The pre-5.6 temporal formats, still in tables created before it. */
+static int decode_old_temporal(mbq_buf *b, const bl_column *c, const uint8_t *p)
+{
+    if (c->type == BT_TIMESTAMP) { /* seconds, no fraction */
+        uint8_t be[4] = {p[3], p[2], p[1], p[0]};
+        return bl_text_timestamp2(b, be, 0);
+    }
+    if (c->type == BT_DATETIME) { /* YYYYMMDDhhmmss as an integer */
+        uint64_t v = bl_le64(p);
+        return mbq_buf_printf(b, "%04u-%02u-%02u %02u:%02u:%02u", (unsigned)(v / 10000000000ULL),
+                              (unsigned)(v / 100000000 % 100), (unsigned)(v / 1000000 % 100),
+                              (unsigned)(v / 10000 % 100), (unsigned)(v / 100 % 100),
+                              (unsigned)(v % 100));
+    }
+    int32_t v = ((int32_t)(bl_le24(p) << 8)) >> 8; /* TIME: [-]HHMMSS */
+    uint32_t a = (uint32_t)(v < 0 ? -v : v);
+    return mbq_buf_printf(b, "%s%02u:%02u:%02u", v < 0 ? "-" : "", a / 10000, a / 100 % 100,
+                          a % 100);
+}
+
+/* A fixed-size value whose `n` bytes are at p. */
+static int decode_fixed(mbq_buf *b, const bl_column *c, const uint8_t *p, size_t n)
+{
+    switch (c->type) {
+    case BT_TINY: case BT_SHORT: case BT_INT24: case BT_LONG: case BT_LONGLONG:
+        return decode_int(b, c, p);
+    case BT_YEAR:
+        return p[0] ? put_u64(b, 1900u + p[0]) : mbq_buf_puts(b, "0000");
+    case BT_FLOAT: {
+        float f;
+        memcpy(&f, p, 4); /* IEEE little-endian, as x86-64 and arm64 */
+        return bl_text_double(b, (double)f);
+    }
+    case BT_DOUBLE: {
+        double d;
+        memcpy(&d, p, 8);
+        return bl_text_double(b, d);
+    }
+    case BT_NEWDECIMAL:
+        return bl_text_decimal(b, p, c->meta >> 8, c->meta & 0xFF);
+    case BT_DATE: case BT_NEWDATE:
+        return bl_text_date(b, bl_le24(p));
+    case BT_DATETIME2:
+        return bl_text_datetime2(b, p, c->meta);
+    case BT_TIMESTAMP2:
+        return bl_text_timestamp2(b, p, c->meta);
+    case BT_TIME2:
+        return bl_text_time2(b, p, c->meta);
+    case BT_BIT:
+        /* The text protocol sends BIT(n) as its (n + 7) / 8 big-endian
+         * bytes, as the row image stores them. */
+        return mbq_buf_append(b, p, n);
+    case BT_ENUM:
+        return put_enum(b, c, n == 1 ? p[0] : bl_le16(p));
+    case BT_SET: {
+        uint64_t bits = 0;
+        for (size_t i = 0; i < n && i < 8; i++)
+            bits |= (uint64_t)p[i] << (8 * i);
+        return put_set(b, c, bits);
+    }
+    default:
+        return decode_old_temporal(b, c, p);
+    }
+}
+
+/* CHAR/BINARY: `len` bytes at q of a column of c->meta bytes. */
+static int decode_char(mbq_buf *b, const bl_column *c, bl_charsets *cs, const uint8_t *q,
+                       size_t len)
+{
+    if (c->cs == CS_BINARY) {
+        /* BINARY(n): the image drops the trailing 0x00 padding, the server
+         * sends it (Field_string::pack with binary's pad char). */
+        uint8_t full[256];
+        if (c->ext && len <= c->meta && c->meta <= sizeof full) {
+            memcpy(full, q, len);
+            memset(full + len, 0, c->meta - len);
+            return bl_text_ext(b, c->ext, full, c->meta);
+        }
+        int rc = mbq_buf_append(b, q, len);
+        for (size_t i = len; rc == 0 && i < c->meta; i++)
+            rc = mbq_buf_putc(b, '\0');
+        return rc;
+    }
+    /* CHAR: the server sends it without trailing spaces, and the image
+     * holds it so already (Field_string::pack, lengthsp); stripping bytes
+     * again would cut a UCS-2/UTF-16 character ending in 0x20, so only the
+     * single-byte-space charsets are. */
+    while ((c->cs == CS_UTF8 || c->cs == CS_LATIN1) && len && q[len - 1] == ' ')
+        len--;
+    return put_text(b, c, cs, q, len);
+}
+
+/* A value with a length prefix: strings, blobs, spatial. -1 when the image
+ * is shorter than it says. */
+static int decode_var(mbq_buf *b, const bl_column *c, bl_charsets *cs, const uint8_t **pp,
+                      const uint8_t *end)
+{
+    const uint8_t *q = *pp;
+    size_t len = 0, lb;
+    bool var = c->type == BT_VARCHAR || c->type == BT_VAR_STRING || c->type == BT_STRING;
+    if (var)
+        lb = c->meta > 255 ? 2 : 1;
+    else if (c->type == BT_BLOB || c->type == BT_TINY_BLOB || c->type == BT_MEDIUM_BLOB ||
+             c->type == BT_LONG_BLOB || c->type == BT_GEOMETRY)
+        lb = c->meta;
+    else
+        return mbq_error_set(MBQ_EDATA, "binlog column type %u is not supported", c->type);
+    if (prefixed(&len, &q, end, lb) < 0)
+        return -1;
+    *pp = q + len;
+    if (c->type == BT_STRING)
+        return decode_char(b, c, cs, q, len);
+    if (c->type == BT_GEOMETRY) {
+        if (len < 4)
+            return -1;
+        return bl_wkb_to_wkt(b, q + 4, len - 4); /* after the SRID */
+    }
+    return put_text(b, c, cs, q, len);
+}
+
+/* One value: text into `b`, *pp advanced past its bytes. -1 when the
  * image is shorter than the type says. */
 static int decode_value(mbq_buf *b, const bl_column *c, bl_charsets *cs, const uint8_t **pp,
                         const uint8_t *end)
 {
+    size_t n = fixed_size(c);
+    if (n == 0)
+        return decode_var(b, c, cs, pp, end);
+    if ((size_t)(end - *pp) < n)
+        return -1;
     const uint8_t *p = *pp;
-    size_t avail = (size_t)(end - p), n = 0, len = 0;
-    int rc = 0;
-#define NEED(k)                                                                                    \
-    do {                                                                                           \
-        if (avail < (size_t)(k))                                                                   \
-            return -1;                                                                             \
-        n = (size_t)(k);                                                                           \
-    } while (0)
-    switch (c->type) {
-    case BT_TINY:
-        NEED(1);
-        rc = c->is_unsigned ? put_u64(b, p[0]) : put_i64(b, (int8_t)p[0]);
-        break;
-    case BT_SHORT:
-        NEED(2);
-        rc = c->is_unsigned ? put_u64(b, bl_le16(p)) : put_i64(b, (int16_t)bl_le16(p));
-        break;
-    case BT_INT24:
-        NEED(3);
-        rc = c->is_unsigned ? put_u64(b, bl_le24(p))
-                            : put_i64(b, ((int32_t)(bl_le24(p) << 8)) >> 8);
-        break;
-    case BT_LONG:
-        NEED(4);
-        rc = c->is_unsigned ? put_u64(b, bl_le32(p)) : put_i64(b, (int32_t)bl_le32(p));
-        break;
-    case BT_LONGLONG:
-        NEED(8);
-        rc = c->is_unsigned ? put_u64(b, bl_le64(p)) : put_i64(b, (int64_t)bl_le64(p));
-        break;
-    case BT_YEAR:
-        NEED(1);
-        rc = p[0] ? put_u64(b, 1900u + p[0]) : mbq_buf_puts(b, "0000");
-        break;
-    case BT_FLOAT: {
-        NEED(4);
-        float f;
-        memcpy(&f, p, 4); /* IEEE little-endian, as x86-64 */
-        rc = bl_text_double(b, (double)f);
-        break;
-    }
-    case BT_DOUBLE: {
-        NEED(8);
-        double d;
-        memcpy(&d, p, 8);
-        rc = bl_text_double(b, d);
-        break;
-    }
-    case BT_NEWDECIMAL: {
-        int prec = c->meta >> 8, scale = c->meta & 0xFF;
-        NEED(bl_decimal_size(prec, scale));
-        rc = bl_text_decimal(b, p, prec, scale);
-        break;
-    }
-    case BT_DATE:
-    case BT_NEWDATE:
-        NEED(3);
-        rc = bl_text_date(b, bl_le24(p));
-        break;
-    case BT_DATETIME2:
-        NEED(5 + (c->meta + 1) / 2);
-        rc = bl_text_datetime2(b, p, c->meta);
-        break;
-    case BT_TIMESTAMP2:
-        NEED(4 + (c->meta + 1) / 2);
-        rc = bl_text_timestamp2(b, p, c->meta);
-        break;
-    case BT_TIME2:
-        NEED(3 + (c->meta + 1) / 2);
-        rc = bl_text_time2(b, p, c->meta);
-        break;
-    case BT_TIMESTAMP: { /* pre-5.6 format: seconds, no fraction */
-        NEED(4);
-        uint8_t be[4] = {p[3], p[2], p[1], p[0]};
-        rc = bl_text_timestamp2(b, be, 0);
-        break;
-    }
-    case BT_DATETIME: { /* pre-5.6 format: YYYYMMDDhhmmss as an integer */
-        NEED(8);
-        uint64_t v = bl_le64(p);
-        rc = mbq_buf_printf(b, "%04u-%02u-%02u %02u:%02u:%02u", (unsigned)(v / 10000000000ULL),
-                            (unsigned)(v / 100000000 % 100), (unsigned)(v / 1000000 % 100),
-                            (unsigned)(v / 10000 % 100), (unsigned)(v / 100 % 100),
-                            (unsigned)(v % 100));
-        break;
-    }
-    case BT_TIME: { /* pre-5.6 format: [-]HHMMSS as an integer */
-        NEED(3);
-        int32_t v = ((int32_t)(bl_le24(p) << 8)) >> 8;
-        uint32_t a = (uint32_t)(v < 0 ? -v : v);
-        rc = mbq_buf_printf(b, "%s%02u:%02u:%02u", v < 0 ? "-" : "", a / 10000, a / 100 % 100,
-                            a % 100);
-        break;
-    }
-    case BT_BIT: {
-        /* The text protocol sends BIT(n) as its (n + 7) / 8 big-endian
-         * bytes, as the row image stores them. */
-        NEED((c->meta >> 8) + ((c->meta & 0xFF) ? 1 : 0));
-        rc = mbq_buf_append(b, p, n);
-        break;
-    }
-    case BT_ENUM:
-        NEED(c->meta);
-        rc = put_enum(b, c, n == 1 ? p[0] : bl_le16(p));
-        break;
-    case BT_SET: {
-        NEED(c->meta);
-        uint64_t bits = 0;
-        for (size_t i = 0; i < n && i < 8; i++)
-            bits |= (uint64_t)p[i] << (8 * i);
-        rc = put_set(b, c, bits);
-        break;
-    }
-    case BT_VARCHAR:
-    case BT_VAR_STRING:
-    case BT_STRING: {
-        const uint8_t *q = p;
-        if (prefixed(&len, &q, end, c->meta > 255 ? 2 : 1) < 0)
-            return -1;
-        n = (size_t)(q - p) + len;
-        if (c->type == BT_STRING && c->cs == CS_BINARY) {
-            /* BINARY(n): the image drops the trailing 0x00 padding, the
-             * server sends it (Field_string::pack with binary's pad char). */
-            uint8_t full[256];
-            if (c->ext && len <= c->meta && c->meta <= sizeof full) {
-                memcpy(full, q, len);
-                memset(full + len, 0, c->meta - len);
-                rc = bl_text_ext(b, c->ext, full, c->meta);
-                break;
-            }
-            rc = mbq_buf_append(b, q, len);
-            for (size_t i = len; rc == 0 && i < c->meta; i++)
-                rc = mbq_buf_putc(b, '\0');
-        } else if (c->type == BT_STRING) {
-            /* CHAR: the server sends it without trailing spaces. */
-            while (len && q[len - 1] == ' ')
-                len--;
-            rc = put_text(b, c, cs, q, len);
-        } else {
-            rc = put_text(b, c, cs, q, len);
-        }
-        break;
-    }
-    case BT_BLOB:
-    case BT_TINY_BLOB:
-    case BT_MEDIUM_BLOB:
-    case BT_LONG_BLOB:
-    case BT_GEOMETRY: {
-        const uint8_t *q = p;
-        if (prefixed(&len, &q, end, c->meta) < 0)
-            return -1;
-        n = (size_t)(q - p) + len;
-        if (c->type == BT_GEOMETRY) {
-            if (len < 4)
-                return -1;
-            rc = bl_wkb_to_wkt(b, q + 4, len - 4); /* after the SRID */
-        } else {
-            rc = put_text(b, c, cs, q, len);
-        }
-        break;
-    }
-    default:
-        return mbq_error_set(MBQ_EDATA, "binlog column type %u is not supported", c->type);
-    }
-#undef NEED
-    *pp = p + n;
-    return rc;
+    *pp += n;
+    return decode_fixed(b, c, p, n);
 }
 
 static int grow_vals(bl_rows *r, size_t need)

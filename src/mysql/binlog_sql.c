@@ -174,9 +174,9 @@ int mbq_binlog_file_exists(bool *out, mbq_mysql *c, const char *file)
     MYSQL_ROW row;
     *out = false;
     if (mysql_query(c->my, "SHOW BINARY LOGS") != 0) {
-        int rc = mysql_errno(c->my) == ER_SPECIFIC_ACCESS_DENIED_ERROR ? no_monitor(c)
-                                                                       : my_error(c, "cannot list the binlog files");
-        return rc;
+        if (mysql_errno(c->my) == ER_SPECIFIC_ACCESS_DENIED_ERROR)
+            return no_monitor(c);
+        return my_error(c, "cannot list the binlog files");
     }
     if (!(res = mysql_store_result(c->my)))
         return my_error(c, "cannot list the binlog files");

@@ -25,7 +25,8 @@ enum {
  * from MariaDB 10.11, four bits. */
 static bool is_numeric(uint8_t t)
 {
-    return t == BT_YEAR || t == BT_TINY || t == BT_SHORT || t == BT_INT24 || t == BT_LONG || t == BT_LONGLONG ||
+    return t == BT_YEAR || t == BT_TINY || t == BT_SHORT || t == BT_INT24 || t == BT_LONG ||
+           t == BT_LONGLONG ||
            t == BT_NEWDECIMAL || t == BT_FLOAT || t == BT_DOUBLE;
 }
 
@@ -33,7 +34,8 @@ static bool is_numeric(uint8_t t)
  * is BLOB): MariaDB 10.11 writes collation 63 for it in COLUMN_CHARSET. */
 static bool is_character(uint8_t t)
 {
-    return t == BT_GEOMETRY || t == BT_STRING || t == BT_VAR_STRING || t == BT_VARCHAR || t == BT_BLOB ||
+    return t == BT_GEOMETRY || t == BT_STRING || t == BT_VAR_STRING || t == BT_VARCHAR ||
+           t == BT_BLOB ||
            t == BT_TINY_BLOB || t == BT_MEDIUM_BLOB || t == BT_LONG_BLOB;
 }
 
@@ -54,9 +56,39 @@ void bl_table_free(bl_table *t)
     }
     free(t->cols);
     free(t->names);
+    free(t->raw);
     free(t->database);
     free(t->table);
     memset(t, 0, sizeof *t);
+}
+
+/* Metadata the decoders can trust: anything else is a malformed event
+ * (the decoders index tables and size fields by these). */
+static bool meta_ok(const bl_column *c)
+{
+    switch (c->type) {
+    case BT_NEWDECIMAL: {
+        int p = c->meta >> 8, s = c->meta & 0xFF;
+        return p >= 1 && p <= 65 && s <= 38 && s <= p;
+    }
+    case BT_TIMESTAMP2: case BT_DATETIME2: case BT_TIME2:
+        return c->meta <= 6;
+    case BT_BLOB: case BT_TINY_BLOB: case BT_MEDIUM_BLOB: case BT_LONG_BLOB: case BT_GEOMETRY:
+    case BT_JSON:
+        return c->meta >= 1 && c->meta <= 4;
+    case BT_ENUM:
+        return c->meta == 1 || c->meta == 2;
+    case BT_SET:
+        return c->meta >= 1 && c->meta <= 8;
+    case BT_BIT:
+        return (c->meta >> 8) <= 8 && (c->meta & 0xFF) < 8 && c->meta != 0;
+    case BT_FLOAT:
+        return c->meta == 4;
+    case BT_DOUBLE:
+        return c->meta == 8;
+    default:
+        return true;
+    }
 }
 
 /* Read each column's type metadata (the per-type bytes of the metadata
@@ -104,6 +136,8 @@ static int parse_type_meta(bl_table *t, const uint8_t *types, const uint8_t *m, 
             c->type = rt;
         }
         m += need;
+        if (!meta_ok(c))
+            return -1;
     }
     return 0;
 }
@@ -169,7 +203,8 @@ static int parse_members(bl_table *t, const uint8_t *p, const uint8_t *end, uint
         if (c->type != type)
             continue;
         uint64_t n, len;
-        if (bl_packed(&n, &p, end) < 0 || n > (uint64_t)(end - p) || !(c->members = calloc(n + 1, sizeof(char *))))
+        if (bl_packed(&n, &p, end) < 0 || n > (uint64_t)(end - p) ||
+            !(c->members = calloc(n + 1, sizeof(char *))))
             return -1;
         for (c->n_members = 0; c->n_members < n; c->n_members++) {
             if (bl_packed(&len, &p, end) < 0 || len > (uint64_t)(end - p) ||
@@ -189,8 +224,9 @@ static int members_to_utf8(bl_table *t, bl_charsets *cs)
         for (size_t k = 0; c->cs != CS_UTF8 && c->cs != CS_BINARY && k < c->n_members; k++) {
             mbq_buf b = MBQ_BUF_INIT;
             const uint8_t *s = (const uint8_t *)c->members[k];
-            int rc = c->cs == CS_LATIN1 ? bl_text_latin1(&b, s, strlen(c->members[k]))
-                                        : bl_text_iconv(&b, cs, c->iconv_idx, s, strlen(c->members[k]));
+            size_t len = strlen(c->members[k]);
+            int rc = c->cs == CS_LATIN1 ? bl_text_latin1(&b, s, len)
+                                        : bl_text_iconv(&b, cs, c->iconv_idx, s, len);
             if (rc < 0 || !b.ptr) {
                 mbq_buf_free(&b);
                 return rc < 0 ? rc : 0;
@@ -281,7 +317,8 @@ int bl_table_parse(bl_table *t, const uint8_t *p, size_t len, const bl_charsets 
     t->n = (size_t)n;
     const uint8_t *types = p;
     p += n;
-    if (!(t->cols = calloc(t->n, sizeof *t->cols)) || !(t->names = calloc(t->n, sizeof *t->names))) {
+    if (!(t->cols = calloc(t->n, sizeof *t->cols)) ||
+        !(t->names = calloc(t->n, sizeof *t->names))) {
         rc = MBQ_ENOMEM;
         goto fail;
     }

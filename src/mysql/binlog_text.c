@@ -26,6 +26,16 @@
 
 /* ---- DECIMAL ------------------------------------------------------------ */
 
+/* `width` decimal digits of v, zero-padded (the value fits: callers
+ * pass widths of its range). printf is most of the cost otherwise. */
+static inline void put_digits(char *o, uint32_t v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        o[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 /* Bytes for a group of 0..9 decimal digits (strings/decimal.c dig2bytes). */
 static const int dig2bytes[10] = {0, 1, 1, 2, 2, 3, 3, 4, 4, 4};
 
@@ -53,10 +63,7 @@ int bl_text_decimal(mbq_buf *out, const uint8_t *p, int precision, int scale)
     do {                                                                                           \
         for (int k_ = 0; k_ < (cnt); k_++)                                                         \
             group[k_] = (uint8_t)(((at == 0) ? first : p[at]) ^ mask), at++;                       \
-        uint64_t v_ = bl_be(group, (size_t)(cnt));                                                 \
-        char tmp_[12];                                                                             \
-        snprintf(tmp_, sizeof tmp_, "%0*u", (width), (unsigned)v_);                                \
-        memcpy(digits + n, tmp_, (size_t)(width));                                                 \
+        put_digits(digits + n, (uint32_t)bl_be(group, (size_t)(cnt)), (width));                    \
         n += (size_t)(width);                                                                      \
     } while (0)
     if (nb)
@@ -168,24 +175,47 @@ static int64_t frac_usec(const uint8_t *p, int fsp)
 
 static int put_frac(mbq_buf *out, int64_t usec, int fsp)
 {
-    static const int64_t pow10[7] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+    static const uint32_t pow10[7] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+    char tmp[8];
     if (fsp <= 0)
         return 0;
-    return mbq_buf_printf(out, ".%0*lld", fsp, (long long)(usec / pow10[6 - fsp]));
+    tmp[0] = '.';
+    put_digits(tmp + 1, (uint32_t)usec / pow10[6 - fsp], fsp);
+    return mbq_buf_append(out, tmp, (size_t)fsp + 1);
+}
+
+/* "YYYY-MM-DD" and, with hms, " HH:MM:SS". */
+static int put_ymd_hms(mbq_buf *out, unsigned y, unsigned mo, unsigned d, bool hms, unsigned h,
+                       unsigned mi, unsigned sec)
+{
+    char t[20];
+    put_digits(t, y % 10000, 4);
+    t[4] = '-';
+    put_digits(t + 5, mo % 100, 2);
+    t[7] = '-';
+    put_digits(t + 8, d % 100, 2);
+    if (hms) {
+        t[10] = ' ';
+        put_digits(t + 11, h % 100, 2);
+        t[13] = ':';
+        put_digits(t + 14, mi % 100, 2);
+        t[16] = ':';
+        put_digits(t + 17, sec % 100, 2);
+    }
+    return mbq_buf_append(out, t, hms ? 19 : 10);
 }
 
 int bl_text_date(mbq_buf *out, uint32_t v)
 {
-    return mbq_buf_printf(out, "%04u-%02u-%02u", v >> 9, (v >> 5) & 15, v & 31);
+    return put_ymd_hms(out, v >> 9, (v >> 5) & 15, v & 31, false, 0, 0, 0);
 }
 
 int bl_text_datetime2(mbq_buf *out, const uint8_t *p, int fsp)
 {
     int64_t v = (int64_t)bl_be(p, 5) - 0x8000000000LL;
     int64_t ymd = v >> 17, ym = ymd >> 5, hms = v & 0x1FFFF;
-    int rc = mbq_buf_printf(out, "%04d-%02d-%02d %02d:%02d:%02d", (int)(ym / 13), (int)(ym % 13),
-                            (int)(ymd & 31), (int)(hms >> 12), (int)((hms >> 6) & 63),
-                            (int)(hms & 63));
+    int rc = put_ymd_hms(out, (unsigned)(ym / 13), (unsigned)(ym % 13), (unsigned)(ymd & 31), true,
+                         (unsigned)(hms >> 12), (unsigned)((hms >> 6) & 63), (unsigned)(hms & 63));
     return rc ? rc : put_frac(out, frac_usec(p + 5, fsp), fsp);
 }
 
@@ -193,16 +223,21 @@ int bl_text_datetime2(mbq_buf *out, const uint8_t *p, int fsp)
  * session (time_zone '+00:00') sees it; 0 is the zero date. */
 int bl_text_timestamp2(mbq_buf *out, const uint8_t *p, int fsp)
 {
-    time_t secs = (time_t)bl_be(p, 4);
+    uint64_t secs = bl_be(p, 4);
     int rc;
     if (secs == 0) {
         rc = mbq_buf_puts(out, "0000-00-00 00:00:00");
     } else {
-        struct tm tm;
-        if (!gmtime_r(&secs, &tm))
-            return mbq_error_set(MBQ_EDATA, "timestamp %lld out of range", (long long)secs);
-        rc = mbq_buf_printf(out, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        /* days -> civil date (Howard Hinnant's days_from_civil inverse),
+         * cheaper than gmtime_r per value */
+        int64_t z = (int64_t)(secs / 86400) + 719468, sod = (int64_t)(secs % 86400);
+        int64_t era = z / 146097, doe = z - era * 146097;
+        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+        int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+        int64_t y = yoe + era * 400 + (m <= 2);
+        rc = put_ymd_hms(out, (unsigned)y, (unsigned)m, (unsigned)d, true, (unsigned)(sod / 3600),
+                         (unsigned)(sod / 60 % 60), (unsigned)(sod % 60));
     }
     return rc ? rc : put_frac(out, frac_usec(p + 4, fsp), fsp);
 }
@@ -373,7 +408,8 @@ int bl_charsets_load(bl_charsets *cs, void *mysql)
         goto done;
     }
     size_t n = (size_t)mysql_num_rows(res);
-    if (!(cs->ids = calloc(n + 1, sizeof *cs->ids)) || !(cs->kind = calloc(n + 1, sizeof *cs->kind)) ||
+    if (!(cs->ids = calloc(n + 1, sizeof *cs->ids)) ||
+        !(cs->kind = calloc(n + 1, sizeof *cs->kind)) ||
         !(cs->iconv_idx = calloc(n + 1, sizeof *cs->iconv_idx))) {
         rc = mbq_error_set(MBQ_ENOMEM, "out of memory");
         goto done;
