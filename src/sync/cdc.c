@@ -306,6 +306,7 @@ static bool ddl_touches(const cdc_table *t, const char *stmt)
  * on_incompatible_change: rebuild, takes a new snapshot. */
 static int on_ddl(follower *f, const mbq_binlog_event *ev)
 {
+    /* Only statement and pos are read: the rest may be the reader's. */
     cdc_ctx *c = &f->c;
     for (size_t i = 0; i < c->n_tables; i++) {
         cdc_table *t = &c->tables[i];
@@ -388,7 +389,17 @@ static int on_event(follower *f, const mbq_binlog_event *ev, bool *done)
         bool touches = false;
         for (size_t i = 0; i < c->n_tables && ev->statement; i++)
             touches = touches || ddl_touches(&c->tables[i], ev->statement);
-        if (touches && ((rc = flush_batch(f)) < 0 || (rc = on_ddl(f, ev)) < 0))
+        /* The event is the reader's until it is closed, which applying the
+         * batch may do (files gone): the DDL goes on from a copy. */
+        mbq_binlog_event ddl = *ev;
+        char *stmt = touches ? mbq_strdup(ev->statement) : NULL;
+        ddl.statement = stmt;
+        if (touches && !stmt)
+            return MBQ_ENOMEM;
+        if (touches && (rc = flush_batch(f)) == 0)
+            rc = on_ddl(f, &ddl);
+        free(stmt);
+        if (rc < 0)
             return rc;
     }
     bool at_end = f->opts->once && !c->in_tx && c->boundary.file[0] &&
@@ -443,7 +454,10 @@ static int follow(follower *f)
                         mbq_error_last(), backoff_ms);
                 mbq_journal_cdc_stream_status(f->c.s.j, "reconnecting", (int64_t)getpid(),
                                               mbq_error_last(), mbq_now_ms());
-                mbq_sleep_ms(backoff_ms);
+                /* In slices: SIGTERM is answered at once, not after the backoff. */
+                for (int64_t t0 = mbq_monotonic_ms();
+                     !stop_now(f) && mbq_monotonic_ms() - t0 < backoff_ms;)
+                    mbq_sleep_ms(200);
                 backoff_ms = backoff_ms * 2 > cc->reconnect_max_ms ? cc->reconnect_max_ms
                                                                    : backoff_ms * 2;
                 continue;
