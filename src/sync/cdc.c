@@ -546,6 +546,12 @@ static int start_tables(follower *f, int *failed)
     for (size_t i = 0; i < f->c.n_tables; i++) {
         cdc_table *t = &f->c.tables[i];
         int rc = cdc_schema_check(&f->c, t);
+        /* An incompatible change under on_incompatible_change: rebuild
+         * (found at start: made while no follower ran) is a new snapshot,
+         * as it is when the DDL is read from the binlog. */
+        if (rc == 0 && t->job.rebuild)
+            rc = mbq_journal_cdc_table_failed(f->c.s.j, t->tc.name, "resnapshot", NULL,
+                                              mbq_now_ms());
         if (rc == 0)
             rc = cdc_snapshot(&f->c, t);
         if (rc == MBQ_EIO || rc == MBQ_EJOURNAL)
