@@ -464,9 +464,22 @@ static int follow(follower *f)
             }
             if (rc < 0)
                 return rc;
-            if (lost_since)
+            if (lost_since) {
+                /* The control connection (schema-checks, snapshots) went
+                 * with the source too: a new one. */
+                mbq_mysql_close(f->c.s.my);
+                f->c.s.my = NULL;
+                if ((rc = mbq_mysql_connect(&f->c.s.my, &f->c.s.cfg->mysql)) < 0) {
+                    mbq_log(MBQ_LOG_WARN, NULL, "cdc", "%s: reconnecting in %" PRId64 " ms",
+                            mbq_error_last(), backoff_ms);
+                    mbq_binlog_close(f->b);
+                    f->b = NULL;
+                    mbq_sleep_ms(backoff_ms);
+                    continue;
+                }
                 mbq_journal_cdc_stream_status(f->c.s.j, "running", (int64_t)getpid(), NULL,
                                               mbq_now_ms());
+            }
             if (f->lost_alerted)
                 cdc_alert(&f->c, "binlog stream", false, NULL);
             f->lost_alerted = false;
