@@ -26,7 +26,8 @@ from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mbqtest import (FaultProxy, Result, Workspace, assert_target_equals_source, bq_query, check, check_eq,
-                     check_clean_failure, check_no_sanitizer, mysql, require_services, run_cases)
+                     check_clean_failure, check_no_sanitizer, mysql, private_emulator, require_services,
+                     run_cases)
 
 COLS = ["id", "v", "n", "amount", "ts"]
 DT = ("ts",)
@@ -441,7 +442,11 @@ if __name__ == "__main__":
     only = os.environ.get("MBQ_CDC_ONLY")
     if only:
         cases = [c for c in cases if only in c.__name__]
+    # A private emulator, fresh every few cases: the shared one's SQL
+    # analyzer keeps memory from every statement until it panics (README
+    # divergence 23), and each batch here runs several jobs and drops.
+    private_emulator()
     try:
-        run_cases(cases)
+        run_cases(cases, fresh_emulator_every=3)
     finally:
         print("FIGURE cdc_resumes_found_journaled_job=%d" % len(FOUND_JOBS))
