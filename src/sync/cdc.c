@@ -300,6 +300,26 @@ static bool ddl_touches(const cdc_table *t, const char *stmt)
     return false;
 }
 
+/* Is a statement event a row change (INSERT, UPDATE, DELETE, REPLACE,
+ * LOAD DATA)? A source switched to binlog_format STATEMENT or MIXED (a
+ * session's SET, a global change at runtime) logs DML so, with no row
+ * images: the changes are not in the stream, and following on would lose
+ * them silently. */
+static bool statement_is_dml(const char *stmt)
+{
+    static const char *const verbs[] = {"INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD"};
+    while (stmt && (*stmt == ' ' || *stmt == '\n' || *stmt == '\t' || *stmt == '\r' ||
+                    *stmt == '('))
+        stmt++;
+    for (size_t i = 0; stmt && i < sizeof verbs / sizeof verbs[0]; i++) {
+        size_t n = strlen(verbs[i]);
+        if (strncasecmp(stmt, verbs[i], n) == 0 &&
+            (stmt[n] == ' ' || stmt[n] == '\n' || stmt[n] == '\t' || stmt[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
 /* A DDL on cdc tables: what came before it is applied (done by the caller),
  * then each table's schema is checked again: a new column is added to
  * BigQuery, an incompatible change fails the table or, with
@@ -312,6 +332,17 @@ static int on_ddl(follower *f, const mbq_binlog_event *ev)
         cdc_table *t = &c->tables[i];
         if (t->failed || !ev->statement || !ddl_touches(t, ev->statement))
             continue;
+        if (statement_is_dml(ev->statement)) {
+            mbq_error_set(MBQ_EDATA,
+                          "table '%s': a statement-based row change at binlog %s:%" PRIu64
+                          " (binlog_format is not ROW for it): its rows are not in the "
+                          "binlog; change data capture needs binlog_format=ROW. Once the "
+                          "source logs ROW again, re-snapshot with 'mbq-state reset %s "
+                          "--full --yes'",
+                          t->tc.name, ev->pos.file, ev->pos.pos, t->tc.name);
+            table_fail(f, t, MBQ_EDATA);
+            continue;
+        }
         mbq_log(MBQ_LOG_INFO, t->tc.name, "cdc", "DDL at binlog %s:%" PRIu64 ": %s", ev->pos.file,
                 ev->pos.pos, ev->statement);
         int rc = cdc_schema_check(c, t);

@@ -316,6 +316,24 @@ def test_add_column_mid_stream():
     ws.cleanup()
 
 
+def test_statement_logged_change_fails_the_table_then_resnapshots():
+    """A session that logs its DML as statements (binlog_format STATEMENT)
+    leaves no row images: the table stops with what to do instead of
+    losing the change, and its next start takes a new snapshot."""
+    ws = CdcWs("stmt")
+    create_table(ws, rows=5)
+    ws.once()
+    ws.sql("SET SESSION binlog_format = 'STATEMENT'; "
+           "INSERT INTO t VALUES (60, 'stmt', 6, 6, '2024-02-02 00:00:00')")
+    r = ws.cdc("--once")
+    check_clean_failure(r, (1,), ["binlog_format", "mbq-state reset t --full"], "statement DML")
+    check_eq(ws.journal("SELECT state FROM cdc_tables")[0][0], "failed", "table state")
+    r = ws.once()
+    check("snapshot of 6 rows" in r.stderr, "no new snapshot: %r" % r)
+    same(ws)
+    ws.cleanup()
+
+
 def test_binlog_rotation_inside_a_batch():
     ws = CdcWs("rotate")
     create_table(ws, rows=5)
@@ -435,6 +453,7 @@ if __name__ == "__main__":
              test_kill_during_the_snapshot,
              test_random_kills_of_a_follower_under_writes,
              test_add_column_mid_stream,
+             test_statement_logged_change_fails_the_table_then_resnapshots,
              test_binlog_rotation_inside_a_batch,
              test_sigterm_stops_cleanly_and_loses_nothing,
              test_sync_beside_a_running_follower,
