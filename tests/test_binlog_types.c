@@ -279,7 +279,7 @@ static void read_and_compare(mbq_binlog *b, const mbq_table_schema *s, char want
     mbq_binlog_event ev;
     size_t seen = 0;
     for (;;) {
-        int rc = tbl_next_data(b, &ev);
+        int rc = tbl_next_own(b, &ev, DB);
         if (rc != 0)
             fprintf(stderr, "  read failed: %s\n", mbq_error_last());
         CHECK_INT(rc, 0);

@@ -23,6 +23,8 @@ static inline mbq_binlog_pos tbl_current(void)
     return p;
 }
 
+static bool tbl_after_rows; /* tbl_next_own: the last event handed out was ROWS */
+
 /* A reader from `start`, only `table` of `db` when table is not NULL. */
 static inline mbq_binlog *tbl_open(mbq_binlog_pos start, const char *db, const char *table,
                                    int heartbeat_ms)
@@ -41,6 +43,7 @@ static inline mbq_binlog *tbl_open(mbq_binlog_pos start, const char *db, const c
     o.tables = table ? one : NULL;
     o.n_tables = table ? 1 : 0;
     mbq_binlog *b = NULL;
+    tbl_after_rows = false;
     if (mbq_binlog_open(&b, &o) != 0) {
         fprintf(stderr, "  cannot open the binlog: %s\n", mbq_error_last());
         return NULL;
@@ -57,6 +60,33 @@ static inline int tbl_next_data(mbq_binlog *b, mbq_binlog_event *ev)
         if (rc != 0)
             return rc;
         if (ev->kind != MBQ_BINLOG_HEARTBEAT && ev->kind != MBQ_BINLOG_ROTATE)
+            return 0;
+    }
+    return MBQ_ETIMEOUT;
+}
+
+/* Other tests write to the same server at the same time: their DDL and
+ * their transactions' COMMITs reach every reader (neither is filtered).
+ * This gives only the test's own events: ROWS (of the reader's tables),
+ * the COMMIT right after rows (a transaction's events are contiguous in the
+ * binlog), and DDL run in database `db` or whose text names it. */
+static inline int tbl_next_own(mbq_binlog *b, mbq_binlog_event *ev, const char *db)
+{
+    for (int i = 0; i < 10000; i++) {
+        int rc = tbl_next_data(b, ev);
+        if (rc != 0)
+            return rc;
+        if (ev->kind == MBQ_BINLOG_ROWS) {
+            tbl_after_rows = true;
+            return 0;
+        }
+        if (ev->kind == MBQ_BINLOG_COMMIT && tbl_after_rows) {
+            tbl_after_rows = false;
+            return 0;
+        }
+        if (ev->kind == MBQ_BINLOG_DDL &&
+            ((ev->statement && strstr(ev->statement, db)) ||
+             (ev->database && strcmp(ev->database, db) == 0)))
             return 0;
     }
     return MBQ_ETIMEOUT;
