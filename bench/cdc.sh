@@ -32,11 +32,16 @@
 #     from the load's start to caught up), lag p50/p95/max over the load
 #     (after a 15 s warm-up), the follower's CPU (user+sys) and max RSS; then
 #     BigQuery must equal MySQL (count, sum of qty, sum of price, max id).
-#  3. decode+encode per row: BENCH_CDC_BULK_ROWS rows inserted (1,000 per
-#     transaction) while the follower is stopped, then `mbq cdc --once`
-#     applies them (CPU per row: binlog decode, NDJSON encode, the staged
-#     file, its upload and the journal), against `mbq extract --no-compress`
-#     of the table (CPU per row: SELECT, encode, file).
+#  3. One batch: BENCH_CDC_BULK_ROWS rows inserted (1,000 per transaction)
+#     while the follower is stopped, then `mbq cdc --once` applies them
+#     (wall: mostly the emulator's load and MERGE; client CPU per row: binlog
+#     decode, NDJSON encode, the staged file, its upload, the job polls and
+#     the journal), next to `mbq extract --no-compress` of the table.
+#  4. decode+encode alone: tests/test_binlog_speed.c in a Release build
+#     (build-bench-t/) reads BENCH_CDC_SPEED_ROWS (default 100000) rows of
+#     the same shape back from the binlog, encoding every value as the
+#     batch files do, against the snapshot path's extract of the same
+#     rows: client CPU per row, one process.
 # Prints one Markdown table; the logs stay in $WORK when BENCH_KEEP=1.
 set -euo pipefail
 
@@ -51,6 +56,7 @@ SECS="${BENCH_CDC_SECONDS:-120}"
 TXN="${BENCH_CDC_TXN_ROWS:-10}"
 INIT="${BENCH_CDC_ROWS:-200}"
 BULK="${BENCH_CDC_BULK_ROWS:-5000}"
+SPEED_ROWS="${BENCH_CDC_SPEED_ROWS:-100000}"
 DELAY="${BENCH_CDC_DELAY:-5s}"
 WORK="$(mktemp -d /tmp/mbq-bench-cdc.XXXXXX)"
 SVC="$WORK/svc"
@@ -204,6 +210,14 @@ n_all=$("${M[@]}" -N bench -e "SELECT COUNT(*) FROM bench_cdc")
 /usr/bin/time -f "%e %U %S %M" -o "$WORK/x.time" "$MBQ" extract --config "$CFG" --table bench_cdc \
     --out "$WORK/x.ndjson" --no-compress >"$WORK/x.out" 2>"$WORK/x.err" || { tail -20 "$WORK/x.err" >&2; exit 1; }
 read -r x_wall x_user x_sys x_rss <"$WORK/x.time"
+note "decode+encode alone: test_binlog_speed, $SPEED_ROWS rows (Release build)"
+cmake -S . -B "$ROOT/build-bench-t" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMBQ_TESTS=ON \
+    -DMBQ_SANITIZE=OFF >&2
+cmake --build "$ROOT/build-bench-t" --target test_binlog_speed >&2
+MBQ_BINLOG_SPEED_ROWS="$SPEED_ROWS" "$ROOT/build-bench-t/tests/test_binlog_speed" >"$WORK/speed.out" 2>&1 ||
+    { cat "$WORK/speed.out" >&2; exit 1; }
+# "  N rows: binlog decode+encode X s CPU (R rows/s, U us/row); extract (plain) ... U us/row)"
+read -r s_bl s_x < <(sed -n 's/.*rows\/s, \([0-9.]*\) us\/row); extract.*rows\/s, \([0-9.]*\) us\/row).*/\1 \2/p' "$WORK/speed.out")
 o_us=$(awk -v u="$o_user" -v s="$o_sys" -v n="$BULK" 'BEGIN{printf "%.1f", (u+s)*1e6/n}')
 x_us=$(awk -v u="$x_user" -v s="$x_sys" -v n="$n_all" 'BEGIN{printf "%.1f", (u+s)*1e6/n}')
 
@@ -217,7 +231,8 @@ cat <<EOF
 | batches | $n_batches committed; rows per batch p50 $rows_p50; apply time (load + MERGE on the emulator) p50 $apply_p50 s, p95 $apply_p95 s |
 | mbq cdc (follow) CPU, max RSS | $f_cpu s user+sys over $f_wall s wall ($f_us µs per row change, snapshot included), $(awk -v k="$f_rss" 'BEGIN{printf "%.1f", k/1024}') MiB |
 | BigQuery equals MySQL after the load | $equal ($bq_n rows) |
-| decode+encode per row: mbq cdc --once of $BULK inserted rows | $o_us µs CPU/row ($o_wall s wall, $(awk -v k="$o_rss" 'BEGIN{printf "%.1f", k/1024}') MiB) |
-| the snapshot path: mbq extract of $n_all rows | $x_us µs CPU/row ($x_wall s wall, $(awk -v k="$x_rss" 'BEGIN{printf "%.1f", k/1024}') MiB) |
+| one batch: mbq cdc --once of $BULK inserted rows | $o_wall s wall (the emulator's load and MERGE), client $o_us µs CPU/row (decode, encode, file, upload, job polls, journal), $(awk -v k="$o_rss" 'BEGIN{printf "%.1f", k/1024}') MiB |
+| mbq extract of the table ($n_all rows) | $x_us µs CPU/row ($x_wall s wall, $(awk -v k="$x_rss" 'BEGIN{printf "%.1f", k/1024}') MiB) |
+| decode+encode alone, $SPEED_ROWS rows (test_binlog_speed, Release) | binlog decode + NDJSON encode ${s_bl:-?} µs CPU/row; the snapshot path's extract ${s_x:-?} µs CPU/row |
 EOF
 [ "$equal" = yes ] || { note "BigQuery differs from MySQL"; exit 1; }

@@ -12,3 +12,6 @@ find_program(MBQ_PYTHON3 python3 REQUIRED)
 mbq_add_test(NAME cdc_check_e2e SCRIPT ${MBQ_PYTHON3}
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_cdc_check.py
              LABELS cdc SERVICES TIMEOUT 600)
+# It changes the server's global binlog settings for a moment: nothing else
+# may run against the same MariaDB meanwhile.
+set_tests_properties(cdc_check_e2e PROPERTIES RUN_SERIAL TRUE)

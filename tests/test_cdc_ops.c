@@ -333,6 +333,24 @@ static void test_metrics_families(void)
     mbq_config_free(cfg);
 }
 
+/* A table name is a label value: quotes, backslashes and newlines are
+ * escaped, so that no name can forge a sample. Served without a config,
+ * the journal's cdc tables are the families' rows. */
+static void test_hostile_name_in_labels(void)
+{
+    fill(NOW - 2000, "running");
+    sql("INSERT INTO cdc_tables (table_name, state, rows_inserted, updated_ms) VALUES "
+        "('we\"ird' || char(10) || 'x\\y} 1', 'streaming', 5, 0);");
+    mbq_dash d;
+    mbq_buf m = MBQ_BUF_INIT;
+    load_dash(&d, NULL, NULL);
+    CHECK_INT(mbq_render_metrics(&m, &d), 0);
+    CHECK_CONTAINS(mbq_buf_cstr(&m),
+                   "mbq_cdc_rows_applied_total{table=\"we\\\"ird\\nx\\\\y} 1\",op=\"insert\"} 5\n");
+    mbq_dash_free(&d);
+    mbq_buf_free(&m);
+}
+
 static void test_no_cdc_renders_nothing(void)
 {
     fill(NOW, "stopped");
@@ -508,6 +526,7 @@ int main(void)
     RUN(test_resnapshot);
     RUN(test_health_rule);
     RUN(test_metrics_families);
+    RUN(test_hostile_name_in_labels);
     RUN(test_no_cdc_renders_nothing);
     RUN(test_pages_and_json);
     RUN(test_inspect_cli);
