@@ -13,13 +13,17 @@ set(MBQ_BINDIR ${CMAKE_INSTALL_FULL_BINDIR})
 set(MBQ_DOCDIR ${CMAKE_INSTALL_FULL_DATAROOTDIR}/doc/mbq)
 configure_file(${CMAKE_SOURCE_DIR}/dist/systemd/mbq.service.in
                ${CMAKE_BINARY_DIR}/dist/mbq.service @ONLY)
+configure_file(${CMAKE_SOURCE_DIR}/dist/systemd/mbq-cdc.service.in
+               ${CMAKE_BINARY_DIR}/dist/mbq-cdc.service @ONLY)
 
 # systemd reads units from <prefix>/lib/systemd/system for /usr and
 # /usr/local alike (systemd.unit(5), "System Unit Search Path").
 install(FILES ${CMAKE_BINARY_DIR}/dist/mbq.service ${CMAKE_SOURCE_DIR}/dist/systemd/mbq.timer
         DESTINATION lib/systemd/system)
+install(FILES ${CMAKE_BINARY_DIR}/dist/mbq-cdc.service DESTINATION lib/systemd/system)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/docs/production.md
               ${CMAKE_SOURCE_DIR}/docs/configuration.md ${CMAKE_SOURCE_DIR}/docs/type-mapping.md
+              ${CMAKE_SOURCE_DIR}/docs/cdc.md
         DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/mbq)
 install(FILES ${CMAKE_SOURCE_DIR}/config/mbq.example.yml ${CMAKE_SOURCE_DIR}/dist/cron/mbq.crontab
               ${CMAKE_SOURCE_DIR}/dist/mbq.production.yml

@@ -493,7 +493,7 @@ static void test_unknown_enum_values_suggest(void)
                  "'tables[0].mode' (did you mean 'incremental'?)");
     m = parse_err(ONE_TABLE "    mode: sometimes\n" MYSQL_BQ);
     CHECK_CONTAINS(m, "line 4, column 11: unknown value 'sometimes' for 'tables[0].mode' "
-                      "(expected incremental or full)");
+                      "(expected incremental, full or cdc)");
     m = parse_err(ONE_TABLE "    partition_by: d\n    partition_type: WEEK\n" MYSQL_BQ);
     CHECK_CONTAINS(m, "line 5, column 21: unknown value 'WEEK' for 'tables[0].partition_type' "
                       "(expected DAY, HOUR, MONTH or YEAR)");
@@ -511,8 +511,8 @@ static void test_unknown_enum_values_suggest(void)
     CHECK_CONTAINS(m, "line 11, column 10: unknown value 'verbose' for 'log.level' (expected "
                       "error, warn, info or debug)");
     m = parse_err(ONE_TABLE "    mode: [full]\n" MYSQL_BQ);
-    CHECK_CONTAINS(m, "line 4, column 11: 'tables[0].mode' must be one of incremental or full, "
-                      "got a list");
+    CHECK_CONTAINS(m, "line 4, column 11: 'tables[0].mode' must be one of incremental, full or "
+                      "cdc, got a list");
 }
 
 /* sync.jobs: tables at the same time, 1-32, with line and column when wrong. */

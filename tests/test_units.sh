@@ -52,3 +52,23 @@ out=$(cd "$work" && systemd-analyze security --offline=true --man=no --threshold
 score=$(echo "$out" | sed -n 's/.*Overall exposure level for mbq.service: \([0-9.]*\).*/\1/p')
 echo "ok   systemd-analyze security --offline: exposure $score (threshold 2.0)"
 echo "FIGURE unit_exposure=$score"
+
+# The binlog follower's unit: long-running, restarted on failure (but not
+# for a config error), stopped with SIGTERM and time to finish a MERGE,
+# hardened as mbq.service.
+sed -e "s|@MBQ_BINDIR@|$(dirname "$bin")|" -e "s|@MBQ_DOCDIR@|/usr/share/doc/mbq|" \
+    "$src/dist/systemd/mbq-cdc.service.in" > "$work/mbq-cdc.service"
+verify ./mbq-cdc.service
+echo "ok   systemd-analyze verify mbq-cdc.service: no diagnostics"
+for key in '^Type=simple$' '^Restart=on-failure$' '^KillSignal=SIGTERM$' '^TimeoutStopSec=10min$' \
+           '^RestartPreventExitStatus=2$' '^StartLimitIntervalSec=0$' '^ExecStart=.*/mbq cdc --config ' \
+           '^User=mbq$' '^ProtectSystem=strict$' '^StateDirectory=mbq$' '^NoNewPrivileges=yes$' \
+           '^PrivateTmp=yes$' '^ProtectHome=yes$' '^RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6$'; do
+    grep -q "$key" "$work/mbq-cdc.service" || { echo "FAIL: mbq-cdc.service lacks $key"; exit 1; }
+done
+echo "ok   mbq-cdc.service: simple, restarted on failure, SIGTERM, hardened"
+out=$(cd "$work" && systemd-analyze security --offline=true --man=no --threshold=20 ./mbq-cdc.service 2>&1) || {
+    echo "$out" | tail -20; echo "FAIL: mbq-cdc.service exposure above 2.0"; exit 1; }
+score=$(echo "$out" | sed -n 's/.*Overall exposure level for mbq-cdc.service: \([0-9.]*\).*/\1/p')
+echo "ok   systemd-analyze security --offline mbq-cdc.service: exposure $score (threshold 2.0)"
+echo "FIGURE cdc_unit_exposure=$score"

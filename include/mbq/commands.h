@@ -5,6 +5,7 @@
 #define MBQ_COMMANDS_H
 
 int mbq_cmd_sync(int argc, char **argv);
+int mbq_cmd_cdc(int argc, char **argv);
 int mbq_cmd_check(int argc, char **argv);
 int mbq_cmd_extract(int argc, char **argv);
 int mbq_cmd_inspect(int argc, char **argv);

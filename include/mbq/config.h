@@ -213,8 +213,8 @@ typedef struct mbq_telegram_config {
 
 /* cdc: the binlog follower's settings (`mbq cdc`; docs/cdc.md). */
 typedef struct mbq_cdc_config {
-    uint32_t server_id;         /* the replica id announced to the source; 0 = not set
-                                   (derived: see docs/cdc.md) */
+    uint32_t server_id;         /* the replica id announced to the source; never 0 after a
+                                   load: unset, it is derived from state_dir (docs/cdc.md) */
     int64_t max_batch_rows;     /* a batch is applied at this many row changes; default 100,000 */
     int64_t max_batch_delay_ms; /* ... or when its first event is this old; default 5 s */
     int64_t heartbeat_ms;       /* the source's heartbeat period when idle; default 5 s */

@@ -168,11 +168,16 @@ typedef struct mbq_extract_options {
      * range, mbq_mysql_chunk_where); built by mbq code, never from user
      * text. NULL = none. */
     const char *where;
+    /* Read the snapshot's binlog position inside it (change data capture:
+     * MariaDB's binlog_snapshot_file/_position status, which name the
+     * binlog position of exactly the transactions the snapshot sees) into
+     * the result's binlog_file/binlog_pos/binlog_gtid. */
+    bool want_binlog_pos;
 } mbq_extract_options;
 
 #define MBQ_EXTRACT_OPTIONS_INIT                                                                   \
     {NULL, NULL, 0, NULL, MBQ_CURSOR_NONE, NULL, NULL, NULL, true, 0,                             \
-     0,    NULL, false, 0, NULL, NULL, NULL, NULL, 0, NULL}
+     0,    NULL, false, 0, NULL, NULL, NULL, NULL, 0, NULL, false}
 
 typedef struct mbq_extract_result {
     uint64_t rows;
@@ -196,6 +201,13 @@ typedef struct mbq_extract_result {
     char *tail_from;
     char *tail_checksum;
     uint64_t tail_rows;
+    /* With want_binlog_pos: the snapshot's binlog position (every
+     * transaction that committed before it is in the snapshot, none after)
+     * and the server's gtid_binlog_pos ("" when none); set also when the
+     * table is empty. */
+    char *binlog_file;
+    uint64_t binlog_pos;
+    char *binlog_gtid;
 } mbq_extract_result;
 
 /* Extract one table window into opts->path:

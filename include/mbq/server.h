@@ -27,6 +27,7 @@
 #include "mbq/buf.h"
 #include "mbq/config.h"
 #include "mbq/journal.h"
+#include "mbq/journal_cdc_read.h"
 #include "mbq/journal_read.h"
 
 /* ---- the snapshot ---- */
@@ -43,7 +44,24 @@ typedef struct mbq_dash_table {
     mbq_event *events;     /* schema changes and other events of the table, newest first */
     int n_events;
     int64_t schema_changes_last_run; /* schema.* events of the last run */
+    /* Change data capture: a table in `mode: cdc` (or, serving without a
+     * config, one the journal follows) is judged by its stream, not by
+     * sync runs. */
+    bool cdc_mode;
+    const mbq_cdc_table_view *cdc; /* its cdc_tables row in mbq_dash.cdc; NULL = none yet */
 } mbq_dash_table;
+
+/* The follower (`mbq cdc`) as the journal shows it. */
+typedef struct mbq_dash_cdc {
+    bool have_stream;           /* a stream row exists */
+    mbq_cdc_stream_view stream;
+    mbq_cdc_batches_view batches;
+    mbq_cdc_table_view *tables; /* every cdc_tables row */
+    size_t n_tables;
+    int64_t heartbeat_ms;       /* cdc.heartbeat (default 5 s) */
+    bool up;                    /* mbq_cdc_stream_up at now_ms */
+    int64_t lag_ms;             /* mbq_cdc_lag_now_ms; -1 without a stream */
+} mbq_dash_cdc;
 
 typedef struct mbq_dash {
     char *state_dir;
@@ -57,6 +75,8 @@ typedef struct mbq_dash {
     int n_alerts;
     bool have_last_run;
     mbq_run_record last_run;
+    bool have_cdc;              /* a cdc table is configured or journaled */
+    mbq_dash_cdc cdc;
 } mbq_dash;
 
 /* What to load. Runs: history length per table (the table page wants many,
@@ -87,15 +107,21 @@ void mbq_dash_free(mbq_dash *d);
  * success is at most healthy_within_ms old. An in-flight run does not make a
  * table unhealthy by itself; a table that never succeeded is unhealthy.
  * Tables only the journal knows (no longer configured) are not judged.
+ * A cdc table is healthy when it is streaming, its follower is up (or, run
+ * with --once from cron, wrote within healthy_within) and the lag is at
+ * most healthy_within.
  * Returns true when healthy; else appends the reason to `why` (may be NULL). */
 bool mbq_dash_table_healthy(const mbq_dash *d, const mbq_dash_table *t, mbq_buf *why);
 
 /* One word for the table's state: "ok", "failed", "behind" (last success
  * older than healthy_within), "never synced", "first sync" (never succeeded,
- * a run in flight) or "not configured". Static string. */
+ * a run in flight) or "not configured"; for a cdc table "streaming",
+ * "lagging", "down" (no live follower), "snapshot", "resnapshot", "failed"
+ * or "no snapshot". Static string. */
 const char *mbq_dash_table_status(const mbq_dash *d, const mbq_dash_table *t);
 
-/* now - last success in ms, or -1 when never. */
+/* now - last success in ms, or -1 when never; for a cdc table the stream's
+ * lag (mbq_cdc_lag_now_ms), -1 before it has one. */
 int64_t mbq_dash_lag_ms(const mbq_dash *d, const mbq_dash_table *t);
 
 /* Append `ms` as a short age: "45s", "12m", "3h 5m", "2d 4h". */
@@ -119,6 +145,12 @@ int mbq_render_overview(mbq_buf *out, const mbq_dash *d);
 /* The table page of d->tables[0] (load with only_table). */
 int mbq_render_table_page(mbq_buf *out, const mbq_dash *d);
 int mbq_render_alerts_page(mbq_buf *out, const mbq_dash *d);
+/* The overview's change-data-capture panel (nothing without cdc): the
+ * follower's status, position, GTID, lag, heartbeat and pending batches,
+ * and per cdc table its state, snapshot position and rows applied (I/U/D). */
+int mbq_render_cdc_panel(mbq_buf *out, const mbq_dash *d);
+/* The table page's facts of a cdc table (nothing for another table). */
+int mbq_render_cdc_table_facts(mbq_buf *out, const mbq_dash *d, const mbq_dash_table *t);
 /* A small page for an error status ("404 not found", "503 ...": `msg`). */
 int mbq_render_error_page(mbq_buf *out, int status, const char *msg);
 /* The stylesheet served as /style.css (the CSP forbids inline styles). */
@@ -138,6 +170,21 @@ int mbq_render_tables_json(mbq_buf *out, const mbq_dash *d);
  * journal, plus mbq_table_lag_seconds, mbq_table_cursor_timestamp_seconds,
  * mbq_table_in_flight and mbq_table_healthy. */
 int mbq_render_metrics(mbq_buf *out, const mbq_dash *d);
+
+/* The change-data-capture families (nothing without cdc):
+ * mbq_cdc_up, mbq_cdc_lag_seconds, mbq_cdc_position_info{file}, the byte
+ * offset in that file, mbq_cdc_heartbeat_timestamp_seconds,
+ * mbq_cdc_batches_pending, mbq_cdc_rows_applied_total{table,op} and
+ * mbq_cdc_table_state{table,state}. Part of mbq_render_metrics. */
+int mbq_render_cdc_metrics(mbq_buf *out, const mbq_dash *d);
+
+/* The same families read from `state_dir`'s journal, for node_exporter's
+ * textfile collector after `mbq cdc --once`: written atomically (mode 0644)
+ * next to the sync's `metrics_file`, "X.prom" -> "X-cdc.prom", so that a
+ * sync never overwrites them. Errors as mbq_dash_load and
+ * mbq_file_write_atomic. */
+int mbq_cdc_metrics_write(const char *metrics_file, const char *state_dir,
+                          const mbq_config *cfg, int64_t now_ms);
 
 /* /healthz body ("ok\n" or one line per unhealthy table); *healthy set. */
 int mbq_render_health(mbq_buf *out, bool *healthy, const mbq_dash *d);

@@ -38,6 +38,11 @@ CREATE TABLE cdc_tables (
     snapshot_pos  INTEGER,            -- transaction that ends at or before it is in the
                                       -- snapshot; later ones are applied from the binlog
     snapshot_run_id INTEGER,          -- the table run (table_runs) that loaded the snapshot
+    snapshot_path TEXT,               -- state 'snapshot': the staged snapshot (NULL = empty
+    snapshot_checksum TEXT,           -- table), its checksum and rows, and the load job
+    snapshot_rows INTEGER,            -- that replaces the target with it (journaled before
+    snapshot_job_id TEXT,             -- it is submitted; attempt bumped when a job failed)
+    snapshot_attempt INTEGER NOT NULL DEFAULT 0,
     rows_inserted INTEGER NOT NULL DEFAULT 0, -- applied through the binlog, since the snapshot
     rows_updated  INTEGER NOT NULL DEFAULT 0,
     rows_deleted  INTEGER NOT NULL DEFAULT 0,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mbq/binlog.h"
 #include "mbq/bq.h"
 #include "mbq/commands.h"
 #include "mbq/config.h"
@@ -27,7 +28,9 @@ static const char check_usage[] =
     "Validates the config, connects to MySQL and BigQuery, names the credentials\n"
     "and the principal, proves it may run jobs (a dry-run query) and write the\n"
     "dataset (a scratch table, deleted at once), and checks every configured\n"
-    "table, primary key and cursor column. Leaves nothing behind.\n"
+    "table, primary key and cursor column. With tables in mode cdc: the binlog\n"
+    "settings (log_bin, binlog_format, binlog_row_image, binlog_row_metadata) and\n"
+    "the replication privileges, with the GRANT to run. Leaves nothing behind.\n"
     "exit codes: 0 all checks passed, 1 a table check failed, 2 config invalid,\n"
     "            69 MySQL or BigQuery unreachable, 77 credentials refused\n";
 
@@ -181,13 +184,16 @@ static int check_table(const mbq_config *cfg, mbq_mysql *my, mbq_bq *bq, bool da
     int rc, failed = 0;
     mbq_table_schema *s = NULL;
     mbq_cursor_kind kind = MBQ_CURSOR_NONE;
-    const char *cursor = tc->mode == MBQ_MODE_FULL ? NULL : tc->updated_column;
+    /* A followed table's updated_column is not used: no cursor to check. */
+    bool cdc = tc->mode == MBQ_MODE_CDC;
+    const char *cursor = tc->mode == MBQ_MODE_FULL || cdc ? NULL : tc->updated_column;
     rc = mbq_mysql_table_schema(&s, my, cfg->mysql.database, tc->name);
     if (rc == 0)
         rc = mbq_mysql_check_table(&kind, s, (const char *const *)tc->primary_key,
                                    tc->n_primary_key, cursor);
     bool unique = true;
-    if (rc == 0 && cursor)
+    /* A MERGE by key (a cursor's, or the binlog's) needs one row per key. */
+    if (rc == 0 && (cursor || cdc))
         rc = mbq_mysql_key_is_unique(&unique, my, s, (const char *const *)tc->primary_key,
                                      tc->n_primary_key);
     if (rc == 0 && !unique)
@@ -203,7 +209,8 @@ static int check_table(const mbq_config *cfg, mbq_mysql *my, mbq_bq *bq, bool da
             snprintf(lookback, sizeof lookback, ", lookback %.3g s",
                      (double)tc->lookback_ms / 1000.0);
         printf("ok    table '%s': %zu columns, %s%s\n", tc->name, s->n_columns,
-               kind == MBQ_CURSOR_TIMESTAMP ? "timestamp cursor"
+               cdc                          ? "change data capture (binlog)"
+               : kind == MBQ_CURSOR_TIMESTAMP ? "timestamp cursor"
                : kind == MBQ_CURSOR_INTEGER ? "integer cursor"
                                             : "full refresh",
                lookback);
@@ -214,7 +221,13 @@ static int check_table(const mbq_config *cfg, mbq_mysql *my, mbq_bq *bq, bool da
                    "run has read past its '%s' value is missed; set 'lookback' above the "
                    "longest write transaction on it\n",
                    tc->name, tc->updated_column);
-        if (kind != MBQ_CURSOR_NONE && tc->mode != MBQ_MODE_FULL && tc->deletes == MBQ_DELETES_OFF)
+        if (cdc)
+            printf("info  table '%s': deletes: %s (from the binlog)\n", tc->name,
+                   tc->deletes == MBQ_DELETES_HARD   ? "hard"
+                   : tc->deletes == MBQ_DELETES_SOFT ? "soft"
+                                                     : "off: rows deleted in MySQL stay");
+        else if (kind != MBQ_CURSOR_NONE && tc->mode != MBQ_MODE_FULL &&
+                 tc->deletes == MBQ_DELETES_OFF)
             printf("info  table '%s': deletes: off: rows deleted in MySQL stay in BigQuery; "
                    "set 'deletes: soft' or 'deletes: hard' to reconcile them\n",
                    tc->name);
@@ -230,6 +243,28 @@ static int check_table(const mbq_config *cfg, mbq_mysql *my, mbq_bq *bq, bool da
         failed = 1;
     }
     return failed;
+}
+
+/* Tables in mode cdc read the binlog: the server must write it in the
+ * form the reader decodes (ROW events with full images and column names)
+ * and the user must be allowed to read it. mbq_binlog_check names the
+ * setting at fault and its value, or the GRANT to run. 1 when it failed. */
+static int check_binlog(const mbq_config *cfg, mbq_mysql *my)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_tables; i++)
+        n += cfg->tables[i].mode == MBQ_MODE_CDC;
+    if (n == 0)
+        return 0;
+    if (mbq_binlog_check(my) < 0) {
+        print_fail("binlog", mbq_error_last());
+        return 1;
+    }
+    printf("ok    binlog: log_bin ON, binlog_format ROW, binlog_row_image FULL, "
+           "binlog_row_metadata FULL, replication privileges held (%zu table(s) in mode cdc, "
+           "server_id %lu)\n",
+           n, (unsigned long)cfg->cdc.server_id);
+    return 0;
 }
 
 /* Resolve the config's patterns; the journal (read only, when there is
@@ -342,7 +377,7 @@ int mbq_cmd_check(int argc, char **argv)
     /* The resolved list: what a sync would take, with key, cursor, mode
      * and why (a pattern's skipped and dropped tables included). */
     mbq_discovery_print(stdout, cfg, disc);
-    int failed = 0;
+    int failed = check_binlog(cfg, my);
     for (size_t i = 0; i < cfg->n_tables; i++)
         failed += check_table(cfg, my, bq, dataset_exists, &cfg->tables[i]);
     for (size_t i = 0; disc && i < disc->n; i++)

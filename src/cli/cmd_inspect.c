@@ -15,6 +15,7 @@
 #include "mbq/journal.h"
 #include "mbq/journal_reconcile.h"
 #include "mbq/util.h"
+#include "cli_cdc.h"
 #include "mbq/banned.h"
 
 static const char inspect_usage[] =
@@ -22,7 +23,9 @@ static const char inspect_usage[] =
     "\n"
     "Shows every table's committed cursor, last success, rows, in-flight run and\n"
     "its state, consecutive failures, per-stage timings and recent events\n"
-    "(schema changes, resets, alerts). With TABLE: that table in detail.\n"
+    "(schema changes, resets, alerts), and for change data capture the binlog\n"
+    "position, lag and each cdc table's state and rows applied. With TABLE: that\n"
+    "table in detail.\n"
     "  --json          stable machine-readable output\n"
     "  --config FILE   the sync's config (default $MBQ_CONFIG or ./mbq.yml)\n"
     "  --state-dir DIR read the journal in DIR instead of the config's state.dir\n"
@@ -373,6 +376,8 @@ int mbq_cmd_inspect(int argc, char **argv)
         mbq_table_run_clear(&fl);
     }
 
+    if ((rc = mbq_cli_inspect_cdc(root, j, cfg, only, !as_json)) < 0)
+        goto fail;
     mbq_event *events = NULL;
     int n = 0;
     if ((rc = mbq_journal_events_recent(j, &events, &n, only, n_events)) < 0)

@@ -22,6 +22,7 @@
 #include "mbq/log.h"
 #include "mbq/machine.h"
 #include "mbq/util.h"
+#include "cli_cdc.h"
 #include "mbq/banned.h"
 
 static const char reset_usage[] =
@@ -32,7 +33,8 @@ static const char reset_usage[] =
     "                  the next sync re-reads rows from VALUE on\n"
     "  --full          clear the cursor: the next sync reloads the whole table\n"
     "  --abandon       only abandon the in-flight run, keep the cursor\n"
-    "  --yes           do it (without it: print what would be done, change nothing)\n";
+    "  --yes           do it (without it: print what would be done, change nothing)\n"
+    "A table in mode cdc takes --full only: the next `mbq cdc` takes a new snapshot.\n";
 
 /* Drop an abandoned run's staging table; failure is reported, not fatal:
  * staging tables expire by themselves. */
@@ -133,6 +135,19 @@ int mbq_cmd_reset(int argc, char **argv)
     const mbq_table_config *tc = NULL;
     if ((rc = mbq_discover_table(&tc, &disc, cfg, table)) < 0)
         goto fail;
+    if (tc->mode == MBQ_MODE_CDC && !full) {
+        /* A followed table has no cursor and no run to abandon: a batch
+         * cut short is read again from the binlog by itself. */
+        rc = mbq_error_set(MBQ_ECONFIG, "table '%s' is in mode cdc: only --full applies (a new "
+                                        "snapshot)", tc->name);
+        goto fail;
+    }
+    if (tc->mode == MBQ_MODE_CDC) {
+        if ((rc = mbq_journal_open(&j, cfg->state_dir, MBQ_JOURNAL_WRITE)) < 0 ||
+            (rc = mbq_cli_reset_cdc(j, cfg, tc->name, yes)) < 0)
+            goto fail;
+        goto done;
+    }
     if ((rc = mbq_journal_open(&j, cfg->state_dir, MBQ_JOURNAL_WRITE)) < 0 ||
         (rc = mbq_journal_table_get(j, &ts, tc->name)) < 0 ||
         (rc = mbq_journal_table_run_in_flight(j, &fl, &in_flight, tc->name)) < 0)

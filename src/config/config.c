@@ -43,7 +43,7 @@
 #include "mbq/banned.h"
 
 static const char *const top_keys[] = {"tables", "mysql", "bigquery", "alerting", "state", "log",
-                                       "sync", "metrics_file", "serve", NULL};
+                                       "sync", "metrics_file", "serve", "cdc", NULL};
 
 /* First pass: substitute and register the secrets, wherever they sit in the
  * file, before any other value can end up in a message. Problems are left
@@ -166,7 +166,7 @@ static int parse_with(mbq_config **out, const char *yaml, size_t len, const char
         (rc = parse_mysql(&c, &top)) < 0 || (rc = parse_bigquery(&c, &top)) < 0 ||
         (rc = parse_alerting(&c, &top)) < 0 || (rc = parse_state_and_log(&c, &top)) < 0 ||
         (rc = parse_sync(&c, &top)) < 0 || (rc = parse_metrics_file(&c, &top)) < 0 ||
-        (rc = parse_serve(&c, &top)) < 0)
+        (rc = parse_serve(&c, &top)) < 0 || (rc = parse_cdc(&c, &top)) < 0)
         goto done;
     for (size_t i = 0; i < c.cfg->n_tables; i++) {
         if (strcasecmp(c.cfg->tables[i].target, c.cfg->bigquery.metadata_table) == 0) {

@@ -107,5 +107,10 @@ bool table_entry_is_pattern(cfg_ctx *c, yaml_node_t *item);
 int parse_pattern(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_pattern *p);
 void free_patterns(mbq_table_pattern *p, size_t n);
 int parse_serve(cfg_ctx *c, const section *top);
+/* config_cdc.c: the `cdc:` section (after state.dir: the default server_id
+ * is derived from it) and the keys a `mode: cdc` table refuses. */
+int parse_cdc(cfg_ctx *c, const section *top);
+int check_table_cdc(cfg_ctx *c, const section *s, const char *path);
+uint32_t cfg_cdc_derived_server_id(const char *state_dir);
 
 #endif

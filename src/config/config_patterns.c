@@ -120,6 +120,18 @@ int parse_pattern(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_pattern *p)
                 goto done;
             }
     }
+    /* Which tables a pattern takes is decided at each run, while one
+     * binlog follower runs for days: a table of its own says which it
+     * follows. */
+    yaml_node_t *mode_at = cfg_find(c, &s, "mode");
+    if (mode_at && mode_at->type == YAML_SCALAR_NODE &&
+        strcmp((const char *)mode_at->data.scalar.value, "cdc") == 0) {
+        rc = err_at(c, mode_at,
+                    "'%s.mode' is 'cdc' on a pattern: give each table followed through the "
+                    "binlog an entry of its own (name and primary_key)",
+                    path.ptr);
+        goto done;
+    }
     int mode = MBQ_MODE_INCREMENTAL, policy = MBQ_POLICY_FAIL, miss = -1;
     if ((rc = get_enum(c, &s, "mode", modes, false, &mode)) < 0 ||
         (rc = get_duration(c, &s, "lookback", 0, &p->lookback_ms, NULL)) < 0 ||

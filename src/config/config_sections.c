@@ -90,7 +90,7 @@ static const char *const state_keys[] = {"dir", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const sync_keys[] = {"jobs", NULL};
 
-static const char *const mode_names[] = {"incremental", "full", NULL};
+static const char *const mode_names[] = {"incremental", "full", "cdc", NULL};
 static const char *const delete_names[] = {"off", "soft", "hard", NULL};
 static const char *const policy_names[] = {"fail", "rebuild", NULL};
 static const char *const missing_names[] = {"fail", "reload", NULL};
@@ -126,7 +126,8 @@ static int get_fraction(cfg_ctx *c, const section *s, const char *key, double *d
 static int parse_table_deletes(cfg_ctx *c, const section *s, const char *path,
                                mbq_table_config *t)
 {
-    int rc, deletes = MBQ_DELETES_OFF;
+    /* A followed table sees its deletes in the binlog: applied by default. */
+    int rc, deletes = t->mode == MBQ_MODE_CDC ? MBQ_DELETES_HARD : MBQ_DELETES_OFF;
     t->reconcile_every_ms = 3600 * 1000;
     t->max_delete_fraction = 0.5;
     t->reconcile_chunk_rows = 1000000;
@@ -191,6 +192,8 @@ static int parse_table(cfg_ctx *c, yaml_node_t *n, size_t idx, mbq_table_config 
                                 "name the cursor column or use 'mode: full'", path.ptr);
         goto done;
     }
+    if (t->mode == MBQ_MODE_CDC && (rc = check_table_cdc(c, &s, path.ptr)) < 0)
+        goto done;
     if ((rc = get_duration(c, &s, "lookback", 0, &t->lookback_ms, &lookback_at)) < 0)
         goto done;
     if (t->lookback_ms > 0 && !t->updated_column) {

@@ -42,6 +42,8 @@ void mbq_extract_result_free(mbq_extract_result *r)
     free(r->tail_from);
     free(r->tail_checksum);
     free(r->not_json_first);
+    free(r->binlog_file);
+    free(r->binlog_gtid);
     memset(r, 0, sizeof *r);
 }
 
@@ -182,6 +184,54 @@ static int build_select(mbq_buf *sql, mbq_mysql *c, const mbq_extract_options *o
             rc = mbq_buf_quote_mysql_ident(sql, pk[i]);
         sep = ", ";
     }
+    return rc;
+}
+
+/* The binlog position of the snapshot just started on `c`. MariaDB keeps
+ * binlog_snapshot_file/_position per connection: inside a transaction
+ * started WITH CONSISTENT SNAPSHOT they name the binlog position matching
+ * exactly what the snapshot sees (MariaDB KB "Enhancements for START
+ * TRANSACTION WITH CONSISTENT SNAPSHOT"), with no FLUSH TABLES WITH READ
+ * LOCK. gtid_binlog_pos is read as well, for the journal (it is not tied to
+ * the snapshot and used only for display). */
+static int read_snapshot_pos(mbq_extract_result *out, mbq_mysql *c)
+{
+    MYSQL_RES *res = NULL;
+    mbq_buf q = MBQ_BUF_INIT;
+    int rc = mbq_buf_puts(&q, "SHOW SESSION STATUS WHERE Variable_name IN "
+                              "('binlog_snapshot_file', 'binlog_snapshot_position')");
+    if (rc == 0)
+        rc = query_store(&res, c, &q);
+    MYSQL_ROW row;
+    while (rc == 0 && (row = mysql_fetch_row(res)) != NULL) {
+        if (!row[0] || !row[1])
+            continue;
+        if (strcmp(row[0], "Binlog_snapshot_file") == 0 && !out->binlog_file &&
+            !(out->binlog_file = mbq_strdup(row[1])))
+            rc = MBQ_ENOMEM;
+        else if (strcmp(row[0], "Binlog_snapshot_position") == 0)
+            out->binlog_pos = strtoull(row[1], NULL, 10);
+    }
+    if (res)
+        mysql_free_result(res);
+    res = NULL;
+    if (rc == 0 && (!out->binlog_file || !out->binlog_file[0]))
+        rc = mbq_error_set(MBQ_ECONFIG, "the server reports no binlog snapshot position "
+                                        "(binlog_snapshot_file is empty): is log_bin on?");
+    mbq_buf_clear(&q);
+    if (rc == 0 && (rc = mbq_buf_puts(&q, "SELECT @@GLOBAL.gtid_binlog_pos")) == 0) {
+        if (query_store(&res, c, &q) == 0) {
+            row = mysql_fetch_row(res);
+            out->binlog_gtid = mbq_strdup(row && row[0] ? row[0] : "");
+            if (!out->binlog_gtid)
+                rc = MBQ_ENOMEM;
+        } else {
+            mbq_error_clear(); /* no such variable (MySQL): no GTID shown */
+        }
+    }
+    if (res)
+        mysql_free_result(res);
+    mbq_buf_free(&q);
     return rc;
 }
 
@@ -448,6 +498,10 @@ int mbq_mysql_extract(mbq_extract_result *out, mbq_mysql *c, const mbq_extract_o
         goto done;
     }
     in_tx = true;
+    if (o->want_binlog_pos && (rc = read_snapshot_pos(out, c)) < 0) {
+        mbq_error_wrap(rc, "table '%s': cannot read the snapshot's binlog position: ", tname);
+        goto done;
+    }
     if (o->cursor) {
         if ((rc = read_high(&high, c, o, kind)) < 0) {
             mbq_error_wrap(rc, "table '%s': cannot read the high-water mark: ", tname);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dash_cdc.h"
 #include "mbq/error.h"
 #include "mbq/log.h"
 #include "mbq/runfail.h"
@@ -114,7 +115,8 @@ static int json_table(mbq_buf *b, const mbq_dash *d, const mbq_dash_table *t)
         jkey(b, false, "last_error") || jstr(b, t->st.last_error) ||
         jkey(b, false, "last_error_state") || jstr(b, t->st.last_error_state) ||
         jkey(b, false, "in_flight") || json_run(b, t->in_flight ? &t->flight : NULL) ||
-        jkey(b, false, "last_run") || json_run(b, last_finished(t)) || mbq_buf_putc(b, '}'))
+        jkey(b, false, "last_run") || json_run(b, last_finished(t)) ||
+        api_cdc_table_json(b, t) || mbq_buf_putc(b, '}'))
         rc = MBQ_ENOMEM;
     mbq_buf_free(&why);
     return rc;
@@ -142,7 +144,7 @@ int mbq_render_tables_json(mbq_buf *out, const mbq_dash *d)
                                d->last_run.tables_ok, d->last_run.tables_failed));
     else
         FAIL_IF(mbq_buf_puts(out, "null"));
-    FAIL_IF(mbq_buf_puts(out, ",\"tables\":["));
+    FAIL_IF(api_cdc_stream_json(out, d) || mbq_buf_puts(out, ",\"tables\":["));
     for (size_t i = 0; i < d->n_tables; i++)
         FAIL_IF((i && mbq_buf_putc(out, ',')) || json_table(out, d, &d->tables[i]));
     FAIL_IF(mbq_buf_puts(out, "]}\n"));
@@ -185,6 +187,9 @@ static int put_seconds(mbq_buf *b, int64_t ms)
 typedef bool (*table_value_fn)(int64_t *ms_or_n, bool *is_ms, const mbq_dash *d,
                                const mbq_dash_table *t);
 
+static bool v_healthy(int64_t *v, bool *ms, const mbq_dash *d, const mbq_dash_table *t);
+static const table_value_fn v_healthy_fn = v_healthy;
+
 static int per_table(mbq_buf *b, const mbq_dash *d, const char *name, const char *help,
                      table_value_fn value)
 {
@@ -193,7 +198,9 @@ static int per_table(mbq_buf *b, const mbq_dash *d, const char *name, const char
         const mbq_dash_table *t = &d->tables[i];
         int64_t v = 0;
         bool is_ms = false;
-        if (!value(&v, &is_ms, d, t))
+        /* A followed table has no sync runs: the mbq_cdc_* families say
+         * how it does; only its health is common. */
+        if ((t->cdc_mode && value != v_healthy_fn) || !value(&v, &is_ms, d, t))
             continue;
         FAIL_IF(sample(b, name, t) || mbq_buf_puts(b, "} ") ||
                 (is_ms ? put_seconds(b, v) : mbq_buf_printf(b, "%lld", (long long)v)) ||
@@ -277,7 +284,7 @@ static int table_families(mbq_buf *b, const mbq_dash *d)
             family(b, "mbq_table_result",
                    "The table's result in the last run (1 for the current result)."));
     for (size_t i = 0; i < d->n_tables; i++) {
-        const char *r = last_result(&d->tables[i]);
+        const char *r = d->tables[i].cdc_mode ? NULL : last_result(&d->tables[i]);
         for (int k = 0; r && k < 3; k++)
             FAIL_IF(sample(b, "mbq_table_result", &d->tables[i]) ||
                     mbq_buf_printf(b, ",result=\"%s\"} %d\n", results[k],
@@ -291,7 +298,7 @@ static int table_families(mbq_buf *b, const mbq_dash *d)
     static const char *const names[] = {"schema-check", "extract", "stage", "merge",
                                         "commit-metadata"};
     for (size_t i = 0; i < d->n_tables; i++) {
-        const mbq_table_run *r = last_finished(&d->tables[i]);
+        const mbq_table_run *r = d->tables[i].cdc_mode ? NULL : last_finished(&d->tables[i]);
         if (!r)
             continue;
         const int64_t ms[] = {r->t_schema_ms, r->t_extract_ms, r->t_stage_ms, r->t_merge_ms,
@@ -398,7 +405,7 @@ static int build_and_stop_families(mbq_buf *b, const mbq_dash *d)
 int mbq_render_metrics(mbq_buf *out, const mbq_dash *d)
 {
     FAIL_IF(table_families(out, d) || dashboard_families(out, d) || run_families(out, d) ||
-            build_and_stop_families(out, d));
+            build_and_stop_families(out, d) || mbq_render_cdc_metrics(out, d));
     return 0;
 }
 

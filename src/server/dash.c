@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dash_cdc.h"
 #include "mbq/error.h"
 #include "mbq/journal.h"
 #include "mbq/journal_read.h"
@@ -33,6 +34,7 @@ void mbq_dash_free(mbq_dash *d)
     mbq_events_free(d->alerts, d->n_alerts);
     if (d->have_last_run)
         mbq_run_record_clear(&d->last_run);
+    dash_cdc_free(d);
     free(d->state_dir);
     memset(d, 0, sizeof *d);
 }
@@ -147,7 +149,9 @@ static int read_snapshot(mbq_dash *out, mbq_journal *j, const mbq_config *cfg,
         (rc = mbq_journal_events_by_kind(j, &out->alerts, &out->n_alerts, NULL, "alert.",
                                          q->alerts)) < 0)
         goto done;
-    rc = mbq_journal_last_finished_run(j, &out->last_run, &out->have_last_run);
+    if ((rc = mbq_journal_last_finished_run(j, &out->last_run, &out->have_last_run)) < 0)
+        goto done;
+    rc = dash_cdc_read(out, j, cfg);
 done:
     mbq_strv_free(names);
     return rc;
@@ -188,6 +192,8 @@ int mbq_dash_load(mbq_dash *out, const char *state_dir, const mbq_config *cfg,
 
 int64_t mbq_dash_lag_ms(const mbq_dash *d, const mbq_dash_table *t)
 {
+    if (t->cdc_mode)
+        return t->cdc ? d->cdc.lag_ms : -1;
     if (t->st.last_success_ms <= 0)
         return -1;
     int64_t lag = d->now_ms - t->st.last_success_ms;
@@ -210,6 +216,8 @@ bool mbq_dash_table_healthy(const mbq_dash *d, const mbq_dash_table *t, mbq_buf 
 {
     if (!t->configured)
         return true;
+    if (t->cdc_mode)
+        return dash_cdc_healthy(d, t, why);
     int64_t lag = mbq_dash_lag_ms(d, t);
     if (t->st.consecutive_failures > 0) {
         if (why && (mbq_buf_printf(why, "%d failed run(s) in a row, last in %s: ",
@@ -271,6 +279,8 @@ bool mbq_dash_cursor_ms(int64_t *out, const char *cursor)
 
 const char *mbq_dash_table_status(const mbq_dash *d, const mbq_dash_table *t)
 {
+    if (t->cdc_mode)
+        return t->configured ? dash_cdc_status(d, t) : "not configured";
     if (t->st.consecutive_failures > 0)
         return "failed";
     if (t->st.last_success_ms <= 0)

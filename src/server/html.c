@@ -119,10 +119,11 @@ static int page_tail(mbq_buf *b)
 /* The CSS class of a status word (mbq_dash_table_status). */
 static const char *status_class(const char *status)
 {
-    if (mbq_streq(status, "ok"))
+    if (mbq_streq(status, "ok") || mbq_streq(status, "streaming"))
         return "ok";
     if (mbq_streq(status, "failed") || mbq_streq(status, "behind") ||
-        mbq_streq(status, "never synced"))
+        mbq_streq(status, "never synced") || mbq_streq(status, "down") ||
+        mbq_streq(status, "lagging") || mbq_streq(status, "no snapshot"))
         return "bad";
     return "info";
 }
@@ -212,7 +213,8 @@ int mbq_render_overview(mbq_buf *out, const mbq_dash *d)
         FAIL_IF(overview_row(out, d, &d->tables[i]));
     if (d->n_tables == 0)
         FAIL_IF(mbq_buf_puts(out, "<tr><td colspan=\"9\">no table has run yet</td></tr>"));
-    FAIL_IF(mbq_buf_puts(out, "</tbody></table>\n") || page_tail(out));
+    FAIL_IF(mbq_buf_puts(out, "</tbody></table>\n") || mbq_render_cdc_panel(out, d) ||
+            page_tail(out));
     return 0;
 }
 
@@ -334,7 +336,7 @@ int mbq_render_table_page(mbq_buf *out, const mbq_dash *d)
     const mbq_dash_table *t = &d->tables[0];
     FAIL_IF(page_head(out, d, "table", t->name) || mbq_buf_puts(out, "<h2>") ||
             mbq_html_escape(out, t->name) || mbq_buf_puts(out, "</h2>\n") ||
-            table_facts(out, d, t) ||
+            table_facts(out, d, t) || mbq_render_cdc_table_facts(out, d, t) ||
             mbq_buf_puts(out, "<h3>History</h3><div class=\"charts\"><figure>") ||
             mbq_render_rows_chart(out, t->runs, t->n_runs) ||
             mbq_buf_puts(out, "<figcaption>Rows per run</figcaption></figure><figure>") ||

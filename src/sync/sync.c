@@ -791,6 +791,14 @@ int mbq_sync_run(const mbq_config *cfg, const mbq_sync_options *opts)
     for (size_t i = 0; i < cfg->n_tables; i++) {
         if (!table_selected(opts, cfg->tables[i].name))
             continue;
+        /* Followed through the binlog by `mbq cdc` (mbq/cdc.h): a sync of
+         * its own would race the follower's MERGEs. */
+        if (cfg->tables[i].mode == MBQ_MODE_CDC) {
+            if (opts->tables)
+                mbq_log(MBQ_LOG_INFO, cfg->tables[i].name, NULL,
+                        "in mode cdc: followed by 'mbq cdc', not synced here");
+            continue;
+        }
         table_job *t = &jobs[n_jobs++];
         if ((rc = table_job_open(&ctx, t, &cfg->tables[i])) < 0) {
             exit_code = mbq_exit_for_error(rc);
