@@ -1,6 +1,6 @@
 # libFuzzer harnesses (issue 8). Only with -DMBQ_FUZZ=ON and clang:
 #   CC=clang cmake -S . -B build-fuzz -G Ninja -DMBQ_FUZZ=ON -DMBQ_SANITIZE=ON
-#   ninja -C build-fuzz fuzz_config fuzz_bq_json fuzz_encoder
+#   ninja -C build-fuzz fuzz_config fuzz_bq_json fuzz_encoder fuzz_binlog
 #   (cd build-fuzz && ctest -L fuzz)
 # Each runs for 60 s on a copy of its seed corpus (tests/fuzz/corpus/<name>)
 # and fails on any crash, leak or sanitizer report. tools/test.sh does this.
@@ -47,4 +47,10 @@ if(MBQ_FUZZ)
   mbq_add_fuzzer(NAME fuzz_bq_json CORPUS bq_json SOURCES src/bigquery/bq_json.c LIBS PkgConfig::JSONC)
   # the row encoder (mbq_typemap_encode, mbq_buf_json_string), output checked with json-c
   mbq_add_fuzzer(NAME fuzz_encoder CORPUS encoder SOURCES src/mysql/typemap.c LIBS PkgConfig::JSONC)
+  # the binlog reader's decoders: TABLE_MAP metadata and row images, from bytes
+  # the source sends (binlog_text.c's charset loader needs libmariadb to link)
+  mbq_add_fuzzer(NAME fuzz_binlog CORPUS binlog
+                 SOURCES src/mysql/binlog_tablemap.c src/mysql/binlog_rows.c
+                         src/mysql/binlog_text.c src/mysql/binlog_wkb.c
+                 LIBS PkgConfig::MARIADB)
 endif()

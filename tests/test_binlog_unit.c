@@ -268,6 +268,32 @@ static void test_truncated_events_fail_cleanly(void)
     bl_table_free(&full);
 }
 
+/* A TABLE_MAP whose database or table name runs past the event is an error,
+ * not an empty table: a table of no columns made the rows decoder loop
+ * (found by fuzz_binlog). */
+static void test_name_past_the_event_is_malformed(void)
+{
+    uint8_t tm[256];
+    size_t tn = table_map(tm);
+    bl_charsets cs = charsets();
+    bl_table t;
+    tm[8] = 200; /* database name length */
+    CHECK_INT(bl_table_parse(&t, tm, tn, &cs), MBQ_EDATA);
+    CHECK_CONTAINS(mbq_error_last(), "malformed TABLE_MAP event");
+    tn = table_map(tm);
+    tm[11] = 200; /* table name length */
+    CHECK_INT(bl_table_parse(&t, tm, tn, &cs), MBQ_EDATA);
+    bl_table empty;
+    memset(&empty, 0, sizeof empty);
+    empty.database = "d";
+    empty.table = "t";
+    bl_rows r;
+    memset(&r, 0, sizeof r);
+    static const uint8_t body[] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    CHECK_INT(bl_rows_decode(&r, &empty, 23, body, sizeof body, &cs), MBQ_EDATA);
+    bl_rows_free(&r);
+}
+
 /* Random corruption: any result or an error, never a bad read. */
 static void test_corrupted_events_fail_cleanly(void)
 {
@@ -311,6 +337,7 @@ int main(void)
     RUN(test_wkb_text);
     RUN(test_hand_built_events_decode);
     RUN(test_truncated_events_fail_cleanly);
+    RUN(test_name_past_the_event_is_malformed);
     RUN(test_corrupted_events_fail_cleanly);
     return test_summary();
 }

@@ -43,8 +43,8 @@ rc=0
 if [ "$#" -eq 0 ] && [ "${MBQ_SKIP_FUZZ:-0}" != 1 ]; then
     FUZZ="$ROOT/build-fuzz"
     CC=clang cmake -S "$ROOT" -B "$FUZZ" -G Ninja -DMBQ_FUZZ=ON -DMBQ_SANITIZE=ON
-    cmake --build "$FUZZ" --parallel "$(nproc)" --target fuzz_config fuzz_bq_json fuzz_encoder
-    (cd "$FUZZ" && ctest -L fuzz --output-on-failure --no-tests=error --parallel 3) || rc=1
+    cmake --build "$FUZZ" --parallel "$(nproc)" --target fuzz_config fuzz_bq_json fuzz_encoder fuzz_binlog
+    (cd "$FUZZ" && ctest -L fuzz --output-on-failure --no-tests=error --parallel 4) || rc=1
 fi
 
 cd "$BUILD"

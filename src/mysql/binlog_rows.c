@@ -352,7 +352,8 @@ int bl_rows_decode(bl_rows *r, const bl_table *t, int kind, const uint8_t *p, si
             goto bad;
         p += bl_le16(p); /* extra data, its length included */
     }
-    if (bl_packed(&ncols, &p, end) < 0 || ncols != t->n)
+    /* A table of no columns has no row that takes a byte: never loop on one. */
+    if (t->n == 0 || bl_packed(&ncols, &p, end) < 0 || ncols != t->n)
         goto bad;
     size_t bm = (t->n + 7) / 8;
     const uint8_t *present = p, *present2 = p;

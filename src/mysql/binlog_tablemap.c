@@ -305,11 +305,18 @@ int bl_table_parse(bl_table *t, const uint8_t *p, size_t len, const bl_charsets 
     t->id = bl_le48(p);
     p += 8;
     size_t dl = *p++;
-    if ((size_t)(end - p) < dl + 2 || (rc = dup_str(&t->database, p, dl)) < 0)
+    /* A name longer than the event is malformed, not an empty table (a
+     * failed length check must not reach `fail` with rc 0: found by
+     * fuzz_binlog, whose rows decode then looped on a table of 0 columns). */
+    if ((size_t)(end - p) < dl + 2)
+        goto bad;
+    if ((rc = dup_str(&t->database, p, dl)) < 0)
         goto fail;
     p += dl + 1;
     size_t tl = *p++;
-    if ((size_t)(end - p) < tl + 1 || (rc = dup_str(&t->table, p, tl)) < 0)
+    if ((size_t)(end - p) < tl + 1)
+        goto bad;
+    if ((rc = dup_str(&t->table, p, tl)) < 0)
         goto fail;
     p += tl + 1;
     if (bl_packed(&n, &p, end) < 0 || n > (uint64_t)(end - p) || n == 0)
