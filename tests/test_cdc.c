@@ -222,7 +222,7 @@ static void test_sql_last_and_merge(void)
     const char *cols[] = {"id", "v"};
     CHECK_INT(cdc_sql_last(&b, "`p`.`d`.`s`", "`p`.`d`.`s_last`", key, 1), 0);
     CHECK_STR(b.ptr, "CREATE OR REPLACE TABLE `p`.`d`.`s_last` AS SELECT * FROM `p`.`d`.`s` "
-                     "QUALIFY ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY `_mbq_seq` DESC) = 1");
+                     "WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY `_mbq_seq` DESC) = 1");
     mbq_buf_clear(&b);
     CHECK_INT(cdc_sql_merge(&b, "`p`.`d`.`t`", "`p`.`d`.`s_last`", key, 1, cols, 2,
                             MBQ_DELETES_HARD),

@@ -10,6 +10,8 @@
 #include "mbq/config.h"
 #include "mbq/error.h"
 #include "mbq/exitcode.h"
+#include "mbq/log.h"
+#include "mbq/server.h"
 #include "mbq/util.h"
 #include "mbq/banned.h"
 
@@ -107,6 +109,16 @@ int mbq_cmd_cdc(int argc, char **argv)
     exit_code = mbq_cdc_run(cfg, &co);
     if (exit_code != MBQ_EXIT_OK)
         fprintf(stderr, "mbq cdc: %s\n", mbq_error_last());
+    /* A --once run from cron leaves what it did for node_exporter's
+     * textfile collector, as `mbq sync` does (a follower is scraped live:
+     * mbq-state serve's /metrics). Not writing it does not fail the run. */
+    if (co.once && cfg->metrics_file && exit_code != MBQ_EXIT_USAGE &&
+        exit_code != MBQ_EXIT_LOCKED &&
+        mbq_cdc_metrics_write(cfg->metrics_file, cfg->state_dir, cfg, mbq_now_ms()) < 0) {
+        mbq_log(MBQ_LOG_WARN, NULL, "cdc", "cannot write the metrics textfile: %s",
+                mbq_error_last());
+        mbq_error_clear();
+    }
 done:
     free(names);
     mbq_config_free(cfg);

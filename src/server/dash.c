@@ -129,7 +129,7 @@ static int read_snapshot(mbq_dash *out, mbq_journal *j, const mbq_config *cfg,
     if ((rc = query_names(&names, j, cfg, q)) < 0)
         goto done;
     size_t n = 0;
-    while (names[n])
+    while (names && names[n])
         n++;
     if (n && !(out->tables = mbq_calloc(n, sizeof *out->tables))) {
         rc = MBQ_ENOMEM;

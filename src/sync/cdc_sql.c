@@ -11,7 +11,12 @@
  * A MERGE fails when one target row matches several source rows
  * ("UPDATE/MERGE must match at most one source row for each target row"),
  * which is why the last change per key is taken first: a batch may carry
- * many changes of one key. */
+ * many changes of one key.
+ *
+ * `WHERE TRUE` before QUALIFY: BigQuery has refused a QUALIFY without a
+ * WHERE, GROUP BY or HAVING clause ("QUALIFY clause must be used in
+ * conjunction with WHERE or GROUP BY or HAVING clause"); the no-op WHERE is
+ * valid either way. */
 #include <string.h>
 
 #include "mbq/buf.h"
@@ -37,7 +42,7 @@ int cdc_sql_last(mbq_buf *b, const char *staging_ref, const char *last_ref,
     int rc;
     if (n_key == 0)
         return mbq_error_set(MBQ_ECONFIG, "a cdc table needs a primary key");
-    if ((rc = mbq_buf_printf(b, "CREATE OR REPLACE TABLE %s AS SELECT * FROM %s "
+    if ((rc = mbq_buf_printf(b, "CREATE OR REPLACE TABLE %s AS SELECT * FROM %s WHERE TRUE "
                                 "QUALIFY ROW_NUMBER() OVER (PARTITION BY ",
                              last_ref, staging_ref)) < 0 ||
         (rc = put_list(b, "", key, n_key)) < 0 || (rc = mbq_buf_puts(b, " ORDER BY ")) < 0 ||

@@ -204,6 +204,19 @@ def test_churn_in_several_batches_with_key_changes():
     check(batches >= 3, "expected several batches (max_batch_rows 7), got %d" % batches)
     ins, upd, dele = ws.journal("SELECT rows_inserted, rows_updated, rows_deleted FROM cdc_tables")[0]
     check(ins > 0 and upd > 0 and dele > 0, "I/U/D counters: %r" % ((ins, upd, dele),))
+    # A --once run leaves the cdc families for the textfile collector,
+    # next to the sync's metrics_file.
+    with open(ws.config) as f:
+        text = f.read()
+    with open(ws.config, "w") as f:
+        f.write(text + "\nmetrics_file: %s\n" % os.path.join(ws.dir, "mbq.prom"))
+    ws.once()
+    prom = os.path.join(ws.dir, "mbq-cdc.prom")
+    check(os.path.exists(prom), "mbq cdc --once wrote %s" % prom)
+    text = open(prom).read() if os.path.exists(prom) else ""
+    check('mbq_cdc_rows_applied_total{table="t",op="insert"} %d' % ins in text,
+          "applied rows in the textfile: %r" % text[:600])
+    check("mbq_cdc_lag_seconds" in text, "lag in the textfile")
     ws.cleanup()
 
 
