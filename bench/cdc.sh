@@ -49,8 +49,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=bench/table.sh
 source "$ROOT/bench/table.sh"
-BUILD="$ROOT/build-bench"
-MBQ="$BUILD/mbq"
 RATE="${BENCH_CDC_RATE:-100}"
 SECS="${BENCH_CDC_SECONDS:-120}"
 TXN="${BENCH_CDC_TXN_ROWS:-10}"
@@ -59,28 +57,20 @@ BULK="${BENCH_CDC_BULK_ROWS:-5000}"
 SPEED_ROWS="${BENCH_CDC_SPEED_ROWS:-100000}"
 DELAY="${BENCH_CDC_DELAY:-5s}"
 WORK="$(mktemp -d /tmp/mbq-bench-cdc.XXXXXX)"
-SVC="$WORK/svc"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 TPID=""
 
 cleanup() {
     [ -n "$TPID" ] && kill "$TPID" 2>/dev/null || true
-    bash tools/services.sh stop "$SVC" >/dev/null 2>&1 || true
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+    bench_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 note() { echo "bench: $*" >&2; }
 
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMBQ_TESTS=OFF -DMBQ_SANITIZE=OFF >&2
-cmake --build "$BUILD" --parallel "$(nproc)" >&2
-
-unset MYSQL_PWD
-bash tools/services.sh start "$SVC" >&2
-# shellcheck disable=SC1091
-source "$SVC/env"
-export MYSQL_PWD="$MBQ_TEST_MYSQL_PASSWORD"
-BQ="http://$BIGQUERY_EMULATOR_HOST/bigquery/v2/projects/$MBQ_TEST_BQ_PROJECT"
-M=(mariadb -h 127.0.0.1 -P "$MBQ_TEST_MYSQL_PORT" -u root)
+bench_build
+bench_services svc
 "${M[@]}" -e "CREATE DATABASE IF NOT EXISTS bench"
 "${M[@]}" bench -e "$(bench_table_sql bench_cdc "$INIT")"
 

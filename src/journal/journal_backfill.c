@@ -12,26 +12,6 @@
 
 static const char *const chunk_states[] = {"planned", "extracted", "loaded"};
 
-static int fail(mbq_journal *j, const char *what)
-{
-    sqlite3 *db = mbq_journal_db(j);
-    int code = sqlite3_errcode(db);
-    return mbq_error_set(code == SQLITE_FULL || code == SQLITE_IOERR ? MBQ_EIO : MBQ_EJOURNAL,
-                         "journal '%s': %s: %s", mbq_journal_path(j), what, sqlite3_errmsg(db));
-}
-
-static int prep(mbq_journal *j, sqlite3_stmt **st, const char *sql)
-{
-    if (sqlite3_prepare_v2(mbq_journal_db(j), sql, -1, st, NULL) != SQLITE_OK)
-        return fail(j, "cannot prepare statement");
-    return 0;
-}
-
-static int bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-}
-
 /* A copy of column i (NULL stays NULL); *oom set when the copy failed. */
 static char *text_at(sqlite3_stmt *st, int i, bool *oom)
 {
@@ -40,13 +20,6 @@ static char *text_at(sqlite3_stmt *st, int i, bool *oom)
     if (s && !copy)
         *oom = true;
     return copy;
-}
-
-static int run_done(mbq_journal *j, sqlite3_stmt *st, int bind_rc, const char *what)
-{
-    int rc = bind_rc == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE ? 0 : fail(j, what);
-    sqlite3_finalize(st);
-    return rc;
 }
 
 void mbq_backfill_clear(mbq_backfill *b)
@@ -81,7 +54,7 @@ int mbq_journal_backfill_get(mbq_journal *j, mbq_backfill *out, bool *found,
     int rc, step;
     memset(out, 0, sizeof *out);
     *found = false;
-    if ((rc = prep(j, &st,
+    if ((rc = jsql_prepare(j, &st,
                    "SELECT shadow_table, mark, chunk_rows, n_chunks, schema_print, copy_job_id, "
                    "planned_ms, tail_low, tail_checksum FROM backfills WHERE table_run_id = ?")) < 0)
         return rc;
@@ -100,7 +73,7 @@ int mbq_journal_backfill_get(mbq_journal *j, mbq_backfill *out, bool *found,
         out->tail_checksum = text_at(st, 8, &oom);
         *found = true;
     } else if (step != SQLITE_DONE) {
-        rc = fail(j, "cannot read the backfill");
+        rc = jsql_error(j, "cannot read the backfill");
     }
     sqlite3_finalize(st);
     if (rc == 0 && oom)
@@ -118,10 +91,10 @@ static int delete_rows(mbq_journal *j, int64_t table_run_id)
                                       "DELETE FROM backfills WHERE table_run_id = ?"};
     for (size_t i = 0; i < 2; i++) {
         sqlite3_stmt *st = NULL;
-        int rc = prep(j, &st, sql[i]);
+        int rc = jsql_prepare(j, &st, sql[i]);
         if (rc < 0)
             return rc;
-        if ((rc = run_done(j, st, sqlite3_bind_int64(st, 1, table_run_id),
+        if ((rc = jsql_run(j, st, sqlite3_bind_int64(st, 1, table_run_id),
                            "cannot delete the backfill")) < 0)
             return rc;
     }
@@ -131,7 +104,7 @@ static int delete_rows(mbq_journal *j, int64_t table_run_id)
 static int insert_chunk(mbq_journal *j, int64_t trid, const mbq_backfill_chunk *c, int64_t now)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prep(j, &st,
+    int rc = jsql_prepare(j, &st,
                   "INSERT INTO backfill_chunks (table_run_id, chunk, key_after, key_upto, "
                   "updated_ms) VALUES (?, ?, ?, ?, ?)");
     if (rc < 0)
@@ -140,12 +113,12 @@ static int insert_chunk(mbq_journal *j, int64_t trid, const mbq_backfill_chunk *
     if (b == SQLITE_OK)
         b = sqlite3_bind_int(st, 2, c->chunk);
     if (b == SQLITE_OK)
-        b = bind_text(st, 3, c->key_after);
+        b = jsql_bind_text(st, 3, c->key_after);
     if (b == SQLITE_OK)
-        b = bind_text(st, 4, c->key_upto);
+        b = jsql_bind_text(st, 4, c->key_upto);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int64(st, 5, now);
-    return run_done(j, st, b, "cannot record a chunk");
+    return jsql_run(j, st, b, "cannot record a chunk");
 }
 
 int mbq_journal_backfill_create(mbq_journal *j, const mbq_backfill *bf,
@@ -157,29 +130,29 @@ int mbq_journal_backfill_create(mbq_journal *j, const mbq_backfill *bf,
     if (rc < 0)
         return rc;
     if ((rc = delete_rows(j, bf->table_run_id)) < 0 ||
-        (rc = prep(j, &st,
+        (rc = jsql_prepare(j, &st,
                    "INSERT INTO backfills (table_run_id, shadow_table, mark, chunk_rows, "
                    "n_chunks, schema_print, copy_job_id, planned_ms, tail_low, tail_checksum) "
                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)")) < 0)
         goto fail;
     int b = sqlite3_bind_int64(st, 1, bf->table_run_id);
     if (b == SQLITE_OK)
-        b = bind_text(st, 2, bf->shadow_table);
+        b = jsql_bind_text(st, 2, bf->shadow_table);
     if (b == SQLITE_OK)
-        b = bind_text(st, 3, bf->mark);
+        b = jsql_bind_text(st, 3, bf->mark);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int64(st, 4, bf->chunk_rows);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int(st, 5, n);
     if (b == SQLITE_OK)
-        b = bind_text(st, 6, bf->schema_print);
+        b = jsql_bind_text(st, 6, bf->schema_print);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int64(st, 7, now);
     if (b == SQLITE_OK)
-        b = bind_text(st, 8, bf->tail_low);
+        b = jsql_bind_text(st, 8, bf->tail_low);
     if (b == SQLITE_OK)
-        b = bind_text(st, 9, bf->tail_checksum);
-    if ((rc = run_done(j, st, b, "cannot record the backfill")) < 0)
+        b = jsql_bind_text(st, 9, bf->tail_checksum);
+    if ((rc = jsql_run(j, st, b, "cannot record the backfill")) < 0)
         goto fail;
     for (int i = 0; i < n; i++)
         if ((rc = insert_chunk(j, bf->table_run_id, &chunks[i], now)) < 0)
@@ -205,13 +178,13 @@ int mbq_journal_backfill_delete(mbq_journal *j, int64_t table_run_id)
 int mbq_journal_backfill_set_copy(mbq_journal *j, int64_t table_run_id, const char *job_id)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prep(j, &st, "UPDATE backfills SET copy_job_id = ? WHERE table_run_id = ?");
+    int rc = jsql_prepare(j, &st, "UPDATE backfills SET copy_job_id = ? WHERE table_run_id = ?");
     if (rc < 0)
         return rc;
-    int b = bind_text(st, 1, job_id);
+    int b = jsql_bind_text(st, 1, job_id);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int64(st, 2, table_run_id);
-    return run_done(j, st, b, "cannot record the copy job");
+    return jsql_run(j, st, b, "cannot record the copy job");
 }
 
 static int parse_state(mbq_chunk_state *out, const char *s)
@@ -233,7 +206,7 @@ int mbq_journal_chunks_get(mbq_journal *j, mbq_backfill_chunk **out, int *n,
     int rc, cap = 0, step;
     *out = NULL;
     *n = 0;
-    if ((rc = prep(j, &st,
+    if ((rc = jsql_prepare(j, &st,
                    "SELECT chunk, key_after, key_upto, state, attempt, path, rows, bytes, "
                    "job_id, part_bytes FROM backfill_chunks WHERE table_run_id = ? "
                    "ORDER BY chunk")) < 0)
@@ -264,7 +237,7 @@ int mbq_journal_chunks_get(mbq_journal *j, mbq_backfill_chunk **out, int *n,
         c->part_bytes = sqlite3_column_int64(st, 9);
     }
     if (rc == 0 && step != SQLITE_DONE)
-        rc = fail(j, "cannot read the chunks");
+        rc = jsql_error(j, "cannot read the chunks");
     if (rc == 0 && oom)
         rc = MBQ_ENOMEM;
     sqlite3_finalize(st);
@@ -280,7 +253,7 @@ int mbq_journal_chunks_get(mbq_journal *j, mbq_backfill_chunk **out, int *n,
 int mbq_journal_chunk_save(mbq_journal *j, int64_t table_run_id, const mbq_backfill_chunk *c)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prep(j, &st,
+    int rc = jsql_prepare(j, &st,
                   "UPDATE backfill_chunks SET state = ?, attempt = ?, path = ?, rows = ?, "
                   "bytes = ?, job_id = ?, part_bytes = ?, updated_ms = ? "
                   "WHERE table_run_id = ? AND chunk = ?");
@@ -290,13 +263,13 @@ int mbq_journal_chunk_save(mbq_journal *j, int64_t table_run_id, const mbq_backf
     if (b == SQLITE_OK)
         b = sqlite3_bind_int(st, 2, c->attempt);
     if (b == SQLITE_OK)
-        b = bind_text(st, 3, c->path);
+        b = jsql_bind_text(st, 3, c->path);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int64(st, 4, c->rows);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int64(st, 5, c->bytes);
     if (b == SQLITE_OK)
-        b = bind_text(st, 6, c->job_id);
+        b = jsql_bind_text(st, 6, c->job_id);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int64(st, 7, c->part_bytes);
     if (b == SQLITE_OK)
@@ -305,14 +278,14 @@ int mbq_journal_chunk_save(mbq_journal *j, int64_t table_run_id, const mbq_backf
         b = sqlite3_bind_int64(st, 9, table_run_id);
     if (b == SQLITE_OK)
         b = sqlite3_bind_int(st, 10, c->chunk);
-    return run_done(j, st, b, "cannot record a chunk");
+    return jsql_run(j, st, b, "cannot record a chunk");
 }
 
 int mbq_journal_backfill_progress(mbq_journal *j, bool *found, int *loaded, int *n_chunks,
                                   int64_t *rows_loaded, int64_t table_run_id)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prep(j, &st,
+    int rc = jsql_prepare(j, &st,
                   "SELECT b.n_chunks, (SELECT COUNT(*) FROM backfill_chunks c WHERE "
                   "c.table_run_id = b.table_run_id AND c.state = 'loaded'), (SELECT "
                   "COALESCE(SUM(rows), 0) FROM backfill_chunks c WHERE c.table_run_id = "
@@ -331,7 +304,7 @@ int mbq_journal_backfill_progress(mbq_journal *j, bool *found, int *loaded, int 
         *loaded = sqlite3_column_int(st, 1);
         *rows_loaded = sqlite3_column_int64(st, 2);
     } else if (step != SQLITE_DONE) {
-        rc = fail(j, "cannot read the backfill");
+        rc = jsql_error(j, "cannot read the backfill");
     }
     sqlite3_finalize(st);
     return rc;

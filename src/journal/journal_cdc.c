@@ -9,56 +9,6 @@
 #include "journal_internal.h"
 #include "mbq/banned.h"
 
-static int db_error(mbq_journal *j, const char *what)
-{
-    sqlite3 *db = mbq_journal_db(j);
-    int code = sqlite3_errcode(db);
-    return mbq_error_set(code == SQLITE_FULL || code == SQLITE_IOERR ? MBQ_EIO : MBQ_EJOURNAL,
-                         "journal '%s': %s: %s", mbq_journal_path(j), what, sqlite3_errmsg(db));
-}
-
-static int prepare(mbq_journal *j, sqlite3_stmt **st, const char *sql)
-{
-    *st = NULL;
-    if (sqlite3_prepare_v2(mbq_journal_db(j), sql, -1, st, NULL) != SQLITE_OK)
-        return db_error(j, "cannot prepare statement");
-    return 0;
-}
-
-static int bind_s(sqlite3_stmt *st, int i, const char *s)
-{
-    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-}
-
-/* -1 is stored as NULL. */
-static int bind_n(sqlite3_stmt *st, int i, int64_t v)
-{
-    return v < 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v);
-}
-
-static char *col_s(sqlite3_stmt *st, int i)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s ? mbq_strdup((const char *)s) : NULL;
-}
-
-static int64_t col_n(sqlite3_stmt *st, int i)
-{
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
-}
-
-/* Run a prepared statement to its end and finalize it. */
-static int run(mbq_journal *j, sqlite3_stmt *st, int bind_rc, const char *what)
-{
-    int rc = 0;
-    if (bind_rc != SQLITE_OK)
-        rc = db_error(j, "cannot bind parameter");
-    else if (sqlite3_step(st) != SQLITE_DONE)
-        rc = db_error(j, what);
-    sqlite3_finalize(st);
-    return rc;
-}
-
 /* ---- the stream ---- */
 
 void mbq_cdc_stream_clear(mbq_cdc_stream *s)
@@ -77,7 +27,7 @@ int mbq_journal_cdc_stream_get(mbq_journal *j, mbq_cdc_stream *out, bool *found)
     sqlite3_stmt *st = NULL;
     memset(out, 0, sizeof *out);
     *found = false;
-    int rc = prepare(j, &st, "SELECT binlog_file, binlog_pos, gtid, event_ms, heartbeat_ms, "
+    int rc = jsql_prepare(j, &st, "SELECT binlog_file, binlog_pos, gtid, event_ms, heartbeat_ms, "
                              "caught_up_ms, lag_ms, pid, status, error, updated_ms "
                              "FROM cdc_stream WHERE id = 1");
     if (rc < 0)
@@ -85,21 +35,21 @@ int mbq_journal_cdc_stream_get(mbq_journal *j, mbq_cdc_stream *out, bool *found)
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW) {
         *found = true;
-        out->binlog_file = col_s(st, 0);
+        out->binlog_file = jsql_col_text(st, 0);
         out->binlog_pos = sqlite3_column_int64(st, 1);
-        out->gtid = col_s(st, 2);
-        out->event_ms = col_n(st, 3);
-        out->heartbeat_ms = col_n(st, 4);
-        out->caught_up_ms = col_n(st, 5);
-        out->lag_ms = col_n(st, 6);
-        out->pid = col_n(st, 7);
-        out->status = col_s(st, 8);
-        out->error = col_s(st, 9);
+        out->gtid = jsql_col_text(st, 2);
+        out->event_ms = jsql_col_count(st, 3);
+        out->heartbeat_ms = jsql_col_count(st, 4);
+        out->caught_up_ms = jsql_col_count(st, 5);
+        out->lag_ms = jsql_col_count(st, 6);
+        out->pid = jsql_col_count(st, 7);
+        out->status = jsql_col_text(st, 8);
+        out->error = jsql_col_text(st, 9);
         out->updated_ms = sqlite3_column_int64(st, 10);
         if (!out->binlog_file || !out->status)
             rc = MBQ_ENOMEM;
     } else if (s != SQLITE_DONE) {
-        rc = db_error(j, "cannot read the cdc stream");
+        rc = jsql_error(j, "cannot read the cdc stream");
     }
     sqlite3_finalize(st);
     if (rc < 0)
@@ -110,53 +60,53 @@ int mbq_journal_cdc_stream_get(mbq_journal *j, mbq_cdc_stream *out, bool *found)
 int mbq_journal_cdc_stream_init(mbq_journal *j, const char *file, int64_t pos, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "INSERT OR IGNORE INTO cdc_stream (id, binlog_file, binlog_pos, "
+    int rc = jsql_prepare(j, &st, "INSERT OR IGNORE INTO cdc_stream (id, binlog_file, binlog_pos, "
                              "status, updated_ms) VALUES (1, ?1, ?2, 'stopped', ?3)");
     if (rc < 0)
         return rc;
-    int b = bind_s(st, 1, file) | sqlite3_bind_int64(st, 2, pos) |
+    int b = jsql_bind_text(st, 1, file) | sqlite3_bind_int64(st, 2, pos) |
             sqlite3_bind_int64(st, 3, now_ms);
-    return run(j, st, b, "cannot create the cdc stream");
+    return jsql_run(j, st, b, "cannot create the cdc stream");
 }
 
 int mbq_journal_cdc_stream_status(mbq_journal *j, const char *status, int64_t pid,
                                   const char *error, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "UPDATE cdc_stream SET status = ?1, pid = ?2, error = ?3, "
+    int rc = jsql_prepare(j, &st, "UPDATE cdc_stream SET status = ?1, pid = ?2, error = ?3, "
                              "updated_ms = ?4 WHERE id = 1");
     if (rc < 0)
         return rc;
-    int b = bind_s(st, 1, status) | bind_n(st, 2, pid) | bind_s(st, 3, error) |
+    int b = jsql_bind_text(st, 1, status) | jsql_bind_count(st, 2, pid) | jsql_bind_text(st, 3, error) |
             sqlite3_bind_int64(st, 4, now_ms);
-    return run(j, st, b, "cannot record the cdc stream's status");
+    return jsql_run(j, st, b, "cannot record the cdc stream's status");
 }
 
 int mbq_journal_cdc_stream_heard(mbq_journal *j, bool caught_up, int64_t lag_ms, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "UPDATE cdc_stream SET heartbeat_ms = ?1, "
+    int rc = jsql_prepare(j, &st, "UPDATE cdc_stream SET heartbeat_ms = ?1, "
                              "caught_up_ms = CASE WHEN ?2 THEN ?1 ELSE caught_up_ms END, "
                              "lag_ms = ?3, updated_ms = ?1 WHERE id = 1");
     if (rc < 0)
         return rc;
     int b = sqlite3_bind_int64(st, 1, now_ms) | sqlite3_bind_int(st, 2, caught_up) |
-            bind_n(st, 3, lag_ms);
-    return run(j, st, b, "cannot record the cdc heartbeat");
+            jsql_bind_count(st, 3, lag_ms);
+    return jsql_run(j, st, b, "cannot record the cdc heartbeat");
 }
 
 int mbq_journal_cdc_stream_move(mbq_journal *j, const char *file, int64_t pos, const char *gtid,
                                 int64_t event_ms, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "UPDATE cdc_stream SET binlog_file = ?1, binlog_pos = ?2, "
+    int rc = jsql_prepare(j, &st, "UPDATE cdc_stream SET binlog_file = ?1, binlog_pos = ?2, "
                              "gtid = COALESCE(?3, gtid), event_ms = COALESCE(?4, event_ms), "
                              "updated_ms = ?5 WHERE id = 1");
     if (rc < 0)
         return rc;
-    int b = bind_s(st, 1, file) | sqlite3_bind_int64(st, 2, pos) | bind_s(st, 3, gtid) |
-            bind_n(st, 4, event_ms > 0 ? event_ms : -1) | sqlite3_bind_int64(st, 5, now_ms);
-    return run(j, st, b, "cannot move the cdc stream");
+    int b = jsql_bind_text(st, 1, file) | sqlite3_bind_int64(st, 2, pos) | jsql_bind_text(st, 3, gtid) |
+            jsql_bind_count(st, 4, event_ms > 0 ? event_ms : -1) | sqlite3_bind_int64(st, 5, now_ms);
+    return jsql_run(j, st, b, "cannot move the cdc stream");
 }
 
 /* ---- the tables ---- */
@@ -181,34 +131,34 @@ int mbq_journal_cdc_table_get(mbq_journal *j, mbq_cdc_table *out, const char *ta
     memset(out, 0, sizeof *out);
     if (!(out->table_name = mbq_strdup(table)))
         return MBQ_ENOMEM;
-    int rc = prepare(j, &st, "SELECT state, snapshot_file, snapshot_pos, snapshot_path, "
+    int rc = jsql_prepare(j, &st, "SELECT state, snapshot_file, snapshot_pos, snapshot_path, "
                              "snapshot_checksum, snapshot_rows, snapshot_job_id, "
                              "snapshot_attempt, rows_inserted, rows_updated, rows_deleted, error "
                              "FROM cdc_tables WHERE table_name = ?1");
     if (rc < 0)
         return rc;
-    if (bind_s(st, 1, table) != SQLITE_OK) {
-        rc = db_error(j, "cannot bind parameter");
+    if (jsql_bind_text(st, 1, table) != SQLITE_OK) {
+        rc = jsql_error(j, "cannot bind parameter");
         goto done;
     }
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW) {
-        out->state = col_s(st, 0);
-        out->snapshot_file = col_s(st, 1);
-        out->snapshot_pos = col_n(st, 2);
-        out->snapshot_path = col_s(st, 3);
-        out->snapshot_checksum = col_s(st, 4);
-        out->snapshot_rows = col_n(st, 5);
-        out->snapshot_job_id = col_s(st, 6);
+        out->state = jsql_col_text(st, 0);
+        out->snapshot_file = jsql_col_text(st, 1);
+        out->snapshot_pos = jsql_col_count(st, 2);
+        out->snapshot_path = jsql_col_text(st, 3);
+        out->snapshot_checksum = jsql_col_text(st, 4);
+        out->snapshot_rows = jsql_col_count(st, 5);
+        out->snapshot_job_id = jsql_col_text(st, 6);
         out->snapshot_attempt = sqlite3_column_int(st, 7);
         out->rows_inserted = sqlite3_column_int64(st, 8);
         out->rows_updated = sqlite3_column_int64(st, 9);
         out->rows_deleted = sqlite3_column_int64(st, 10);
-        out->error = col_s(st, 11);
+        out->error = jsql_col_text(st, 11);
         if (!out->state)
             rc = MBQ_ENOMEM;
     } else if (s != SQLITE_DONE) {
-        rc = db_error(j, "cannot read a cdc table");
+        rc = jsql_error(j, "cannot read a cdc table");
     }
 done:
     sqlite3_finalize(st);
@@ -220,7 +170,7 @@ done:
 int mbq_journal_cdc_snapshot_taken(mbq_journal *j, const mbq_cdc_table *t, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st,
+    int rc = jsql_prepare(j, &st,
                      "INSERT INTO cdc_tables (table_name, state, snapshot_file, snapshot_pos, "
                      "snapshot_path, snapshot_checksum, snapshot_rows, snapshot_job_id, "
                      "snapshot_attempt, updated_ms) "
@@ -232,12 +182,12 @@ int mbq_journal_cdc_snapshot_taken(mbq_journal *j, const mbq_cdc_table *t, int64
                      "rows_deleted = 0, last_batch_id = NULL, error = NULL, updated_ms = ?9");
     if (rc < 0)
         return rc;
-    int b = bind_s(st, 1, t->table_name) | bind_s(st, 2, t->snapshot_file) |
-            sqlite3_bind_int64(st, 3, t->snapshot_pos) | bind_s(st, 4, t->snapshot_path) |
-            bind_s(st, 5, t->snapshot_checksum) | bind_n(st, 6, t->snapshot_rows) |
-            bind_s(st, 7, t->snapshot_job_id) | sqlite3_bind_int(st, 8, t->snapshot_attempt) |
+    int b = jsql_bind_text(st, 1, t->table_name) | jsql_bind_text(st, 2, t->snapshot_file) |
+            sqlite3_bind_int64(st, 3, t->snapshot_pos) | jsql_bind_text(st, 4, t->snapshot_path) |
+            jsql_bind_text(st, 5, t->snapshot_checksum) | jsql_bind_count(st, 6, t->snapshot_rows) |
+            jsql_bind_text(st, 7, t->snapshot_job_id) | sqlite3_bind_int(st, 8, t->snapshot_attempt) |
             sqlite3_bind_int64(st, 9, now_ms);
-    return run(j, st, b, "cannot journal a cdc snapshot");
+    return jsql_run(j, st, b, "cannot journal a cdc snapshot");
 }
 
 int mbq_journal_cdc_snapshot_done(mbq_journal *j, const char *table, int64_t now_ms)
@@ -246,20 +196,20 @@ int mbq_journal_cdc_snapshot_done(mbq_journal *j, const char *table, int64_t now
     int rc;
     if ((rc = mbq_journal_begin(j)) < 0)
         return rc;
-    if ((rc = prepare(j, &st, "UPDATE cdc_tables SET state = 'streaming', snapshot_path = NULL, "
+    if ((rc = jsql_prepare(j, &st, "UPDATE cdc_tables SET state = 'streaming', snapshot_path = NULL, "
                               "snapshot_checksum = NULL, error = NULL, updated_ms = ?2 "
                               "WHERE table_name = ?1")) < 0)
         goto done;
-    if ((rc = run(j, st, bind_s(st, 1, table) | sqlite3_bind_int64(st, 2, now_ms),
+    if ((rc = jsql_run(j, st, jsql_bind_text(st, 1, table) | sqlite3_bind_int64(st, 2, now_ms),
                   "cannot journal a cdc snapshot loaded")) < 0)
         goto done;
     /* The first table's snapshot starts the stream: nothing before it can
      * matter to any table (each later snapshot is later still). */
-    if ((rc = prepare(j, &st, "INSERT OR IGNORE INTO cdc_stream (id, binlog_file, binlog_pos, "
+    if ((rc = jsql_prepare(j, &st, "INSERT OR IGNORE INTO cdc_stream (id, binlog_file, binlog_pos, "
                               "status, updated_ms) SELECT 1, snapshot_file, snapshot_pos, "
                               "'stopped', ?2 FROM cdc_tables WHERE table_name = ?1")) < 0)
         goto done;
-    if ((rc = run(j, st, bind_s(st, 1, table) | sqlite3_bind_int64(st, 2, now_ms),
+    if ((rc = jsql_run(j, st, jsql_bind_text(st, 1, table) | sqlite3_bind_int64(st, 2, now_ms),
                   "cannot create the cdc stream")) < 0)
         goto done;
     rc = mbq_journal_commit(j);
@@ -273,15 +223,15 @@ int mbq_journal_cdc_table_failed(mbq_journal *j, const char *table, const char *
                                  const char *error, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "INSERT INTO cdc_tables (table_name, state, error, updated_ms) "
+    int rc = jsql_prepare(j, &st, "INSERT INTO cdc_tables (table_name, state, error, updated_ms) "
                              "VALUES (?1, COALESCE(?2, 'snapshot'), ?3, ?4) "
                              "ON CONFLICT (table_name) DO UPDATE SET "
                              "state = COALESCE(?2, state), error = ?3, updated_ms = ?4");
     if (rc < 0)
         return rc;
-    int b = bind_s(st, 1, table) | bind_s(st, 2, state) | bind_s(st, 3, error) |
+    int b = jsql_bind_text(st, 1, table) | jsql_bind_text(st, 2, state) | jsql_bind_text(st, 3, error) |
             sqlite3_bind_int64(st, 4, now_ms);
-    return run(j, st, b, "cannot journal a cdc table's failure");
+    return jsql_run(j, st, b, "cannot journal a cdc table's failure");
 }
 
 /* ---- batches ---- */
@@ -312,22 +262,22 @@ static int insert_batch_table(mbq_journal *j, int64_t batch_id, const mbq_cdc_ba
                               int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "INSERT INTO cdc_batch_tables (batch_id, table_name, state, path, "
+    int rc = jsql_prepare(j, &st, "INSERT INTO cdc_batch_tables (batch_id, table_name, state, path, "
                              "checksum, bytes, rows, attempt, staging_table, load_job_id, "
                              "merge_job_id, updated_ms, rows_inserted, rows_updated, "
                              "rows_deleted) VALUES (?1, ?2, 'closed', ?3, ?4, ?5, ?6, ?7, ?8, "
                              "?9, ?10, ?11, ?12, ?13, ?14)");
     if (rc < 0)
         return rc;
-    int b = sqlite3_bind_int64(st, 1, batch_id) | bind_s(st, 2, t->table_name) |
-            bind_s(st, 3, t->path) | bind_s(st, 4, t->checksum) |
+    int b = sqlite3_bind_int64(st, 1, batch_id) | jsql_bind_text(st, 2, t->table_name) |
+            jsql_bind_text(st, 3, t->path) | jsql_bind_text(st, 4, t->checksum) |
             sqlite3_bind_int64(st, 5, t->bytes) | sqlite3_bind_int64(st, 6, t->rows) |
-            sqlite3_bind_int(st, 7, t->attempt) | bind_s(st, 8, t->staging_table) |
-            bind_s(st, 9, t->load_job_id) | bind_s(st, 10, t->merge_job_id) |
+            sqlite3_bind_int(st, 7, t->attempt) | jsql_bind_text(st, 8, t->staging_table) |
+            jsql_bind_text(st, 9, t->load_job_id) | jsql_bind_text(st, 10, t->merge_job_id) |
             sqlite3_bind_int64(st, 11, now_ms) | sqlite3_bind_int64(st, 12, t->rows_inserted) |
             sqlite3_bind_int64(st, 13, t->rows_updated) |
             sqlite3_bind_int64(st, 14, t->rows_deleted);
-    return run(j, st, b, "cannot journal a cdc batch's table");
+    return jsql_run(j, st, b, "cannot journal a cdc batch's table");
 }
 
 int mbq_journal_cdc_batch_close(mbq_journal *j, mbq_cdc_batch *b, int64_t now_ms)
@@ -336,17 +286,17 @@ int mbq_journal_cdc_batch_close(mbq_journal *j, mbq_cdc_batch *b, int64_t now_ms
     int rc;
     if ((rc = mbq_journal_begin(j)) < 0)
         return rc;
-    if ((rc = prepare(j, &st, "INSERT INTO cdc_batches (from_file, from_pos, to_file, to_pos, "
+    if ((rc = jsql_prepare(j, &st, "INSERT INTO cdc_batches (from_file, from_pos, to_file, to_pos, "
                               "to_gtid, state, transactions, rows, first_event_ms, "
                               "last_event_ms, closed_ms) "
                               "VALUES (?1, ?2, ?3, ?4, ?5, 'closed', ?6, ?7, ?8, ?9, ?10)")) < 0)
         goto done;
-    int bd = bind_s(st, 1, b->from_file) | sqlite3_bind_int64(st, 2, b->from_pos) |
-             bind_s(st, 3, b->to_file) | sqlite3_bind_int64(st, 4, b->to_pos) |
-             bind_s(st, 5, b->to_gtid) | sqlite3_bind_int64(st, 6, b->transactions) |
-             sqlite3_bind_int64(st, 7, b->rows) | bind_n(st, 8, b->first_event_ms) |
-             bind_n(st, 9, b->last_event_ms) | sqlite3_bind_int64(st, 10, now_ms);
-    if ((rc = run(j, st, bd, "cannot journal a cdc batch")) < 0)
+    int bd = jsql_bind_text(st, 1, b->from_file) | sqlite3_bind_int64(st, 2, b->from_pos) |
+             jsql_bind_text(st, 3, b->to_file) | sqlite3_bind_int64(st, 4, b->to_pos) |
+             jsql_bind_text(st, 5, b->to_gtid) | sqlite3_bind_int64(st, 6, b->transactions) |
+             sqlite3_bind_int64(st, 7, b->rows) | jsql_bind_count(st, 8, b->first_event_ms) |
+             jsql_bind_count(st, 9, b->last_event_ms) | sqlite3_bind_int64(st, 10, now_ms);
+    if ((rc = jsql_run(j, st, bd, "cannot journal a cdc batch")) < 0)
         goto done;
     b->batch_id = sqlite3_last_insert_rowid(mbq_journal_db(j));
     for (int i = 0; i < b->n_tables; i++)
@@ -364,14 +314,14 @@ done:
 static int read_batch_tables(mbq_journal *j, mbq_cdc_batch *b)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "SELECT table_name, state, path, checksum, bytes, rows, attempt, "
+    int rc = jsql_prepare(j, &st, "SELECT table_name, state, path, checksum, bytes, rows, attempt, "
                              "staging_table, load_job_id, merge_job_id, rows_inserted, "
                              "rows_updated, rows_deleted FROM cdc_batch_tables "
                              "WHERE batch_id = ?1 ORDER BY table_name");
     if (rc < 0)
         return rc;
     if (sqlite3_bind_int64(st, 1, b->batch_id) != SQLITE_OK) {
-        rc = db_error(j, "cannot bind parameter");
+        rc = jsql_error(j, "cannot bind parameter");
         goto done;
     }
     int s;
@@ -384,16 +334,16 @@ static int read_batch_tables(mbq_journal *j, mbq_cdc_batch *b)
         b->tables = v;
         mbq_cdc_batch_table *t = &v[b->n_tables++];
         memset(t, 0, sizeof *t);
-        t->table_name = col_s(st, 0);
-        t->state = col_s(st, 1);
-        t->path = col_s(st, 2);
-        t->checksum = col_s(st, 3);
+        t->table_name = jsql_col_text(st, 0);
+        t->state = jsql_col_text(st, 1);
+        t->path = jsql_col_text(st, 2);
+        t->checksum = jsql_col_text(st, 3);
         t->bytes = sqlite3_column_int64(st, 4);
         t->rows = sqlite3_column_int64(st, 5);
         t->attempt = sqlite3_column_int(st, 6);
-        t->staging_table = col_s(st, 7);
-        t->load_job_id = col_s(st, 8);
-        t->merge_job_id = col_s(st, 9);
+        t->staging_table = jsql_col_text(st, 7);
+        t->load_job_id = jsql_col_text(st, 8);
+        t->merge_job_id = jsql_col_text(st, 9);
         t->rows_inserted = sqlite3_column_int64(st, 10);
         t->rows_updated = sqlite3_column_int64(st, 11);
         t->rows_deleted = sqlite3_column_int64(st, 12);
@@ -403,7 +353,7 @@ static int read_batch_tables(mbq_journal *j, mbq_cdc_batch *b)
         }
     }
     if (s != SQLITE_DONE)
-        rc = db_error(j, "cannot read a cdc batch's tables");
+        rc = jsql_error(j, "cannot read a cdc batch's tables");
 done:
     sqlite3_finalize(st);
     return rc;
@@ -414,7 +364,7 @@ int mbq_journal_cdc_batch_open_get(mbq_journal *j, mbq_cdc_batch *out, bool *fou
     sqlite3_stmt *st = NULL;
     memset(out, 0, sizeof *out);
     *found = false;
-    int rc = prepare(j, &st, "SELECT batch_id, from_file, from_pos, to_file, to_pos, to_gtid, "
+    int rc = jsql_prepare(j, &st, "SELECT batch_id, from_file, from_pos, to_file, to_pos, to_gtid, "
                              "state, transactions, rows, first_event_ms, last_event_ms "
                              "FROM cdc_batches WHERE state = 'closed' ORDER BY batch_id LIMIT 1");
     if (rc < 0)
@@ -423,20 +373,20 @@ int mbq_journal_cdc_batch_open_get(mbq_journal *j, mbq_cdc_batch *out, bool *fou
     if (s == SQLITE_ROW) {
         *found = true;
         out->batch_id = sqlite3_column_int64(st, 0);
-        out->from_file = col_s(st, 1);
+        out->from_file = jsql_col_text(st, 1);
         out->from_pos = sqlite3_column_int64(st, 2);
-        out->to_file = col_s(st, 3);
+        out->to_file = jsql_col_text(st, 3);
         out->to_pos = sqlite3_column_int64(st, 4);
-        out->to_gtid = col_s(st, 5);
-        out->state = col_s(st, 6);
+        out->to_gtid = jsql_col_text(st, 5);
+        out->state = jsql_col_text(st, 6);
         out->transactions = sqlite3_column_int64(st, 7);
         out->rows = sqlite3_column_int64(st, 8);
-        out->first_event_ms = col_n(st, 9);
-        out->last_event_ms = col_n(st, 10);
+        out->first_event_ms = jsql_col_count(st, 9);
+        out->last_event_ms = jsql_col_count(st, 10);
         if (!out->from_file || !out->to_file || !out->state)
             rc = MBQ_ENOMEM;
     } else if (s != SQLITE_DONE) {
-        rc = db_error(j, "cannot read the open cdc batch");
+        rc = jsql_error(j, "cannot read the open cdc batch");
     }
     sqlite3_finalize(st);
     if (rc == 0 && *found)
@@ -452,36 +402,36 @@ int mbq_journal_cdc_batch_table_save(mbq_journal *j, int64_t batch_id,
                                      const mbq_cdc_batch_table *t, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "UPDATE cdc_batch_tables SET state = ?3, attempt = ?4, "
+    int rc = jsql_prepare(j, &st, "UPDATE cdc_batch_tables SET state = ?3, attempt = ?4, "
                              "staging_table = ?5, load_job_id = ?6, merge_job_id = ?7, "
                              "rows_inserted = ?8, rows_updated = ?9, rows_deleted = ?10, "
                              "updated_ms = ?11 WHERE batch_id = ?1 AND table_name = ?2");
     if (rc < 0)
         return rc;
-    int b = sqlite3_bind_int64(st, 1, batch_id) | bind_s(st, 2, t->table_name) |
-            bind_s(st, 3, t->state) | sqlite3_bind_int(st, 4, t->attempt) |
-            bind_s(st, 5, t->staging_table) | bind_s(st, 6, t->load_job_id) |
-            bind_s(st, 7, t->merge_job_id) | sqlite3_bind_int64(st, 8, t->rows_inserted) |
+    int b = sqlite3_bind_int64(st, 1, batch_id) | jsql_bind_text(st, 2, t->table_name) |
+            jsql_bind_text(st, 3, t->state) | sqlite3_bind_int(st, 4, t->attempt) |
+            jsql_bind_text(st, 5, t->staging_table) | jsql_bind_text(st, 6, t->load_job_id) |
+            jsql_bind_text(st, 7, t->merge_job_id) | sqlite3_bind_int64(st, 8, t->rows_inserted) |
             sqlite3_bind_int64(st, 9, t->rows_updated) |
             sqlite3_bind_int64(st, 10, t->rows_deleted) | sqlite3_bind_int64(st, 11, now_ms);
-    return run(j, st, b, "cannot journal a cdc batch's table");
+    return jsql_run(j, st, b, "cannot journal a cdc batch's table");
 }
 
 static int add_table_counts(mbq_journal *j, const mbq_cdc_batch *b, const mbq_cdc_batch_table *t,
                             int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "UPDATE cdc_tables SET rows_inserted = rows_inserted + ?2, "
+    int rc = jsql_prepare(j, &st, "UPDATE cdc_tables SET rows_inserted = rows_inserted + ?2, "
                              "rows_updated = rows_updated + ?3, rows_deleted = rows_deleted + ?4, "
                              "last_batch_id = ?5, last_applied_ms = ?6, updated_ms = ?6 "
                              "WHERE table_name = ?1");
     if (rc < 0)
         return rc;
-    int bd = bind_s(st, 1, t->table_name) | sqlite3_bind_int64(st, 2, t->rows_inserted) |
+    int bd = jsql_bind_text(st, 1, t->table_name) | sqlite3_bind_int64(st, 2, t->rows_inserted) |
              sqlite3_bind_int64(st, 3, t->rows_updated) |
              sqlite3_bind_int64(st, 4, t->rows_deleted) |
              sqlite3_bind_int64(st, 5, b->batch_id) | sqlite3_bind_int64(st, 6, now_ms);
-    return run(j, st, bd, "cannot add a cdc table's counts");
+    return jsql_run(j, st, bd, "cannot add a cdc table's counts");
 }
 
 int mbq_journal_cdc_batch_commit(mbq_journal *j, const mbq_cdc_batch *b, int64_t lag_ms,
@@ -491,10 +441,10 @@ int mbq_journal_cdc_batch_commit(mbq_journal *j, const mbq_cdc_batch *b, int64_t
     int rc;
     if ((rc = mbq_journal_begin(j)) < 0)
         return rc;
-    if ((rc = prepare(j, &st, "UPDATE cdc_batches SET state = 'committed', committed_ms = ?2 "
+    if ((rc = jsql_prepare(j, &st, "UPDATE cdc_batches SET state = 'committed', committed_ms = ?2 "
                               "WHERE batch_id = ?1 AND state = 'closed'")) < 0)
         goto done;
-    if ((rc = run(j, st, sqlite3_bind_int64(st, 1, b->batch_id) |
+    if ((rc = jsql_run(j, st, sqlite3_bind_int64(st, 1, b->batch_id) |
                              sqlite3_bind_int64(st, 2, now_ms),
                   "cannot commit a cdc batch")) < 0)
         goto done;
@@ -503,13 +453,13 @@ int mbq_journal_cdc_batch_commit(mbq_journal *j, const mbq_cdc_batch *b, int64_t
                            mbq_journal_path(j), (long long)b->batch_id);
         goto done;
     }
-    if ((rc = prepare(j, &st, "UPDATE cdc_stream SET binlog_file = ?1, binlog_pos = ?2, "
+    if ((rc = jsql_prepare(j, &st, "UPDATE cdc_stream SET binlog_file = ?1, binlog_pos = ?2, "
                               "gtid = COALESCE(?3, gtid), event_ms = COALESCE(?4, event_ms), "
                               "lag_ms = ?5, updated_ms = ?6 WHERE id = 1")) < 0)
         goto done;
-    if ((rc = run(j, st, bind_s(st, 1, b->to_file) | sqlite3_bind_int64(st, 2, b->to_pos) |
-                             bind_s(st, 3, b->to_gtid) | bind_n(st, 4, b->last_event_ms) |
-                             bind_n(st, 5, lag_ms) | sqlite3_bind_int64(st, 6, now_ms),
+    if ((rc = jsql_run(j, st, jsql_bind_text(st, 1, b->to_file) | sqlite3_bind_int64(st, 2, b->to_pos) |
+                             jsql_bind_text(st, 3, b->to_gtid) | jsql_bind_count(st, 4, b->last_event_ms) |
+                             jsql_bind_count(st, 5, lag_ms) | sqlite3_bind_int64(st, 6, now_ms),
                   "cannot move the cdc stream")) < 0)
         goto done;
     for (int i = 0; i < b->n_tables; i++)
@@ -525,10 +475,10 @@ done:
 int mbq_journal_cdc_batch_abandon(mbq_journal *j, int64_t batch_id, int64_t now_ms)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "UPDATE cdc_batches SET state = 'abandoned', committed_ms = ?2 "
+    int rc = jsql_prepare(j, &st, "UPDATE cdc_batches SET state = 'abandoned', committed_ms = ?2 "
                              "WHERE batch_id = ?1 AND state = 'closed'");
     if (rc < 0)
         return rc;
     int b = sqlite3_bind_int64(st, 1, batch_id) | sqlite3_bind_int64(st, 2, now_ms);
-    return run(j, st, b, "cannot abandon a cdc batch");
+    return jsql_run(j, st, b, "cannot abandon a cdc batch");
 }

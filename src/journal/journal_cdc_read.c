@@ -12,24 +12,10 @@
 #include "mbq/util.h"
 #include "mbq/banned.h"
 
-static int cdc_error(mbq_journal *j, const char *what)
-{
-    return mbq_error_set(MBQ_EJOURNAL, "journal '%s': %s: %s", j->path, what,
-                         sqlite3_errmsg(j->db));
-}
-
-static int cdc_prepare(mbq_journal *j, sqlite3_stmt **out, const char *sql)
-{
-    *out = NULL;
-    if (sqlite3_prepare_v2(j->db, sql, -1, out, NULL) != SQLITE_OK)
-        return cdc_error(j, "cannot prepare statement");
-    return 0;
-}
-
 static int cdc_bind_text(mbq_journal *j, sqlite3_stmt *st, int i, const char *s)
 {
     int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-    return rc == SQLITE_OK ? 0 : cdc_error(j, "cannot bind parameter");
+    return rc == SQLITE_OK ? 0 : jsql_error(j, "cannot bind parameter");
 }
 
 static char *cdc_text(sqlite3_stmt *st, int i, bool *ok)
@@ -85,7 +71,7 @@ int mbq_journal_cdc_read_stream(mbq_journal *j, mbq_cdc_stream_view *out, bool *
     *found = false;
     if (!mbq_journal_has_cdc(j))
         return 0;
-    int rc = cdc_prepare(j, &st,
+    int rc = jsql_prepare(j, &st,
                          "SELECT binlog_file, binlog_pos, gtid, event_ms, heartbeat_ms, "
                          "caught_up_ms, lag_ms, pid, status, error, updated_ms FROM cdc_stream "
                          "WHERE id = 1");
@@ -106,7 +92,7 @@ int mbq_journal_cdc_read_stream(mbq_journal *j, mbq_cdc_stream_view *out, bool *
         out->updated_ms = sqlite3_column_int64(st, 10);
         *found = true;
     } else if (step != SQLITE_DONE) {
-        rc = cdc_error(j, "cannot read the cdc stream");
+        rc = jsql_error(j, "cannot read the cdc stream");
     }
     if (rc == 0 && !ok)
         rc = MBQ_ENOMEM;
@@ -148,7 +134,7 @@ int mbq_journal_cdc_read_table(mbq_journal *j, mbq_cdc_table_view *out, bool *fo
     *found = false;
     if (!mbq_journal_has_cdc(j))
         return 0;
-    int rc = cdc_prepare(j, &st, "SELECT " TABLE_COLUMNS " FROM cdc_tables WHERE table_name = ?1");
+    int rc = jsql_prepare(j, &st, "SELECT " TABLE_COLUMNS " FROM cdc_tables WHERE table_name = ?1");
     if (rc < 0 || (rc = cdc_bind_text(j, st, 1, table)) < 0)
         goto done;
     int step = sqlite3_step(st);
@@ -156,7 +142,7 @@ int mbq_journal_cdc_read_table(mbq_journal *j, mbq_cdc_table_view *out, bool *fo
         *found = true;
         rc = table_row(out, st);
     } else if (step != SQLITE_DONE) {
-        rc = cdc_error(j, "cannot read a cdc table");
+        rc = jsql_error(j, "cannot read a cdc table");
     }
 done:
     sqlite3_finalize(st);
@@ -177,7 +163,7 @@ int mbq_journal_cdc_read_tables(mbq_journal *j, mbq_cdc_table_view **out, size_t
     *n = 0;
     if (!mbq_journal_has_cdc(j))
         return 0;
-    if ((rc = cdc_prepare(j, &st, "SELECT " TABLE_COLUMNS
+    if ((rc = jsql_prepare(j, &st, "SELECT " TABLE_COLUMNS
                                   " FROM cdc_tables ORDER BY table_name")) < 0)
         goto done;
     while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -195,7 +181,7 @@ int mbq_journal_cdc_read_tables(mbq_journal *j, mbq_cdc_table_view **out, size_t
         rc = table_row(&v[count++], st);
     }
     if (rc == 0 && step != SQLITE_DONE)
-        rc = cdc_error(j, "cannot read the cdc tables");
+        rc = jsql_error(j, "cannot read the cdc tables");
 done:
     sqlite3_finalize(st);
     if (rc < 0) {
@@ -214,7 +200,7 @@ int mbq_journal_cdc_read_batches(mbq_journal *j, mbq_cdc_batches_view *out)
     out->last_id = out->last_committed_ms = out->last_apply_ms = -1;
     if (!mbq_journal_has_cdc(j))
         return 0;
-    int rc = cdc_prepare(j, &st,
+    int rc = jsql_prepare(j, &st,
                          "SELECT (SELECT count(*) FROM cdc_batches WHERE state = 'closed'), "
                          "(SELECT count(*) FROM cdc_batches WHERE state = 'committed'), "
                          "b.batch_id, b.rows, b.committed_ms, b.committed_ms - b.closed_ms "
@@ -223,7 +209,7 @@ int mbq_journal_cdc_read_batches(mbq_journal *j, mbq_cdc_batches_view *out)
     if (rc < 0)
         goto done;
     if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = cdc_error(j, "cannot read the cdc batches");
+        rc = jsql_error(j, "cannot read the cdc batches");
         goto done;
     }
     out->pending = sqlite3_column_int64(st, 0);
@@ -264,14 +250,14 @@ int mbq_journal_cdc_resnapshot(mbq_journal *j, char **old_state, const char *tab
     *old_state = NULL;
     if (!mbq_journal_has_cdc(j))
         return 0;
-    int rc = cdc_prepare(j, &st, "SELECT state FROM cdc_tables WHERE table_name = ?1");
+    int rc = jsql_prepare(j, &st, "SELECT state FROM cdc_tables WHERE table_name = ?1");
     if (rc < 0 || (rc = cdc_bind_text(j, st, 1, table)) < 0)
         goto done;
     int step = sqlite3_step(st);
     if (step == SQLITE_DONE)
         goto done;
     if (step != SQLITE_ROW) {
-        rc = cdc_error(j, "cannot read a cdc table");
+        rc = jsql_error(j, "cannot read a cdc table");
         goto done;
     }
     *old_state = cdc_text(st, 0, &ok);
@@ -282,12 +268,12 @@ int mbq_journal_cdc_resnapshot(mbq_journal *j, char **old_state, const char *tab
     sqlite3_finalize(st);
     /* The snapshot position and the counters stay as they are: the new
      * snapshot replaces them when it is taken. */
-    if ((rc = cdc_prepare(j, &st, "UPDATE cdc_tables SET state = 'resnapshot', error = NULL, "
+    if ((rc = jsql_prepare(j, &st, "UPDATE cdc_tables SET state = 'resnapshot', error = NULL, "
                                   "updated_ms = ?2 WHERE table_name = ?1")) < 0 ||
         (rc = cdc_bind_text(j, st, 1, table)) < 0)
         goto done;
     if (sqlite3_bind_int64(st, 2, now_ms) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-        rc = cdc_error(j, "cannot mark a cdc table for a new snapshot");
+        rc = jsql_error(j, "cannot mark a cdc table for a new snapshot");
 done:
     sqlite3_finalize(st);
     if (rc < 0) {

@@ -9,44 +9,6 @@
 #include "journal_internal.h"
 #include "mbq/banned.h"
 
-static int db_error(mbq_journal *j, const char *what)
-{
-    sqlite3 *db = mbq_journal_db(j);
-    int code = sqlite3_errcode(db);
-    return mbq_error_set(code == SQLITE_FULL || code == SQLITE_IOERR ? MBQ_EIO : MBQ_EJOURNAL,
-                         "journal '%s': %s: %s", mbq_journal_path(j), what, sqlite3_errmsg(db));
-}
-
-static int prepare(mbq_journal *j, sqlite3_stmt **st, const char *sql)
-{
-    *st = NULL;
-    if (sqlite3_prepare_v2(mbq_journal_db(j), sql, -1, st, NULL) != SQLITE_OK)
-        return db_error(j, "cannot prepare statement");
-    return 0;
-}
-
-static int bind_s(sqlite3_stmt *st, int i, const char *s)
-{
-    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-}
-
-/* A count that is -1 (unknown) is stored as NULL. */
-static int bind_n(sqlite3_stmt *st, int i, int64_t v)
-{
-    return v < 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v);
-}
-
-static char *col_s(sqlite3_stmt *st, int i)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s ? mbq_strdup((const char *)s) : NULL;
-}
-
-static int64_t col_n(sqlite3_stmt *st, int i)
-{
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
-}
-
 void mbq_reconcile_run_clear(mbq_reconcile_run *r)
 {
     if (!r)
@@ -77,29 +39,29 @@ static void from_row(sqlite3_stmt *st, mbq_reconcile_run *r)
 {
     memset(r, 0, sizeof *r);
     r->id = sqlite3_column_int64(st, 0);
-    r->run_id = col_s(st, 1);
-    r->last_run_id = col_s(st, 2);
-    r->table_name = col_s(st, 3);
-    r->mode = col_s(st, 4);
-    r->state = col_s(st, 5);
+    r->run_id = jsql_col_text(st, 1);
+    r->last_run_id = jsql_col_text(st, 2);
+    r->table_name = jsql_col_text(st, 3);
+    r->mode = jsql_col_text(st, 4);
+    r->state = jsql_col_text(st, 5);
     r->chunks = sqlite3_column_int64(st, 6);
-    r->last_key = col_s(st, 7);
-    r->chunk_path = col_s(st, 8);
-    r->chunk_rows = col_n(st, 9);
-    r->chunk_last_key = col_s(st, 10);
-    r->chunk_job_id = col_s(st, 11);
+    r->last_key = jsql_col_text(st, 7);
+    r->chunk_path = jsql_col_text(st, 8);
+    r->chunk_rows = jsql_col_count(st, 9);
+    r->chunk_last_key = jsql_col_text(st, 10);
+    r->chunk_job_id = jsql_col_text(st, 11);
     r->hwm_taken = sqlite3_column_int(st, 12) != 0;
-    r->hwm = col_s(st, 13);
+    r->hwm = jsql_col_text(st, 13);
     r->keys = sqlite3_column_int64(st, 14);
-    r->staging_table = col_s(st, 15);
-    r->apply_job_id = col_s(st, 16);
+    r->staging_table = jsql_col_text(st, 15);
+    r->apply_job_id = jsql_col_text(st, 16);
     r->attempt = sqlite3_column_int(st, 17);
-    r->target_rows = col_n(st, 18);
-    r->rows_deleted = col_n(st, 19);
-    r->error = col_s(st, 20);
+    r->target_rows = jsql_col_count(st, 18);
+    r->rows_deleted = jsql_col_count(st, 19);
+    r->error = jsql_col_text(st, 20);
     r->started_ms = sqlite3_column_int64(st, 21);
     r->updated_ms = sqlite3_column_int64(st, 22);
-    r->finished_ms = col_n(st, 23);
+    r->finished_ms = jsql_col_count(st, 23);
 }
 
 /* Run a SELECT of COLS bound to `table`, into *out (n rows). */
@@ -111,11 +73,11 @@ static int query_runs(mbq_journal *j, mbq_reconcile_run **out, int *n, const cha
     int rc, k = 0;
     *out = NULL;
     *n = 0;
-    if ((rc = prepare(j, &st, sql)) < 0)
+    if ((rc = jsql_prepare(j, &st, sql)) < 0)
         return rc;
     if (sqlite3_bind_text(st, 1, table, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
         sqlite3_bind_int(st, 2, limit) != SQLITE_OK) {
-        rc = db_error(j, "cannot bind parameter");
+        rc = jsql_error(j, "cannot bind parameter");
         goto done;
     }
     if (!(v = mbq_calloc((size_t)(limit > 0 ? limit : 1), sizeof *v))) {
@@ -126,7 +88,7 @@ static int query_runs(mbq_journal *j, mbq_reconcile_run **out, int *n, const cha
     while (k < limit && (s = sqlite3_step(st)) == SQLITE_ROW)
         from_row(st, &v[k++]);
     if (k < limit && s != SQLITE_DONE) {
-        rc = db_error(j, "cannot read reconciliations");
+        rc = jsql_error(j, "cannot read reconciliations");
         goto done;
     }
     *out = v;
@@ -151,13 +113,13 @@ int mbq_journal_reconcile_mirror_pending(mbq_journal *j, mbq_reconcile_run **out
 int mbq_journal_reconcile_mirror_done(mbq_journal *j, int64_t id)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st, "UPDATE reconciles SET mirror_state = 'done' WHERE id = ?");
+    int rc = jsql_prepare(j, &st, "UPDATE reconciles SET mirror_state = 'done' WHERE id = ?");
     if (rc < 0)
         return rc;
     if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
-        rc = db_error(j, "cannot bind parameter");
+        rc = jsql_error(j, "cannot bind parameter");
     else if (sqlite3_step(st) != SQLITE_DONE)
-        rc = db_error(j, "cannot mark the reconciliation mirrored");
+        rc = jsql_error(j, "cannot mark the reconciliation mirrored");
     sqlite3_finalize(st);
     return rc;
 }
@@ -192,17 +154,17 @@ int mbq_journal_reconcile_recent(mbq_journal *j, mbq_reconcile_run **out, int *n
 int mbq_journal_reconcile_create(mbq_journal *j, mbq_reconcile_run *r)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st,
+    int rc = jsql_prepare(j, &st,
                      "INSERT INTO reconciles (run_id, last_run_id, table_name, mode, state, "
                      "started_ms, updated_ms) VALUES (?, ?, ?, ?, 'scan', ?, ?)");
     if (rc < 0)
         return rc;
-    if (bind_s(st, 1, r->run_id) || bind_s(st, 2, r->last_run_id) ||
-        bind_s(st, 3, r->table_name) || bind_s(st, 4, r->mode) ||
+    if (jsql_bind_text(st, 1, r->run_id) || jsql_bind_text(st, 2, r->last_run_id) ||
+        jsql_bind_text(st, 3, r->table_name) || jsql_bind_text(st, 4, r->mode) ||
         sqlite3_bind_int64(st, 5, r->started_ms) || sqlite3_bind_int64(st, 6, r->updated_ms)) {
-        rc = db_error(j, "cannot bind parameter");
+        rc = jsql_error(j, "cannot bind parameter");
     } else if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_error(j, "cannot start a reconciliation");
+        rc = jsql_error(j, "cannot start a reconciliation");
     } else {
         r->id = sqlite3_last_insert_rowid(mbq_journal_db(j));
         free(r->state);
@@ -216,7 +178,7 @@ int mbq_journal_reconcile_create(mbq_journal *j, mbq_reconcile_run *r)
 int mbq_journal_reconcile_save(mbq_journal *j, const mbq_reconcile_run *r)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(j, &st,
+    int rc = jsql_prepare(j, &st,
                      "UPDATE reconciles SET last_run_id = ?1, state = ?2, chunks = ?3, "
                      "last_key = ?4, chunk_path = ?5, chunk_rows = ?6, chunk_last_key = ?7, "
                      "chunk_job_id = ?8, hwm_taken = ?9, hwm = ?10, keys = ?11, "
@@ -226,20 +188,20 @@ int mbq_journal_reconcile_save(mbq_journal *j, const mbq_reconcile_run *r)
                      "mirror_state = 'none' THEN 'pending' ELSE mirror_state END WHERE id = ?20");
     if (rc < 0)
         return rc;
-    if (bind_s(st, 1, r->last_run_id) || bind_s(st, 2, r->state) ||
-        sqlite3_bind_int64(st, 3, r->chunks) || bind_s(st, 4, r->last_key) ||
-        bind_s(st, 5, r->chunk_path) || bind_n(st, 6, r->chunk_rows) ||
-        bind_s(st, 7, r->chunk_last_key) || bind_s(st, 8, r->chunk_job_id) ||
-        sqlite3_bind_int(st, 9, r->hwm_taken) || bind_s(st, 10, r->hwm) ||
-        sqlite3_bind_int64(st, 11, r->keys) || bind_s(st, 12, r->staging_table) ||
-        bind_s(st, 13, r->apply_job_id) || sqlite3_bind_int(st, 14, r->attempt) ||
-        bind_n(st, 15, r->target_rows) || bind_n(st, 16, r->rows_deleted) ||
-        bind_s(st, 17, r->error) || sqlite3_bind_int64(st, 18, r->updated_ms) ||
-        bind_n(st, 19, r->finished_ms > 0 ? r->finished_ms : -1) ||
+    if (jsql_bind_text(st, 1, r->last_run_id) || jsql_bind_text(st, 2, r->state) ||
+        sqlite3_bind_int64(st, 3, r->chunks) || jsql_bind_text(st, 4, r->last_key) ||
+        jsql_bind_text(st, 5, r->chunk_path) || jsql_bind_count(st, 6, r->chunk_rows) ||
+        jsql_bind_text(st, 7, r->chunk_last_key) || jsql_bind_text(st, 8, r->chunk_job_id) ||
+        sqlite3_bind_int(st, 9, r->hwm_taken) || jsql_bind_text(st, 10, r->hwm) ||
+        sqlite3_bind_int64(st, 11, r->keys) || jsql_bind_text(st, 12, r->staging_table) ||
+        jsql_bind_text(st, 13, r->apply_job_id) || sqlite3_bind_int(st, 14, r->attempt) ||
+        jsql_bind_count(st, 15, r->target_rows) || jsql_bind_count(st, 16, r->rows_deleted) ||
+        jsql_bind_text(st, 17, r->error) || sqlite3_bind_int64(st, 18, r->updated_ms) ||
+        jsql_bind_count(st, 19, r->finished_ms > 0 ? r->finished_ms : -1) ||
         sqlite3_bind_int64(st, 20, r->id)) {
-        rc = db_error(j, "cannot bind parameter");
+        rc = jsql_error(j, "cannot bind parameter");
     } else if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_error(j, "cannot save reconciliation");
+        rc = jsql_error(j, "cannot save reconciliation");
     } else if (sqlite3_changes(mbq_journal_db(j)) != 1) {
         rc = mbq_error_set(MBQ_EJOURNAL, "journal '%s': reconciliation %lld is gone",
                            mbq_journal_path(j), (long long)r->id);
@@ -252,15 +214,15 @@ int mbq_journal_reconcile_last_end(mbq_journal *j, int64_t *out, const char *tab
 {
     sqlite3_stmt *st = NULL;
     *out = 0;
-    int rc = prepare(j, &st,
+    int rc = jsql_prepare(j, &st,
                      "SELECT MAX(finished_ms) FROM reconciles WHERE table_name = ? AND state IN "
                      "('done', 'refused')");
     if (rc < 0)
         return rc;
-    if (bind_s(st, 1, table) != SQLITE_OK)
-        rc = db_error(j, "cannot bind parameter");
+    if (jsql_bind_text(st, 1, table) != SQLITE_OK)
+        rc = jsql_error(j, "cannot bind parameter");
     else if (sqlite3_step(st) != SQLITE_ROW)
-        rc = db_error(j, "cannot read reconciliations");
+        rc = jsql_error(j, "cannot read reconciliations");
     else
         *out = sqlite3_column_int64(st, 0); /* NULL reads as 0: none yet */
     sqlite3_finalize(st);
@@ -271,16 +233,16 @@ int mbq_journal_reconcile_abandon(mbq_journal *j, int *n, const char *table, int
 {
     sqlite3_stmt *st = NULL;
     *n = 0;
-    int rc = prepare(j, &st,
+    int rc = jsql_prepare(j, &st,
                      "UPDATE reconciles SET state = 'abandoned', finished_ms = ?, updated_ms = ? "
                      "WHERE table_name = ? AND state IN ('scan', 'load', 'apply')");
     if (rc < 0)
         return rc;
     if (sqlite3_bind_int64(st, 1, now_ms) || sqlite3_bind_int64(st, 2, now_ms) ||
-        bind_s(st, 3, table))
-        rc = db_error(j, "cannot bind parameter");
+        jsql_bind_text(st, 3, table))
+        rc = jsql_error(j, "cannot bind parameter");
     else if (sqlite3_step(st) != SQLITE_DONE)
-        rc = db_error(j, "cannot abandon the reconciliation");
+        rc = jsql_error(j, "cannot abandon the reconciliation");
     else
         *n = sqlite3_changes(mbq_journal_db(j));
     sqlite3_finalize(st);

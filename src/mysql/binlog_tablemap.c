@@ -203,7 +203,9 @@ static int parse_members(bl_table *t, const uint8_t *p, const uint8_t *end, uint
         if (c->type != type)
             continue;
         uint64_t n, len;
-        if (bl_packed(&n, &p, end) < 0 || n > (uint64_t)(end - p) ||
+        /* A second member list for the column (the field repeated) is a
+         * damaged event: the first would be lost (fuzz_binlog). */
+        if (c->members || bl_packed(&n, &p, end) < 0 || n > (uint64_t)(end - p) ||
             !(c->members = calloc(n + 1, sizeof(char *))))
             return -1;
         for (c->n_members = 0; c->n_members < n; c->n_members++) {

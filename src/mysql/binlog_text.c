@@ -123,6 +123,11 @@ int bl_text_double(mbq_buf *out, double v)
     char e[40], digits[20];
     if (v == 0)
         return mbq_buf_append(out, signbit(v) ? "-0" : "0", signbit(v) ? 2 : 1);
+    /* The server stores no NaN or infinity (in a DOUBLE or a WKB point);
+     * such bytes are a damaged event, and "nan" has no exponent to read
+     * (found by fuzz_binlog). */
+    if (!isfinite(v))
+        return mbq_error_set(MBQ_EDATA, "a DOUBLE value that is not a finite number");
     shortest(e, sizeof e, v);
     const char *s = e;
     bool neg = *s == '-';
@@ -133,7 +138,7 @@ int bl_text_double(mbq_buf *out, double v)
             digits[len++] = *s;
     while (len > 1 && digits[len - 1] == '0')
         len--;
-    int decpt = atoi(s + 1) + 1; /* digits d1d2.. = 0.d1d2.. x 10^decpt */
+    int decpt = (*s == 'e' ? atoi(s + 1) : 0) + 1; /* digits d1d2.. = 0.d1d2.. x 10^decpt */
     int rc = neg ? mbq_buf_putc(out, '-') : 0;
     if (rc < 0)
         return rc;
