@@ -416,6 +416,53 @@ def test_sync_beside_a_running_follower():
     ws.cleanup()
 
 
+def test_lost_connection_reconnects_and_goes_on():
+    """The follower's binlog connection ended on the server (as a network
+    cut or a restart of the source ends it): the follower reconnects with
+    backoff from the committed position, the batch it was reading is read
+    again, and rows written after the cut arrive while it keeps running."""
+    ws = CdcWs("reconnect")
+    create_table(ws, rows=5)
+    ws.once()
+    p = ws.follow()
+    err = ""
+    try:
+        time.sleep(2)
+        ws.sql("INSERT INTO t VALUES (80, 'before the cut', 8, 8, NOW(6))")
+        killed = 0
+        for _ in range(20):
+            for row in mysql("SELECT ID FROM information_schema.PROCESSLIST "
+                             "WHERE COMMAND LIKE 'Binlog Dump%'"):
+                try:
+                    mysql("KILL %s" % row[0])
+                    killed += 1
+                except RuntimeError:
+                    pass
+            if killed:
+                break
+            time.sleep(0.2)
+        check(killed > 0, "no binlog dump connection to end")
+        ws.sql("INSERT INTO t VALUES (81, 'after the cut', 8, 8, NOW(6)); "
+               "UPDATE t SET v = 'changed after the cut' WHERE id = 1; DELETE FROM t WHERE id = 2")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if bq_query("SELECT COUNT(*) FROM `%s.t` WHERE id = 81" % ws.dataset)[0][0] == "1":
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the follower did not apply a row written after the cut")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, e = p.communicate(timeout=60)
+        err = e.decode(errors="replace")
+    check_eq(p.returncode, 0, "follower exit (stderr: %s)" % err[-2000:])
+    check("lost the binlog connection" in err and err.count("reading the binlog from") >= 2,
+          "the cut and the new connection are logged: %s" % err[-2000:])
+    check("Sanitizer" not in err, "sanitizer report")
+    same(ws)
+    ws.cleanup()
+
+
 def test_purged_binlog_fails_clearly():
     """Last: it purges the server's old binlog files."""
     rcpt = "cdc-purge-%d@alerts.test" % os.getpid()
@@ -470,13 +517,14 @@ if __name__ == "__main__":
              test_binlog_rotation_inside_a_batch,
              test_sigterm_stops_cleanly_and_loses_nothing,
              test_sync_beside_a_running_follower,
+             test_lost_connection_reconnects_and_goes_on,
              test_purged_binlog_fails_clearly]
     only = os.environ.get("MBQ_CDC_ONLY")
     if only:
         cases = [c for c in cases if only in c.__name__]
     # A private emulator, fresh every few cases: the shared one's SQL
     # analyzer keeps memory from every statement until it panics (README
-    # divergence 23), and each batch here runs several jobs and drops.
+    # divergence 32), and each batch here runs several jobs and drops.
     private_emulator()
     try:
         run_cases(cases, fresh_emulator_every=3)
