@@ -21,8 +21,8 @@
 #     same table, during the single-snapshot extract and during the chunked
 #     one: max and mean.
 #  C. First sync of BENCH_SYNC_ROWS (default 1,000,000) rows with chunk_rows
-#     SYNC_CHUNK (default 100,000) and --jobs 2, against the emulator behind
-#     test_limits.py's CopyJobs proxy (the emulator has no copy jobs), vs the
+#     SYNC_CHUNK (default 100,000) and --jobs 2, against
+#     the patched emulator (copy jobs are patch 0013), vs the
 #     floor (mariadb extract + one multipart load of the same NDJSON, on a
 #     fresh emulator); then the same sync killed after half its chunks
 #     (MBQ_FAULT=backfill.chunk_loaded) and resumed: chunks and rows read
@@ -43,13 +43,11 @@ PARTS=" ${BENCH_PARTS:-A B C} "
 WORK="$(mktemp -d /tmp/mbq-bench-backfill.XXXXXX)"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-PROXY_PID=""
 WRITER_PID=""
 
 note() { echo "bench/backfill: $*" >&2; }
 cleanup() {
     [ -n "$WRITER_PID" ] && kill -- -"$WRITER_PID" 2>/dev/null || true
-    [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null || true
     bench_cleanup
 }
 trap cleanup EXIT
@@ -185,21 +183,6 @@ if [[ "$PARTS" == *" C "* ]]; then
 fresh_emulator() {
     bench_fresh_emulator
 }
-start_proxy() {
-    [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null || true
-    python3 - >"$WORK/proxy.port" 2>"$WORK/proxy.err" <<'PY' &
-import os, sys, time
-sys.path.insert(0, "tests/e2e")
-from test_limits import CopyJobs
-p = CopyJobs()
-print(p.endpoint, flush=True)
-while True:
-    time.sleep(3600)
-PY
-    PROXY_PID=$!
-    for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-    PROXY="$(cat "$WORK/proxy.port")"
-}
 bq_rows() {
     curl -sS -f -H 'Content-Type: application/json' -d "{\"query\":\"SELECT COUNT(*) FROM bench.$1\",\"useLegacySql\":false}" "$BQ/queries" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["f"][0]["v"])'
@@ -209,8 +192,7 @@ note "building bench_s ($SROWS rows)"
 "${M[@]}" bench -e "$(bench_table_sql bench_s "$SROWS")"
 "${M[@]}" --quick --batch -e "SELECT * FROM bench.bench_s" >/dev/null
 fresh_emulator
-start_proxy
-write_config "$WORK/s.yml" bench_s "$SCHUNK" "$PROXY"
+write_config "$WORK/s.yml" bench_s "$SCHUNK" "http://$BIGQUERY_EMULATOR_HOST"
 note "mbq sync, chunked, --jobs 2"
 measure sync "$MBQ" sync --jobs 2 --config "$WORK/s.yml"
 [ "$(bq_rows bench_s)" = "$SROWS" ] || { note "mbq loaded the wrong row count"; exit 1; }
@@ -235,8 +217,7 @@ rm -f "$WORK/s.tsv" "$WORK/s.ndjson"
 
 note "kill at about half the chunked sync's wall time, then resume"
 fresh_emulator
-start_proxy
-write_config "$WORK/k.yml" bench_s "$SCHUNK" "$PROXY"
+write_config "$WORK/k.yml" bench_s "$SCHUNK" "http://$BIGQUERY_EMULATOR_HOST"
 HALF_S=$(awk -v w="$sync_wall" 'BEGIN{printf "%.1f", w / 2}')
 "$MBQ" sync --jobs 2 --config "$WORK/k.yml" >"$WORK/k1.out" 2>"$WORK/k1.err" &
 KPID=$!
@@ -250,7 +231,7 @@ REDONE=$(grep -c "chunk [0-9]*: " "$WORK/resume.err" || true)
 NCH=$(( (SROWS + SCHUNK - 1) / SCHUNK ))
 
 echo
-echo "### First sync of $SROWS rows (chunks of $SCHUNK rows, --jobs 2; emulator + copy-job proxy)"
+echo "### First sync of $SROWS rows (chunks of $SCHUNK rows, --jobs 2; the patched emulator)"
 echo
 echo "| run | wall s | client CPU s | max RSS MiB (whole process) | wall / floor |"
 echo "|---|---:|---:|---:|---:|"
