@@ -42,8 +42,9 @@ static const char *last_result(const mbq_dash_table *t)
 
 /* ---- JSON ---- */
 
-/* A JSON string (secrets masked, invalid UTF-8 replaced) or null. */
-static int jstr(mbq_buf *b, const char *s)
+/* A JSON string (secrets masked: an error may quote a server's message;
+ * invalid UTF-8 replaced) or null. Also api_cdc.c's. */
+int api_json_str(mbq_buf *b, const char *s)
 {
     if (!s)
         return mbq_buf_puts(b, "null") ? MBQ_ENOMEM : 0;
@@ -56,7 +57,7 @@ static int jstr(mbq_buf *b, const char *s)
     return rc;
 }
 
-static int jtime(mbq_buf *b, int64_t ms)
+int api_json_time(mbq_buf *b, int64_t ms)
 {
     if (ms <= 0)
         return mbq_buf_puts(b, "null") ? MBQ_ENOMEM : 0;
@@ -74,11 +75,11 @@ static int json_run(mbq_buf *b, const mbq_table_run *r)
     if (!r)
         return mbq_buf_puts(b, "null") ? MBQ_ENOMEM : 0;
     FAIL_IF(mbq_buf_printf(b, "{\"id\":%lld", (long long)r->id) || jkey(b, false, "state") ||
-            jstr(b, r->state) || mbq_buf_printf(b, ",\"attempt\":%d", r->attempt) ||
-            jkey(b, false, "low") || jstr(b, r->low) || jkey(b, false, "high") ||
-            jstr(b, r->high) || jkey(b, false, "started") || jtime(b, r->started_ms) ||
-            jkey(b, false, "updated") || jtime(b, r->updated_ms) || jkey(b, false, "finished") ||
-            jtime(b, r->finished_ms) ||
+            api_json_str(b, r->state) || mbq_buf_printf(b, ",\"attempt\":%d", r->attempt) ||
+            jkey(b, false, "low") || api_json_str(b, r->low) || jkey(b, false, "high") ||
+            api_json_str(b, r->high) || jkey(b, false, "started") || api_json_time(b, r->started_ms) ||
+            jkey(b, false, "updated") || api_json_time(b, r->updated_ms) || jkey(b, false, "finished") ||
+            api_json_time(b, r->finished_ms) ||
             mbq_buf_printf(b, ",\"rows\":%lld",
                            (long long)(r->rows_merged > 0 ? r->rows_merged : r->staged_rows)) ||
             mbq_buf_printf(b, ",\"timings\":{\"schema_check_ms\":%lld,\"extract_ms\":%lld,"
@@ -86,8 +87,8 @@ static int json_run(mbq_buf *b, const mbq_table_run *r)
                            (long long)r->t_schema_ms, (long long)r->t_extract_ms,
                            (long long)r->t_stage_ms, (long long)r->t_merge_ms,
                            (long long)r->t_commit_ms) ||
-            jkey(b, false, "error") || jstr(b, r->error) || jkey(b, false, "error_state") ||
-            jstr(b, r->error_state) || mbq_buf_putc(b, '}'));
+            jkey(b, false, "error") || api_json_str(b, r->error) || jkey(b, false, "error_state") ||
+            api_json_str(b, r->error_state) || mbq_buf_putc(b, '}'));
     return 0;
 }
 
@@ -97,23 +98,23 @@ static int json_table(mbq_buf *b, const mbq_dash *d, const mbq_dash_table *t)
     bool healthy = mbq_dash_table_healthy(d, t, &why);
     int64_t lag = mbq_dash_lag_ms(d, t);
     int rc = 0;
-    if (mbq_buf_puts(b, "{") || jkey(b, true, "name") || jstr(b, t->name) ||
+    if (mbq_buf_puts(b, "{") || jkey(b, true, "name") || api_json_str(b, t->name) ||
         mbq_buf_printf(b, ",\"configured\":%s", t->configured ? "true" : "false") ||
-        jkey(b, false, "status") || jstr(b, mbq_dash_table_status(d, t)) ||
+        jkey(b, false, "status") || api_json_str(b, mbq_dash_table_status(d, t)) ||
         mbq_buf_printf(b, ",\"healthy\":%s", healthy ? "true" : "false") ||
-        jkey(b, false, "health_reason") || jstr(b, healthy ? NULL : mbq_buf_cstr(&why)) ||
-        jkey(b, false, "cursor") || jstr(b, t->st.cursor_value) ||
-        jkey(b, false, "cursor_kind") || jstr(b, t->st.cursor_kind) ||
-        jkey(b, false, "last_success") || jtime(b, t->st.last_success_ms) ||
+        jkey(b, false, "health_reason") || api_json_str(b, healthy ? NULL : mbq_buf_cstr(&why)) ||
+        jkey(b, false, "cursor") || api_json_str(b, t->st.cursor_value) ||
+        jkey(b, false, "cursor_kind") || api_json_str(b, t->st.cursor_kind) ||
+        jkey(b, false, "last_success") || api_json_time(b, t->st.last_success_ms) ||
         (lag < 0 ? mbq_buf_puts(b, ",\"lag_seconds\":null")
                  : mbq_buf_printf(b, ",\"lag_seconds\":%.3f", (double)lag / 1000.0)) ||
-        jkey(b, false, "source_high_water") || jstr(b, t->st.last_high) ||
+        jkey(b, false, "source_high_water") || api_json_str(b, t->st.last_high) ||
         mbq_buf_printf(b, ",\"last_rows\":%lld,\"total_rows\":%lld,\"consecutive_failures\":%d",
                        (long long)t->st.last_rows, (long long)t->st.total_rows,
                        t->st.consecutive_failures) ||
-        jkey(b, false, "last_result") || jstr(b, last_result(t)) ||
-        jkey(b, false, "last_error") || jstr(b, t->st.last_error) ||
-        jkey(b, false, "last_error_state") || jstr(b, t->st.last_error_state) ||
+        jkey(b, false, "last_result") || api_json_str(b, last_result(t)) ||
+        jkey(b, false, "last_error") || api_json_str(b, t->st.last_error) ||
+        jkey(b, false, "last_error_state") || api_json_str(b, t->st.last_error_state) ||
         jkey(b, false, "in_flight") || json_run(b, t->in_flight ? &t->flight : NULL) ||
         jkey(b, false, "last_run") || json_run(b, last_finished(t)) ||
         api_cdc_table_json(b, t) || mbq_buf_putc(b, '}'))
@@ -127,8 +128,8 @@ int mbq_render_tables_json(mbq_buf *out, const mbq_dash *d)
     bool all_healthy = true;
     for (size_t i = 0; i < d->n_tables; i++)
         all_healthy = mbq_dash_table_healthy(d, &d->tables[i], NULL) && all_healthy;
-    FAIL_IF(mbq_buf_puts(out, "{") || jkey(out, true, "generated") || jtime(out, d->now_ms) ||
-            jkey(out, false, "journal") || jstr(out, d->state_dir) ||
+    FAIL_IF(mbq_buf_puts(out, "{") || jkey(out, true, "generated") || api_json_time(out, d->now_ms) ||
+            jkey(out, false, "journal") || api_json_str(out, d->state_dir) ||
             mbq_buf_printf(out, ",\"schema_version\":%d,\"healthy\":%s,"
                                 "\"healthy_within_seconds\":%lld",
                            d->journal_version, all_healthy ? "true" : "false",
@@ -136,10 +137,10 @@ int mbq_render_tables_json(mbq_buf *out, const mbq_dash *d)
             jkey(out, false, "last_sync_run"));
     if (d->have_last_run)
         FAIL_IF(mbq_buf_puts(out, "{") || jkey(out, true, "run_id") ||
-                jstr(out, d->last_run.run_id) || jkey(out, false, "status") ||
-                jstr(out, d->last_run.status) || jkey(out, false, "started") ||
-                jtime(out, d->last_run.started_ms) || jkey(out, false, "finished") ||
-                jtime(out, d->last_run.finished_ms) ||
+                api_json_str(out, d->last_run.run_id) || jkey(out, false, "status") ||
+                api_json_str(out, d->last_run.status) || jkey(out, false, "started") ||
+                api_json_time(out, d->last_run.started_ms) || jkey(out, false, "finished") ||
+                api_json_time(out, d->last_run.finished_ms) ||
                 mbq_buf_printf(out, ",\"tables_ok\":%d,\"tables_failed\":%d}",
                                d->last_run.tables_ok, d->last_run.tables_failed));
     else

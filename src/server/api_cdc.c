@@ -45,34 +45,11 @@ static int cdc_seconds(mbq_buf *b, int64_t ms)
 
 /* ---- /api/tables ---- */
 
-/* A JSON string (secrets masked: an error may quote a server's message),
- * or null. */
-static int cj_str(mbq_buf *b, const char *s)
-{
-    if (!s)
-        return mbq_buf_puts(b, "null") ? MBQ_ENOMEM : 0;
-    char *copy = mbq_strdup(s);
-    if (!copy)
-        return MBQ_ENOMEM;
-    mbq_secret_mask(copy);
-    int rc = mbq_buf_json_string(b, copy, strlen(copy)) ? MBQ_ENOMEM : 0;
-    free(copy);
-    return rc;
-}
-
-static int cj_time(mbq_buf *b, int64_t ms)
-{
-    if (ms <= 0)
-        return mbq_buf_puts(b, "null") ? MBQ_ENOMEM : 0;
-    FAIL_IF(mbq_buf_putc(b, '"') || mbq_buf_time_iso(b, ms) || mbq_buf_putc(b, '"'));
-    return 0;
-}
-
 static int cj_pos(mbq_buf *b, const char *file, int64_t pos)
 {
     if (!file)
         return mbq_buf_puts(b, "null") ? MBQ_ENOMEM : 0;
-    FAIL_IF(mbq_buf_puts(b, "{\"file\":") || cj_str(b, file) ||
+    FAIL_IF(mbq_buf_puts(b, "{\"file\":") || api_json_str(b, file) ||
             mbq_buf_printf(b, ",\"pos\":%lld}", (long long)pos));
     return 0;
 }
@@ -84,15 +61,15 @@ int api_cdc_table_json(mbq_buf *b, const mbq_dash_table *t)
     const mbq_cdc_table_view *r = t->cdc;
     if (!r)
         return mbq_buf_puts(b, ",\"cdc\":{\"state\":null}") ? MBQ_ENOMEM : 0;
-    FAIL_IF(mbq_buf_puts(b, ",\"cdc\":{\"state\":") || cj_str(b, r->state) ||
+    FAIL_IF(mbq_buf_puts(b, ",\"cdc\":{\"state\":") || api_json_str(b, r->state) ||
             mbq_buf_puts(b, ",\"snapshot_position\":") ||
             cj_pos(b, r->snapshot_file, r->snapshot_pos) ||
             mbq_buf_printf(b, ",\"rows_applied\":{\"inserted\":%lld,\"updated\":%lld,"
                               "\"deleted\":%lld},\"last_applied\":",
                            (long long)r->rows_inserted, (long long)r->rows_updated,
                            (long long)r->rows_deleted) ||
-            cj_time(b, r->last_applied_ms) || mbq_buf_puts(b, ",\"error\":") ||
-            cj_str(b, r->error) || mbq_buf_putc(b, '}'));
+            api_json_time(b, r->last_applied_ms) || mbq_buf_puts(b, ",\"error\":") ||
+            api_json_str(b, r->error) || mbq_buf_putc(b, '}'));
     return 0;
 }
 
@@ -101,16 +78,16 @@ int api_cdc_stream_json(mbq_buf *b, const mbq_dash *d)
     const mbq_dash_cdc *c = &d->cdc;
     if (!d->have_cdc || !c->have_stream)
         return mbq_buf_puts(b, ",\"cdc\":null") ? MBQ_ENOMEM : 0;
-    FAIL_IF(mbq_buf_puts(b, ",\"cdc\":{\"status\":") || cj_str(b, c->stream.status) ||
+    FAIL_IF(mbq_buf_puts(b, ",\"cdc\":{\"status\":") || api_json_str(b, c->stream.status) ||
             mbq_buf_printf(b, ",\"up\":%s,\"lag_seconds\":%.3f,\"position\":",
                            c->up ? "true" : "false", (double)c->lag_ms / 1000.0) ||
             cj_pos(b, c->stream.binlog_file, c->stream.binlog_pos) ||
-            mbq_buf_puts(b, ",\"gtid\":") || cj_str(b, c->stream.gtid) ||
-            mbq_buf_puts(b, ",\"last_heartbeat\":") || cj_time(b, c->stream.heartbeat_ms) ||
-            mbq_buf_puts(b, ",\"last_event\":") || cj_time(b, c->stream.event_ms) ||
+            mbq_buf_puts(b, ",\"gtid\":") || api_json_str(b, c->stream.gtid) ||
+            mbq_buf_puts(b, ",\"last_heartbeat\":") || api_json_time(b, c->stream.heartbeat_ms) ||
+            mbq_buf_puts(b, ",\"last_event\":") || api_json_time(b, c->stream.event_ms) ||
             mbq_buf_printf(b, ",\"batches_pending\":%lld,\"error\":",
                            (long long)c->batches.pending) ||
-            cj_str(b, c->stream.error) || mbq_buf_putc(b, '}'));
+            api_json_str(b, c->stream.error) || mbq_buf_putc(b, '}'));
     return 0;
 }
 

@@ -19,4 +19,9 @@ const char *dash_cdc_status(const mbq_dash *d, const mbq_dash_table *t);
 int api_cdc_table_json(mbq_buf *b, const mbq_dash_table *t);
 int api_cdc_stream_json(mbq_buf *b, const mbq_dash *d);
 
+/* api.c's JSON pieces, shared with api_cdc.c: a string (secrets masked,
+ * invalid UTF-8 replaced) or null; an ISO time or null for ms <= 0. */
+int api_json_str(mbq_buf *b, const char *s);
+int api_json_time(mbq_buf *b, int64_t ms);
+
 #endif
