@@ -45,16 +45,16 @@ class EchoServer:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.connections = 0
-        self.received = []
+        self.received = {}  # connection number (1-based) -> bytes it sent
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
         while True:
             c, _ = self.sock.accept()
             self.connections += 1
-            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+            threading.Thread(target=self.one, args=(c, self.connections), daemon=True).start()
 
-    def one(self, c):
+    def one(self, c, number):
         got = b""
         try:
             while True:
@@ -65,7 +65,7 @@ class EchoServer:
                 c.sendall(d)
         except OSError:
             pass
-        self.received.append(got)
+        self.received[number] = got
         c.close()
 
 
@@ -206,17 +206,19 @@ def main():
         s.close()
 
         set_control(control, {"mode": "pass", "cut_after_bytes": 10, "cut_direction": "c2s"})
-        n_before = len(echo.received)
+        # The connection is identified by number: an earlier connection's
+        # handler may still be finishing when this one's records its bytes.
+        number = echo.connections + 1
         s = connect(port)
         s.sendall(b"0123456789abcdefghij")
         got, how = recv_all(s)
         s.close()
-        for _ in range(50):
-            if len(echo.received) > n_before:
+        for _ in range(100):
+            if number in echo.received:
                 break
             time.sleep(0.05)
-        check(len(echo.received) > n_before and echo.received[-1] == b"0123456789",
-              "cut c2s: server gets exactly 10 bytes then EOF")
+        check(echo.received.get(number) == b"0123456789",
+              "cut c2s: server gets exactly 10 bytes then EOF (got %r)" % echo.received.get(number))
 
         set_control(control, {"mode": "stall"})
         before = echo.connections
